@@ -1,0 +1,136 @@
+"""The ``spiegel`` command: demo-data, ingest, prepare, build.
+
+User errors (``SpiegelError``) are printed as a short message without a traceback and
+exit with status 2; everything else is a bug and keeps its traceback. The environment is
+read once here (``Settings.from_env()``) and passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import DEMO_DATASET, Settings
+from .errors import SpiegelError
+
+
+def _cmd_demo_data(args, settings: Settings) -> int:
+    from datetime import date
+
+    from .demo import generate
+    try:
+        extraction = date.fromisoformat(args.extraction_date)
+    except ValueError:
+        raise SpiegelError(f"--extraction-date {args.extraction_date!r} is not a date (YYYY-MM-DD)") from None
+    if not 1 <= args.practices <= 2000:
+        raise SpiegelError(f"--practices {args.practices} must be between 1 and 2000")
+    summary = generate(Path(args.out), practices=args.practices, regions=args.regions, seed=args.seed,
+                       extraction_date=extraction)
+    print(summary.describe())
+    return 0
+
+
+def _cmd_ingest(args, settings: Settings) -> int:
+    from .warehouse import Warehouse
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise SpiegelError(f"dataset {dataset} is not a folder: give the folder that holds practices.csv "
+                           f"(for the demo: {DEMO_DATASET.relative_to(Path.cwd()) if DEMO_DATASET.is_relative_to(Path.cwd()) else DEMO_DATASET})")
+    wh = Warehouse(Path(args.warehouse) if args.warehouse else settings.warehouse)
+    report = wh.ingest(dataset, practices=args.practice or None, force=args.force)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_prepare(args, settings: Settings) -> int:
+    from .cube import prepare_quarter, read_meta
+    from .quarter import Quarter
+    wh = Path(args.warehouse) if args.warehouse else settings.warehouse
+    q = Quarter.parse(args.quarter)
+    t = time.perf_counter()
+    path = prepare_quarter(wh, q, force=args.force)
+    meta = read_meta(path)
+    print(f"quarter cube {q}: {meta['practices']} practices, computed in {meta['seconds']} s "
+          f"({', '.join(f'{k} {v} s' for k, v in meta['timings_s'].items())}); "
+          f"this call took {time.perf_counter() - t:.1f} s -> {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spiegel",
+        description="Spiegel: chain-care reports for Dutch care groups. Typical use: "
+                    "`spiegel demo-data`, `spiegel ingest data/demo`, `spiegel build parameters/demo.yaml`.",
+    )
+    parser.add_argument("--version", action="version", version=f"spiegel {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show progress details (never patient rows)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo-data", help="generate the demo care group (seeded, deterministic)",
+                       description="Write a realistic demo care group that follows the data contract, "
+                                   "plus a ground-truth file of planted registration defects beside it.")
+    p.add_argument("--out", default=str(DEMO_DATASET), help="dataset folder to write (default: data/demo)")
+    p.add_argument("--practices", type=int, default=12, help="number of practices (default 12)")
+    p.add_argument("--regions", type=int, default=2, help="number of regions (default 2)")
+    p.add_argument("--seed", type=int, default=20261123, help="random seed (default 20261123)")
+    p.add_argument("--extraction-date", default="2026-10-05", help="extraction date YYYY-MM-DD (default 2026-10-05)")
+    p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser("ingest", help="validate a dataset against the contract and load it into the warehouse",
+                       description="Validate every file of a dataset against the data contract "
+                                   "(spec/his-extract.md) and load each valid practice into the DuckDB "
+                                   "warehouse in one transaction. A refused practice loads nothing; the "
+                                   "others load. Exit status 1 when any practice was refused.")
+    p.add_argument("dataset", help="dataset folder (holds practices.csv and extracts/)")
+    p.add_argument("--warehouse", help="DuckDB file (default: data/warehouse.duckdb or $SPIEGEL_WAREHOUSE)")
+    p.add_argument("--practice", action="append", help="load only this practice (AGB; repeatable)")
+    p.add_argument("--force", action="store_true", help="reload practices whose files did not change")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("prepare", help="compute a quarter's figures for all practices (the quarter cube)",
+                       description="Compute every finding, indicator and data-quality figure of one quarter "
+                                   "for all practices in one set-based pass; `build` does this itself.")
+    p.add_argument("quarter", help="quarter as YYYYQn, e.g. 2026Q3")
+    p.add_argument("--warehouse", help="DuckDB file (default: data/warehouse.duckdb)")
+    p.add_argument("--force", action="store_true", help="recompute even when up to date")
+    p.set_defaults(func=_cmd_prepare)
+
+    try:
+        from .batch import add_build_arguments, run_build
+    except ImportError:  # the batch module is optional while it is being built
+        add_build_arguments = run_build = None
+    p = sub.add_parser("build", help="run the quarterly batch: every practice x report x quarter to HTML/PDF",
+                       description="Expand a batch file (parameters/<batch>.yaml) into runs, prepare each "
+                                   "quarter once, execute the notebooks in parallel, export HTML and PDF, "
+                                   "and write the manifest and the portal (outputs/index.html).")
+    if add_build_arguments:
+        add_build_arguments(p)
+        p.set_defaults(func=lambda a, s: run_build(a))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    settings = Settings.from_env()
+    try:
+        return int(args.func(args, settings) or 0)
+    except SpiegelError as exc:
+        print(f"spiegel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spiegel {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

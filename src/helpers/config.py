@@ -1,0 +1,54 @@
+"""Every path the project uses, built once from the project root, and the environment read in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _find_root() -> Path:
+    env = os.environ.get("SPIEGEL_ROOT")
+    if env:
+        return Path(env).resolve()
+    # src/helpers/ -> project root (editable install or a checkout)
+    candidate = PACKAGE_DIR.parent.parent
+    if (candidate / "parameters").is_dir():
+        return candidate
+    return Path.cwd().resolve()
+
+
+PROJECT_ROOT = _find_root()
+PARAMETERS_DIR = PROJECT_ROOT / "parameters"
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+DATA_DIR = PROJECT_ROOT / "data"
+OUTPUTS_DIR = PROJECT_ROOT / "outputs"
+DEMO_DATASET = DATA_DIR / "demo"
+DEFAULT_WAREHOUSE = DATA_DIR / "warehouse.duckdb"
+CODES_FILE = PARAMETERS_DIR / "codes.yaml"
+PROGRAMMES_FILE = PARAMETERS_DIR / "programmes.yaml"
+INDICATORS_DIR = PARAMETERS_DIR / "indicators"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment may change, read once (``Settings.from_env()``) and passed down."""
+
+    warehouse: Path = DEFAULT_WAREHOUSE
+    outputs: Path = OUTPUTS_DIR
+    chromium: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            warehouse=Path(os.environ.get("SPIEGEL_WAREHOUSE", DEFAULT_WAREHOUSE)),
+            outputs=Path(os.environ.get("SPIEGEL_OUTPUTS", OUTPUTS_DIR)),
+            chromium=os.environ.get("SPIEGEL_CHROMIUM"),
+        )
+
+
+def cube_dir(warehouse: Path, quarter: str) -> Path:
+    """Where the prepared figures of one quarter live: beside the warehouse, never in outputs/."""
+    return Path(warehouse).with_suffix("").parent / "cube" / str(quarter)

@@ -1,0 +1,260 @@
+"""Compute once, render many: every figure of a quarter for every practice, stored as parquet.
+
+``prepare_quarter`` runs the set-based SQL of findings, indicators and data quality over
+the whole warehouse once per quarter and writes the *quarter cube*; notebooks only read
+their practice's slice with ``read_slice``. The cube holds patient-level rows (findings,
+data-quality listings): it lives beside the warehouse under ``data/``, never in outputs.
+
+>>> path = prepare_quarter("data/warehouse.duckdb", "2026Q3")        # doctest: +SKIP
+>>> read_slice(path, "findings", practice_agb="01000001")             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+
+from . import __version__
+from .config import CODES_FILE, INDICATORS_DIR, PROGRAMMES_FILE, cube_dir
+from .errors import ParameterError, SpiegelError
+from .findings import FINDING_KINDS, compute_findings, prepare_state
+from .indicators import compute_indicators, load_indicators
+from .population import age_band_sql
+from .programmes import Rules, load_programmes
+from .quarter import Quarter
+
+CUBE_TABLES = ("practices", "summary", "findings", "indicators", "dq_recorded", "dq_issues",
+               "dq_issue_counts", "pyramid")
+
+
+def parameters_hash() -> str:
+    """Hash of every rules file the figures depend on (codes, programmes, indicators)."""
+    h = hashlib.sha256()
+    for f in [CODES_FILE, PROGRAMMES_FILE, *sorted(INDICATORS_DIR.glob("*.yaml"))]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def code_hash() -> str:
+    """Hash of the helpers package source: a change in the logic invalidates the cube."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _summary(con, quarter: Quarter, rules: Rules, findings: pd.DataFrame) -> pd.DataFrame:
+    """Per practice and programme: list size, enrolled, inclusion rate and cap, findings per kind."""
+    caps = pd.DataFrame([{"programme": p.id, "max_inclusion_pct": p.max_inclusion_pct, "order": i}
+                         for i, p in enumerate(rules.programmes.values())])
+    con.register("caps_df", caps)
+    base = con.execute("""
+        SELECT pr.practice_agb, c.programme, c."order",
+               coalesce(ls.list_size, 0) AS list_size,
+               coalesce(en.enrolled, 0) AS enrolled, c.max_inclusion_pct
+        FROM practices pr CROSS JOIN caps_df c
+        LEFT JOIN (SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size
+                   FROM pat GROUP BY 1) ls USING (practice_agb)
+        LEFT JOIN (SELECT e.practice_agb, e.programme, count(*) AS enrolled
+                   FROM enr e JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population
+                   GROUP BY 1, 2) en ON en.practice_agb = pr.practice_agb AND en.programme = c.programme
+    """).df()
+    con.unregister("caps_df")
+    base["inclusion_pct"] = 100.0 * base["enrolled"] / base["list_size"].where(base["list_size"] > 0)
+    base["over_cap"] = base["inclusion_pct"] > base["max_inclusion_pct"]
+    counts = (findings.groupby(["practice_agb", "programme", "kind"]).size()
+              .unstack("kind", fill_value=0).reindex(columns=list(FINDING_KINDS), fill_value=0)
+              .reset_index())
+    out = base.merge(counts, on=["practice_agb", "programme"], how="left")
+    out[list(FINDING_KINDS)] = out[list(FINDING_KINDS)].fillna(0).astype("int64")
+    out["quarter"] = str(quarter)
+    return out.sort_values(["practice_agb", "order"]).drop(columns="order").reset_index(drop=True)
+
+
+def _data_quality(con, quarter: Quarter, rules: Rules):
+    W, L = quarter.window_start.isoformat(), quarter.last_day.isoformat()
+    concepts = []
+    for p in rules.programmes.values():
+        for c in p.controls:
+            for k in c.concepts:
+                concepts.append((p.id, k))
+    con.register("dq_concepts", pd.DataFrame(concepts, columns=["programme", "concept"]))
+    recorded = con.execute(f"""
+        WITH target AS (SELECT e.practice_agb, e.patient_id, e.programme FROM enr e
+                        JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population)
+        SELECT t.practice_agb, t.programme, dc.concept, count(*) AS enrolled,
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM meas m WHERE m.practice_agb = t.practice_agb
+                   AND m.patient_id = t.patient_id AND m.concept = dc.concept AND m.plausible
+                   AND m.date BETWEEN DATE '{W}' AND DATE '{L}')) AS recorded
+        FROM target t JOIN dq_concepts dc USING (programme)
+        GROUP BY ALL ORDER BY 1, 2, 3
+    """).df()
+    con.unregister("dq_concepts")
+    recorded["recorded_pct"] = 100.0 * recorded["recorded"] / recorded["enrolled"]
+    issues = con.execute(f"""
+        SELECT practice_agb, patient_id, date, concept, value, issue FROM meas
+        WHERE NOT plausible AND date BETWEEN DATE '{W}' AND DATE '{L}'
+        ORDER BY practice_agb, concept, date, patient_id
+    """).df()
+    other = con.execute(f"""
+        SELECT c.practice_agb, 'contacts' AS source, 'date_after_death' AS issue, count(*) AS n
+        FROM contacts c JOIN patients p USING (practice_agb, patient_id)
+        WHERE p.deceased_on IS NOT NULL AND c.date > p.deceased_on GROUP BY 1
+        UNION ALL
+        SELECT c.practice_agb, 'contacts', 'date_before_birth', count(*)
+        FROM contacts c JOIN patients p USING (practice_agb, patient_id)
+        WHERE year(c.date) < p.birth_year GROUP BY 1
+        UNION ALL
+        SELECT r.practice_agb, 'prescriptions', 'date_after_death', count(*)
+        FROM prescriptions r JOIN patients p USING (practice_agb, patient_id)
+        WHERE p.deceased_on IS NOT NULL AND r.date > p.deceased_on GROUP BY 1
+        UNION ALL
+        SELECT e.practice_agb, 'episodes', 'date_before_birth', count(*)
+        FROM episodes e JOIN patients p USING (practice_agb, patient_id)
+        WHERE year(e.start_date) < p.birth_year GROUP BY 1
+        UNION ALL
+        SELECT practice_agb, 'measurements:' || concept, issue, count(*) FROM meas
+        WHERE NOT plausible AND date BETWEEN DATE '{W}' AND DATE '{L}' GROUP BY ALL
+    """).df()
+    return recorded, issues, other
+
+
+def _practices(con, quarter: Quarter) -> pd.DataFrame:
+    df = con.execute("""
+        SELECT pr.*, coalesce(ls.list_size, 0) AS list_size FROM practices pr
+        LEFT JOIN (SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size
+                   FROM pat GROUP BY 1) ls USING (practice_agb)
+        ORDER BY pr.practice_agb
+    """).df()
+    df["quarter_complete"] = pd.to_datetime(df["extraction_date"]).dt.date >= quarter.last_day
+    return df
+
+
+def _pyramid(con) -> pd.DataFrame:
+    return con.execute(f"""
+        SELECT practice_agb, {age_band_sql('age')} AS age_band, sex, count(*) AS patients
+        FROM pat WHERE in_population GROUP BY ALL ORDER BY ALL
+    """).df()
+
+
+def compute_cube(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules | None = None,
+                 indicators=None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """All cube tables for ``quarter`` from an open warehouse connection, with stage timings."""
+    rules = rules or load_programmes()
+    indicators = indicators if indicators is not None else load_indicators(rules)
+    t, timings = time.perf_counter(), {}
+
+    def lap(name):
+        nonlocal t
+        now = time.perf_counter()
+        timings[name] = round(now - t, 3)
+        t = now
+
+    prev = quarter.previous()
+    prepare_state(con, prev, rules)
+    prev_findings = compute_findings(con, prev, rules, prepared=True)
+    prev_summary = _summary(con, prev, rules, prev_findings)
+    lap("previous_quarter")
+    prepare_state(con, quarter, rules)
+    lap("state")
+    findings = compute_findings(con, quarter, rules, prepared=True)
+    lap("findings")
+    tables = {"findings": findings}
+    tables["indicators"] = compute_indicators(con, quarter, indicators)
+    lap("indicators")
+    summary = _summary(con, quarter, rules, findings)
+    keep = ["practice_agb", "programme", "enrolled", "inclusion_pct", *FINDING_KINDS]
+    summary = summary.merge(prev_summary[keep].add_suffix("_prev").rename(
+        columns={"practice_agb_prev": "practice_agb", "programme_prev": "programme"}),
+        on=["practice_agb", "programme"], how="left")
+    tables["summary"] = summary
+    tables["dq_recorded"], tables["dq_issues"], tables["dq_issue_counts"] = _data_quality(con, quarter, rules)
+    tables["practices"] = _practices(con, quarter)
+    tables["pyramid"] = _pyramid(con)
+    lap("summary_and_quality")
+    return tables, timings
+
+
+def _write_atomic(target: Path, tables: dict[str, pd.DataFrame], meta: dict) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, df in tables.items():
+        df.to_parquet(tmp / f"{name}.parquet", index=False)
+    (tmp / "cube.json").write_text(json.dumps(meta, indent=2, default=str))
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def cube_key(warehouse: Path, quarter: Quarter) -> str:
+    """What the cube depends on: the data of every practice, the rules and the code."""
+    from .warehouse import Warehouse
+    hashes = Warehouse(warehouse).practice_hashes()
+    h = hashlib.sha256(json.dumps(sorted(hashes.items())).encode())
+    h.update(str(quarter).encode())
+    h.update(parameters_hash().encode())
+    h.update(code_hash().encode())
+    return h.hexdigest()
+
+
+def prepare_quarter(warehouse: Path | str, quarter: Quarter | str, force: bool = False) -> Path:
+    """Compute the cube of ``quarter`` (unless it is up to date) and return its folder."""
+    quarter = Quarter.parse(quarter)
+    warehouse = Path(warehouse)
+    if not warehouse.exists():
+        raise ParameterError(f"warehouse {warehouse} does not exist: run `spiegel ingest <dataset>` first")
+    target = cube_dir(warehouse, str(quarter))
+    key = cube_key(warehouse, quarter)
+    meta_file = target / "cube.json"
+    if not force and meta_file.exists():
+        try:
+            if json.loads(meta_file.read_text()).get("key") == key:
+                return target
+        except json.JSONDecodeError:
+            pass
+    from .warehouse import Warehouse
+    start = time.perf_counter()
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM practices").fetchone()[0]
+        if n == 0:
+            raise SpiegelError(f"warehouse {warehouse} holds no practices: run `spiegel ingest <dataset>` first")
+        tables, timings = compute_cube(con, quarter)
+    meta = {"quarter": str(quarter), "key": key, "computed_at": datetime.now(timezone.utc).isoformat(),
+            "spiegel_version": __version__, "parameters_hash": parameters_hash(), "practices": n,
+            "timings_s": timings, "seconds": round(time.perf_counter() - start, 3)}
+    _write_atomic(target, tables, meta)
+    return target
+
+
+def read_meta(cube: Path) -> dict:
+    return json.loads((Path(cube) / "cube.json").read_text())
+
+
+def read_slice(cube: Path, table: str, practice_agb: str | None = None,
+               practices: list[str] | None = None) -> pd.DataFrame:
+    """One cube table, filtered at read time to one practice (or a list) so a notebook never
+    holds another practice's patient rows."""
+    if table not in CUBE_TABLES:
+        raise ParameterError(f"cube table {table!r} unknown; choose from {', '.join(CUBE_TABLES)}")
+    path = Path(cube) / f"{table}.parquet"
+    filters = None
+    if practice_agb is not None:
+        filters = [("practice_agb", "=", str(practice_agb))]
+    elif practices is not None:
+        filters = [("practice_agb", "in", [str(p) for p in practices])]
+    return pq.read_table(path, filters=filters).to_pandas()

@@ -1,0 +1,288 @@
+"""The HIS-analyse report's sections as display-ready tables, read from the quarter cube.
+
+The notebook ``notebooks/his_analyse.ipynb`` only calls these; every number it shows is
+computed in ``findings``/``indicators``/``cube`` and formatted here, where tests reach it.
+
+>>> data = load(cube_path, "01000001")          # doctest: +SKIP
+>>> summary_table(data)                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .cube import read_meta, read_slice
+from .errors import ParameterError
+from .findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
+from .programmes import load_programmes
+from .quarter import Quarter
+from .suppression import MIN_PRACTICES_FOR_PEERS
+from .tables import nl_delta, nl_number, nl_pct
+from .worklists import control_label, worklist
+
+ISSUE_LABELS_NL = {
+    "value_out_of_range": "waarde buiten plausibel bereik",
+    "value_not_numeric": "geen getal",
+    "value_unknown_code": "onbekende code",
+    "date_before_birth": "datum vóór geboortejaar",
+    "date_after_death": "datum na overlijden",
+}
+
+
+@dataclass
+class HisData:
+    """One practice's slice of the quarter cube (plus the care group's indicator figures)."""
+    quarter: Quarter
+    practice: pd.Series
+    summary: pd.DataFrame
+    findings: pd.DataFrame
+    indicators: pd.DataFrame      # all practices: numbers only, used for the peer comparison
+    dq_recorded: pd.DataFrame
+    dq_issues: pd.DataFrame
+    dq_issue_counts: pd.DataFrame
+    pyramid: pd.DataFrame
+    meta: dict
+    n_practices: int
+
+    @property
+    def own_indicators(self) -> pd.DataFrame:
+        return self.indicators[self.indicators["practice_agb"] == self.practice["practice_agb"]]
+
+
+def load(cube: Path | str, practice_agb: str) -> HisData:
+    """Read one practice's slice; a practice missing from the cube is a ParameterError."""
+    cube = Path(cube)
+    meta = read_meta(cube)
+    practices = read_slice(cube, "practices")
+    row = practices[practices["practice_agb"] == str(practice_agb)]
+    if row.empty:
+        raise ParameterError(f"practice {practice_agb} is not in the quarter cube {cube.name} "
+                             f"(known: {', '.join(practices['practice_agb'].head(20))})")
+    return HisData(
+        quarter=Quarter.parse(meta["quarter"]),
+        practice=row.iloc[0],
+        summary=read_slice(cube, "summary", practice_agb=practice_agb),
+        findings=read_slice(cube, "findings", practice_agb=practice_agb),
+        indicators=read_slice(cube, "indicators"),
+        dq_recorded=read_slice(cube, "dq_recorded", practice_agb=practice_agb),
+        dq_issues=read_slice(cube, "dq_issues", practice_agb=practice_agb),
+        dq_issue_counts=read_slice(cube, "dq_issue_counts", practice_agb=practice_agb),
+        pyramid=read_slice(cube, "pyramid", practice_agb=practice_agb),
+        meta=meta,
+        n_practices=len(practices),
+    )
+
+
+def key_figures(data: HisData) -> dict:
+    """Headline numbers (also shown in the portal)."""
+    f = data.findings
+    reg = f[f["kind"].isin(REGISTRATION_KINDS)]
+    ctl = f[f["kind"].isin(CONTROL_KINDS)]
+    return {
+        "list_size": int(data.practice["list_size"]),
+        "enrolled": int(data.summary["enrolled"].sum()),
+        "registration_findings": int(len(reg)),
+        "patients_with_registration_findings": int(reg["patient_id"].nunique()),
+        "patients_to_call": int(ctl["patient_id"].nunique()),
+        "over_cap": [p for p, o in zip(data.summary["programme"], data.summary["over_cap"]) if o],
+    }
+
+
+def intro_text(data: HisData) -> str:
+    """The opening paragraph in Dutch (Markdown)."""
+    k = key_figures(data)
+    p = data.practice
+    q = data.quarter
+    lines = [
+        f"Deze HIS-analyse beschrijft de ketenzorgregistratie van **{p['name']}** voor het "
+        f"**{q.label_nl}**. De populatie is geteld op {q.first_day:%d-%m-%Y} (de peildatum van de "
+        f"declaratie); metingen tellen mee als ze zijn vastgelegd tussen {q.window_start:%d-%m-%Y} "
+        f"en {q.last_day:%d-%m-%Y}. De gegevens komen uit de HIS-extractie van "
+        f"{pd.Timestamp(p['extraction_date']):%d-%m-%Y}.",
+        "",
+        f"- **{nl_number(k['list_size'])}** ingeschreven patiënten, van wie **{nl_number(k['enrolled'])}** "
+        f"deelnames aan ketenzorg.",
+        f"- **{nl_number(k['registration_findings'])}** registratiebevindingen bij "
+        f"{nl_number(k['patients_with_registration_findings'])} patiënten.",
+        f"- **{nl_number(k['patients_to_call'])}** patiënten met een controle die ontbreekt of verlopen is.",
+    ]
+    if k["over_cap"]:
+        lines.append(f"- Inclusie boven het afgesproken maximum: **{', '.join(k['over_cap'])}**.")
+    if not bool(p.get("quarter_complete", True)):
+        lines += ["", f"> **Let op:** de extractie is van vóór het einde van het kwartaal; "
+                      f"cijfers over metingen kunnen onvolledig zijn."]
+    return "\n".join(lines)
+
+
+def summary_table(data: HisData) -> pd.DataFrame:
+    """Per chain: enrolled, inclusion against the cap, findings, change since last quarter."""
+    rows = []
+    for r in data.summary.itertuples():
+        reg = sum(getattr(r, k) for k in REGISTRATION_KINDS)
+        reg_prev = sum(getattr(r, f"{k}_prev") for k in REGISTRATION_KINDS) \
+            if pd.notna(getattr(r, "enrolled_prev", None)) else None
+        ctl = sum(getattr(r, k) for k in CONTROL_KINDS)
+        ctl_prev = sum(getattr(r, f"{k}_prev") for k in CONTROL_KINDS) \
+            if pd.notna(getattr(r, "enrolled_prev", None)) else None
+        rows.append({
+            "Keten": r.programme,
+            "In ketenzorg": nl_number(r.enrolled),
+            "t.o.v. vorig kwartaal": nl_delta(r.enrolled, r.enrolled_prev),
+            "Inclusie": nl_pct(r.inclusion_pct),
+            "Maximum": nl_pct(r.max_inclusion_pct),
+            "Registratiebevindingen": nl_number(reg),
+            "Δ bevindingen": nl_delta(reg, reg_prev),
+            "Openstaande controles": nl_number(ctl),
+            "Δ controles": nl_delta(ctl, ctl_prev),
+        })
+    return pd.DataFrame(rows)
+
+
+def findings_overview(data: HisData) -> pd.DataFrame:
+    """Count of each registration finding kind per chain, with the previous quarter."""
+    rows = []
+    for kind in REGISTRATION_KINDS + ("no_chain_contact",):
+        row = {"Bevinding": KIND_LABELS_NL[kind]}
+        for r in data.summary.itertuples():
+            row[r.programme] = nl_number(getattr(r, kind))
+        now = int(data.summary[kind].sum())
+        prev = data.summary[f"{kind}_prev"].sum() if f"{kind}_prev" in data.summary else None
+        row["Totaal"] = nl_number(now)
+        row["Vorig kwartaal"] = nl_number(prev)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def finding_list(data: HisData, kind: str) -> pd.DataFrame:
+    """Patients with one finding kind (own report only: patient number, birth year, sex)."""
+    from .worklists import SEX_NL
+    f = data.findings[data.findings["kind"] == kind]
+    return pd.DataFrame({
+        "Patiëntnummer": f["patient_id"].values,
+        "Geboortejaar": f["birth_year"].astype(int).values,
+        "Geslacht": f["sex"].map(SEX_NL).values,
+        "Keten": f["programme"].values,
+    })
+
+
+def controls_table(data: HisData, programme: str) -> pd.DataFrame:
+    """The call-up list of one chain: a row per patient with what is missing or overdue."""
+    f = data.findings[(data.findings["programme"] == programme) & data.findings["kind"].isin(CONTROL_KINDS)]
+    return worklist(f, "oproepen").drop(columns="Keten")
+
+
+def controls_overview(data: HisData) -> pd.DataFrame:
+    """Per chain and control: patients missing it and patients overdue."""
+    rules = load_programmes()
+    f = data.findings
+    rows = []
+    for p in rules.programmes.values():
+        enrolled = int(data.summary.loc[data.summary["programme"] == p.id, "enrolled"].sum())
+        for c in p.controls:
+            sel = f[(f["programme"] == p.id) & (f["control"] == c.id)]
+            miss = int((sel["kind"] == "measurement_missing").sum())
+            over = int((sel["kind"] == "measurement_overdue").sum())
+            rows.append({"Keten": p.id, "Controle": control_label(p.id, c.id),
+                         "Interval": f"{c.interval_months} mnd", "In ketenzorg": nl_number(enrolled),
+                         "Ontbreekt": nl_number(miss), "Verlopen": nl_number(over),
+                         "Op orde": nl_pct(100 * (enrolled - miss - over) / enrolled if enrolled else None)})
+    return pd.DataFrame(rows)
+
+
+def indicator_table(data: HisData, chain: str) -> pd.DataFrame:
+    """Indicators of one chain: numerator, denominator, %, target, care-group median, position."""
+    own = data.own_indicators[data.own_indicators["chain"] == chain]
+    rows = []
+    for r in own.itertuples():
+        peers_ok = pd.notna(r.peer_n) and r.peer_n >= MIN_PRACTICES_FOR_PEERS
+        target = "–" if pd.isna(r.target_pct) else ("≤ " if r.low_is_good else "≥ ") + nl_pct(r.target_pct, 0)
+        rows.append({
+            "Indicator": r.title,
+            "Teller": nl_number(r.numerator),
+            "Noemer": nl_number(r.denominator),
+            "Percentage": nl_pct(r.pct),
+            "Streefwaarde": target,
+            "Mediaan zorggroep": nl_pct(r.peer_median) if peers_ok else "–",
+            "Positie": f"{int(r.rank)} van {int(r.peer_n)}" if peers_ok and pd.notna(r.rank) else "–",
+        })
+    return pd.DataFrame(rows)
+
+
+def indicator_notes(data: HisData, chain: str) -> str:
+    """How each indicator of a chain is counted (Markdown list)."""
+    from .indicators import load_indicators
+    defs = load_indicators()
+    lines = []
+    for iid in data.own_indicators[data.own_indicators["chain"] == chain]["indicator_id"]:
+        d = defs[iid]
+        lines.append(f"- *{d.title}*: {d.why} Noemer: {d.denominator_note} Bron: {d.source}.")
+    return "\n".join(lines)
+
+
+def worklist_tables(data: HisData) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Every worklist: action id -> (Dutch title, table)."""
+    return {a: (WORKLIST_TITLES_NL[a], worklist(data.findings, a)) for a in WORKLISTS}
+
+
+def dq_recorded_table(data: HisData) -> pd.DataFrame:
+    """Share of enrolled patients with each measurement recorded in the window."""
+    codes = load_programmes().codes
+    d = data.dq_recorded
+    return pd.DataFrame({
+        "Keten": d["programme"].values,
+        "Meting": [codes.measurements[c].title for c in d["concept"]],
+        "In ketenzorg": [nl_number(x) for x in d["enrolled"]],
+        "Vastgelegd": [nl_number(x) for x in d["recorded"]],
+        "Percentage": [nl_pct(x) for x in d["recorded_pct"]],
+    })
+
+
+def dq_issue_table(data: HisData) -> pd.DataFrame:
+    """Values and dates that were left out of the figures, counted per source and reason."""
+    codes = load_programmes().codes
+    d = data.dq_issue_counts
+    def source(s: str) -> str:
+        if s.startswith("measurements:"):
+            return "Meting " + codes.measurements[s.split(":", 1)[1]].title
+        return {"contacts": "Contacten", "prescriptions": "Voorschriften", "episodes": "Episodes"}.get(s, s)
+    return pd.DataFrame({
+        "Bron": [source(s) for s in d["source"]],
+        "Probleem": [ISSUE_LABELS_NL.get(i, i) for i in d["issue"]],
+        "Aantal": [nl_number(n) for n in d["n"]],
+    })
+
+
+def dq_issue_list(data: HisData) -> pd.DataFrame:
+    """The measurements left out, one row each (own report only)."""
+    codes = load_programmes().codes
+    d = data.dq_issues
+    return pd.DataFrame({
+        "Patiëntnummer": d["patient_id"].values,
+        "Datum": [f"{pd.Timestamp(x):%d-%m-%Y}" for x in d["date"]],
+        "Meting": [codes.measurements[c].title for c in d["concept"]],
+        "Waarde": d["value"].values,
+        "Reden": [ISSUE_LABELS_NL.get(i, i) for i in d["issue"]],
+    })
+
+
+def resolve(practice_agb: str = "", quarter: str = "", warehouse: str = "", cube_path: str = "") -> tuple[Path, str]:
+    """Fill in the notebook's parameters for a researcher who runs it without any:
+    the default warehouse, the latest complete quarter, the first practice. Returns
+    (cube folder, practice AGB). The batch always passes all of them."""
+    from .config import Settings
+    from .cube import prepare_quarter
+    if cube_path:
+        cube = Path(cube_path)
+    else:
+        wh = Path(warehouse) if warehouse else Settings.from_env().warehouse
+        if not quarter:
+            from .warehouse import Warehouse
+            latest = pd.to_datetime(Warehouse(wh).practices()["extraction_date"]).max().date()
+            quarter = str(Quarter.latest_complete(latest))
+        cube = prepare_quarter(wh, Quarter.parse(quarter))
+    if not practice_agb:
+        practice_agb = str(read_slice(cube, "practices")["practice_agb"].iloc[0])
+    return cube, str(practice_agb)

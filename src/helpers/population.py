@@ -1,0 +1,80 @@
+"""The quarter population and per-patient state on the population day, in one set-based pass.
+
+Every practice of the warehouse is handled at once: the functions here create DuckDB
+temp tables on a connection; later steps (findings, indicators) join them.
+
+Definitions (docs/registration-rules.md): a patient counts in a quarter's population when
+registered on its first day (F), alive on F and not deregistered before F.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from .codes import Codes
+from .quarter import Quarter
+
+AGE_BANDS = [(0, 4), (5, 17), (18, 44), (45, 64), (65, 74), (75, 84), (85, 200)]
+
+
+def age_band_sql(age: str = "age") -> str:
+    """SQL CASE mapping an age to the Nivel age bands (``0-4`` .. ``85+``)."""
+    parts = [f"WHEN {age} BETWEEN {lo} AND {hi} THEN '{lo}-{hi}'" for lo, hi in AGE_BANDS[:-1]]
+    lo = AGE_BANDS[-1][0]
+    return "CASE " + " ".join(parts) + f" WHEN {age} >= {lo} THEN '{lo}+' END"
+
+
+def build_patient_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, prefix: str = "") -> None:
+    """Create ``{prefix}pat``: one row per patient with its state on the quarter's first day."""
+    F = quarter.first_day.isoformat()
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {prefix}pat AS
+        SELECT practice_agb, patient_id, birth_year, sex,
+               {quarter.first_day.year} - birth_year AS age,
+               (deceased_on IS NOT NULL AND deceased_on <= DATE '{F}') AS deceased,
+               (NOT (deceased_on IS NOT NULL AND deceased_on <= DATE '{F}')
+                AND registered_until IS NOT NULL AND registered_until < DATE '{F}') AS deregistered,
+               (registered_from <= DATE '{F}'
+                AND (registered_until IS NULL OR registered_until >= DATE '{F}')
+                AND (deceased_on IS NULL OR deceased_on > DATE '{F}')) AS in_population
+        FROM patients
+    """)
+
+
+def build_active_diagnoses(con: duckdb.DuckDBPyConnection, quarter: Quarter, codes: Codes, prefix: str = "") -> None:
+    """Create ``{prefix}dx``: (practice, patient, ICPC group) for every episode active on day F."""
+    F = quarter.first_day.isoformat()
+    selects = [
+        f"SELECT DISTINCT practice_agb, patient_id, '{g.id}' AS grp FROM episodes "
+        f"WHERE {g.sql('icpc')} AND start_date <= DATE '{F}' AND (end_date IS NULL OR end_date >= DATE '{F}')"
+        for g in codes.icpc.values()
+    ]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}dx AS " + " UNION ALL ".join(selects))
+
+
+def build_enrolment_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, prefix: str = "") -> None:
+    """Create ``{prefix}enr`` (enrolled on day F; main practitioner from the latest row) and
+    ``{prefix}enr_ended`` (latest enrolment that ended before F, per patient and programme)."""
+    F = quarter.first_day.isoformat()
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {prefix}enr AS
+        SELECT practice_agb, patient_id, programme, main_practitioner, start_date FROM (
+            SELECT *, row_number() OVER (PARTITION BY practice_agb, patient_id, programme
+                                         ORDER BY start_date DESC, end_date DESC NULLS FIRST) AS rn
+            FROM enrolments
+            WHERE start_date <= DATE '{F}' AND (end_date IS NULL OR end_date >= DATE '{F}')
+        ) WHERE rn = 1
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {prefix}enr_ended AS
+        SELECT practice_agb, patient_id, programme, main_practitioner, end_date FROM (
+            SELECT *, row_number() OVER (PARTITION BY practice_agb, patient_id, programme
+                                         ORDER BY end_date DESC, start_date DESC) AS rn
+            FROM enrolments WHERE end_date IS NOT NULL AND end_date < DATE '{F}'
+        ) WHERE rn = 1
+    """)
+
+
+def list_size_sql(prefix: str = "") -> str:
+    """Per practice: patients in the quarter population."""
+    return f"SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size FROM {prefix}pat GROUP BY 1"

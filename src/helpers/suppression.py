@@ -1,0 +1,55 @@
+"""Small-number rules: the one place that decides what a shared output may show.
+
+Patient-level rows and exact small counts appear only in a practice's own report. Every
+figure that leaves for a shared output (regional report, peer figures in another
+practice's report, the portal) goes through ``suppress_counts`` / ``peer_figure`` first.
+
+The defaults follow Dutch publishing practice (CBS/Vektis: no cell under 10) and the
+OpenSAFELY rule that a rate built on a suppressed count is itself suppressed. See
+GLOSSARY.md ("kleine aantallen").
+
+>>> suppress_counts(pd.Series([0, 3, 12, 250])).tolist()
+['0', '<10', '12', '250']
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+#: counts from 1 up to this value minus one are shown as "<10" in shared outputs
+MIN_CELL = 10
+#: a percentage is only shown for another practice or a region when its denominator reaches this
+MIN_DENOMINATOR_FOR_RATE = 10
+#: a peer figure (median, deciles) needs at least this many practices
+MIN_PRACTICES_FOR_PEERS = 5
+#: the rule in words, printed in every report's provenance stamp
+RULE_TEXT = (f"aantallen 1 t/m {MIN_CELL - 1} getoond als <{MIN_CELL}; percentages alleen bij noemer "
+             f">= {MIN_DENOMINATOR_FOR_RATE}; groepscijfers alleen bij >= {MIN_PRACTICES_FOR_PEERS} praktijken")
+
+
+def is_small(count) -> bool:
+    """True for a count that may not be shown exactly in a shared output (1..MIN_CELL-1)."""
+    return pd.notna(count) and 0 < int(count) < MIN_CELL
+
+
+def suppress_counts(counts: pd.Series) -> pd.Series:
+    """Counts as display strings for a shared output: small counts become ``<10``."""
+    return counts.map(lambda c: "" if pd.isna(c) else (f"<{MIN_CELL}" if is_small(c) else str(int(c))))
+
+
+def suppress_rate(numerator, denominator) -> float | None:
+    """A percentage for a shared output, or None when its denominator is too small or the
+    numerator (or its complement) is a small count that the rate would give away."""
+    if pd.isna(denominator) or denominator < MIN_DENOMINATOR_FOR_RATE:
+        return None
+    if is_small(numerator) or is_small(denominator - numerator):
+        return None
+    return 100.0 * numerator / denominator
+
+
+def peer_figure(values: pd.Series, func: str = "median") -> float | None:
+    """A care-group figure over practices (median, mean), or None with too few practices."""
+    values = values.dropna()
+    if len(values) < MIN_PRACTICES_FOR_PEERS:
+        return None
+    return float(getattr(values, func)())

@@ -1,0 +1,55 @@
+"""Tables for reports: Dutch number formats, no index column, one CSS class.
+
+>>> nl_number(1234.5, 1)
+'1.234,5'
+>>> nl_pct(12.345)
+'12,3%'
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+
+def nl_number(x, decimals: int = 0) -> str:
+    """A number in Dutch notation (thousands '.', decimals ',')."""
+    if x is None or pd.isna(x):
+        return "–"
+    s = f"{x:,.{decimals}f}"
+    return s.replace(",", "_").replace(".", ",").replace("_", ".")
+
+
+def nl_pct(x, decimals: int = 1) -> str:
+    return "–" if x is None or pd.isna(x) else nl_number(x, decimals) + "%"
+
+
+def nl_delta(now, before) -> str:
+    """A change against the previous quarter with its sign (``+3``, ``−2``, ``0``)."""
+    if before is None or pd.isna(before) or now is None or pd.isna(now):
+        return "–"
+    d = int(now) - int(before)
+    return f"+{d}" if d > 0 else ("0" if d == 0 else f"−{abs(d)}")
+
+
+def to_html(df: pd.DataFrame, align_right: tuple[str, ...] = (), empty: str = "Geen.",
+            css_class: str = "spiegel-table") -> str:
+    """A display-ready DataFrame as an HTML table without index; cells are escaped."""
+    if df is None or df.empty:
+        return f'<p class="spiegel-empty">{html.escape(empty)}</p>'
+    head = "".join(f'<th class="{"num" if c in align_right else ""}">{html.escape(str(c))}</th>' for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = "".join(
+            f'<td class="{"num" if c in align_right else ""}">{html.escape("" if pd.isna(v) else str(v))}</td>'
+            for c, v in zip(df.columns, row))
+        body.append(f"<tr>{cells}</tr>")
+    return (f'<table class="{css_class}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
+
+
+def show(df: pd.DataFrame, align_right: tuple[str, ...] = (), empty: str = "Geen."):
+    """Display a table in a notebook (HTML), as every report table is shown."""
+    from IPython.display import HTML, display
+    display(HTML(to_html(df, align_right, empty)))

@@ -1,0 +1,155 @@
+"""One spec test per indicator in parameters/indicators/: a handful of made-up patients and
+the expected numerator and denominator, with the edges (first and last day of the window,
+a patient enrolled mid-quarter, a deceased patient, an implausible value).
+
+Quarter 2026Q3: F = 2026-07-01, L = 2026-09-30; 12-month window from 2025-10-01,
+36-month window from 2023-10-01.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.findings import prepare_state
+from helpers.indicators import compute_indicators, load_indicators
+from helpers.programmes import load_programmes
+from helpers.quarter import Quarter
+
+Q = Quarter.parse("2026Q3")
+RULES = load_programmes()
+INDICATORS = load_indicators(RULES)
+NHG = {c.id: c.nhg for c in RULES.codes.measurements.values()}
+GOOD_VALUE = {"hba1c": "50", "sbp": "130", "ldl": "2,0", "egfr": "80", "acr": "1,5", "foot": "0",
+              "fundus": "normaal", "bmi": "27,5", "weight": "80", "smoking": "nee", "mrc": "2", "ccq": "1,5",
+              "exacerbations": "0", "fev1_pct": "65", "acq": "0,5", "act": "22"}
+BAD_VALUE = {"hba1c": "530", "sbp": "13", "ldl": "99", "egfr": "900", "acr": "999", "foot": "7",
+             "fundus": "onbekend", "bmi": "270", "weight": "8000", "smoking": "soms", "mrc": "9",
+             "ccq": "9", "exacerbations": "99", "fev1_pct": "400", "acq": "9", "act": "99"}
+
+HEAD_P = "patient_id | birth_year | sex | registered_from | registered_until | deceased_on"
+HEAD_E = "patient_id | programme | start_date | end_date | main_practitioner"
+HEAD_M = "patient_id | date | nhg_code | value"
+
+
+def run(spec_db, indicator_id: str, patients: list[str], enrolments: list[str], measurements: list[str],
+        episodes: list[str] = (), prescriptions: list[str] = ()) -> tuple[int, int]:
+    tables = {
+        "patients": "\n".join([HEAD_P, *patients]),
+        "enrolments": "\n".join([HEAD_E, *enrolments]),
+        "measurements": "\n".join([HEAD_M, *measurements]),
+        "episodes": "\n".join(["patient_id | icpc | start_date | end_date", *episodes]),
+        "prescriptions": "\n".join(["patient_id | date | atc | duration_days", *prescriptions]),
+    }
+    wh = spec_db(**tables)
+    with wh.connect(read_only=True) as con:
+        prepare_state(con, Q, RULES)
+        df = compute_indicators(con, Q, {indicator_id: INDICATORS[indicator_id]})
+    row = df.iloc[0]
+    return int(row["numerator"]), int(row["denominator"])
+
+
+def adult(pid: str, birth_year: int = 1955, deceased: str = "") -> str:
+    return f"{pid} | {birth_year} | M | 2000-01-01 | {deceased} | {deceased}"
+
+
+PROCESS = [i for i in INDICATORS.values() if i.numerator == "measured"]
+
+
+@pytest.mark.parametrize("ind", PROCESS, ids=[i.id for i in PROCESS])
+def test_process_indicator(spec_db, ind):
+    """measured: a at the window's first day and b at its last day count; c one day too early
+    does not; d (enrolled mid-quarter) and e (deceased) are outside the denominator; f has an
+    implausible value only."""
+    concept = ind.concepts[-1]
+    start = Q.months_back_start(ind.window_months)
+    day_before = start.fromordinal(start.toordinal() - 1)
+    chain = ind.chain
+    patients = [adult("a"), adult("b"), adult("c"), adult("d"), adult("e", deceased="2026-05-01"), adult("f")]
+    enrol = [f"{p} | {chain} | 2016-01-01 | | huisarts" for p in "abcef"] + [f"d | {chain} | 2026-08-01 | | huisarts"]
+    code, good, bad = NHG[concept], GOOD_VALUE[concept], BAD_VALUE[concept]
+    meas = [f"a | {start} | {code} | {good}", f"b | {Q.last_day} | {code} | {good}",
+            f"c | {day_before} | {code} | {good}", f"d | 2026-08-15 | {code} | {good}",
+            f"e | 2026-03-01 | {code} | {good}", f"f | 2026-03-01 | {code} | {bad}"]
+    assert run(spec_db, ind.id, patients, enrol, meas) == (2, 4)
+
+
+def _outcome_case(spec_db, ind_id: str, concept: str, values: list[tuple[str, str]], expected,
+                  birth_years: dict[str, int] | None = None, episodes=()):
+    """values: (patient, value) measured on 2026-03-01; an extra patient 'z' without any
+    measurement stays out of a 'measured' denominator. A later value beats an earlier one."""
+    ind = INDICATORS[ind_id]
+    pids = sorted({p for p, _ in values} | {"z"})
+    patients = [adult(p, (birth_years or {}).get(p, 1955)) for p in pids]
+    enrol = [f"{p} | {ind.chain} | 2016-01-01 | | huisarts" for p in pids]
+    meas = [f"{p} | 2026-03-01 | {NHG[concept]} | {v}" for p, v in values]
+    assert run(spec_db, ind_id, patients, enrol, meas, episodes=list(episodes)) == expected
+
+
+def test_dm2_hba1c_on_target(spec_db):
+    # 53 counts (≤), 54 does not; d's implausible 530 is ignored, its 58 counts; z unmeasured
+    ind = "dm2_hba1c_on_target"
+    _outcome_case(spec_db, ind, "hba1c", [("a", "53"), ("c", "54"), ("d", "530"), ("d", "58")], (1, 3))
+
+
+def test_dm2_hba1c_last_value_wins(spec_db):
+    ind = INDICATORS["dm2_hba1c_on_target"]
+    patients = [adult("a"), adult("b")]
+    enrol = [f"{p} | DM2 | 2016-01-01 | | huisarts" for p in "ab"]
+    # a: 60 then 50 (on target); b: 50 then 60 (not)
+    meas = ["a | 2026-01-01 | 2816 | 60", "a | 2026-06-01 | 2816 | 50",
+            "b | 2026-01-01 | 2816 | 50", "b | 2026-06-01 | 2816 | 60"]
+    assert run(spec_db, ind.id, patients, enrol, meas) == (1, 2)
+
+
+def test_dm2_sbp_on_target_age_dependent(spec_db):
+    # under 80: ≤ 140; from 80 (born 1946 -> 80 in 2026): ≤ 160
+    _outcome_case(spec_db, "dm2_sbp_on_target", "sbp",
+                  [("a", "140"), ("b", "141"), ("c", "155"), ("d", "161")], (2, 4),
+                  birth_years={"c": 1946, "d": 1946})
+
+
+def test_dm2_ldl_on_target(spec_db):
+    _outcome_case(spec_db, "dm2_ldl_on_target", "ldl", [("a", "2,5"), ("b", "2,6"), ("c", "1,1")], (2, 3))
+
+
+def test_cvrm_sbp_on_target(spec_db):
+    _outcome_case(spec_db, "cvrm_sbp_on_target", "sbp", [("a", "139"), ("b", "140")], (1, 2))
+
+
+def test_cvrm_ldl_on_target_stricter_for_hvz_under_70(spec_db):
+    # a: HVZ, 60 years, 2.0 -> misses 1.8; b: HVZ, 60, 1.7 -> ok; c: HVZ, 75, 2.0 -> ok (2.6);
+    # d: no HVZ (hypertension), 60, 2.0 -> ok
+    eps = ["a | K75 | 2015-01-01 |", "b | K75 | 2015-01-01 |", "c | K75 | 2015-01-01 |", "d | K86 | 2015-01-01 |"]
+    _outcome_case(spec_db, "cvrm_ldl_on_target", "ldl",
+                  [("a", "2,0"), ("b", "1,7"), ("c", "2,0"), ("d", "2,0")], (3, 4),
+                  birth_years={"a": 1966, "b": 1966, "c": 1951, "d": 1966}, episodes=eps)
+
+
+@pytest.mark.parametrize("ind_id", ["cvrm_smokers", "copd_smokers"])
+def test_smokers(spec_db, ind_id):
+    # last status counts: b stopped after smoking; case-insensitive; z not measured
+    _outcome_case(spec_db, ind_id, "smoking", [("a", "ja"), ("c", "JA"), ("b", "gestopt")], (2, 3))
+
+
+def test_astma_with_exacerbation(spec_db):
+    _outcome_case(spec_db, "astma_with_exacerbation", "exacerbations",
+                  [("a", "0"), ("b", "1"), ("c", "3")], (2, 3))
+
+
+def test_cvrm_statin_hvz(spec_db):
+    ind = INDICATORS["cvrm_statin_hvz"]
+    patients = [adult(p) for p in "abcd"]
+    enrol = [f"{p} | CVRM | 2016-01-01 | | huisarts" for p in "abcd"]
+    eps = ["a | K75 | 2015-01-01 |", "b | K75 | 2015-01-01 |", "c | K75 | 2015-01-01 |", "d | K86 | 2015-01-01 |"]
+    # a: statin in window; b: statin before the window; c: other drug; d: not HVZ
+    rx = ["a | 2026-02-01 | C10AA05 | 90", "b | 2025-09-30 | C10AA07 | 90", "c | 2026-02-01 | C09AA05 | 90",
+          "d | 2026-02-01 | C10AA05 | 90"]
+    assert run(spec_db, ind.id, patients, enrol, [], episodes=eps, prescriptions=rx) == (1, 3)
+
+
+def test_every_indicator_has_a_spec():
+    outcome_tests = {"dm2_hba1c_on_target", "dm2_sbp_on_target", "dm2_ldl_on_target", "cvrm_sbp_on_target",
+                     "cvrm_ldl_on_target", "cvrm_smokers", "copd_smokers", "astma_with_exacerbation",
+                     "cvrm_statin_hvz"}
+    covered = {i.id for i in PROCESS} | outcome_tests
+    assert set(INDICATORS) == covered, f"indicators without a spec test: {set(INDICATORS) - covered}"
