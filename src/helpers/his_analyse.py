@@ -211,6 +211,20 @@ def indicator_table(data: HisData, chain: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For the indicator figure: this practice's rows, and the other practices' percentages
+    that the small-number rules allow (none with fewer than MIN_PRACTICES_FOR_PEERS)."""
+    from .suppression import suppress_rate
+    ind = data.indicators[data.indicators["chain"] == chain]
+    mine = ind["practice_agb"] == data.practice["practice_agb"]
+    own = ind[mine][["indicator_id", "title", "pct", "target_pct"]]
+    others = ind[~mine].copy()
+    others["pct"] = [suppress_rate(n, d) for n, d in zip(others["numerator"], others["denominator"])]
+    if others["practice_agb"].nunique() + 1 < MIN_PRACTICES_FOR_PEERS:
+        others = others.iloc[0:0]
+    return own, others[["indicator_id", "pct"]]
+
+
 def indicator_notes(data: HisData, chain: str) -> str:
     """How each indicator of a chain is counted (Markdown list)."""
     from .indicators import load_indicators

@@ -271,7 +271,7 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicat
     Peer figures (median, P10, P90, rank) use practices whose denominator reaches the
     small-number rule (helpers.suppression); others are ranked but not part of the peers.
     """
-    from .suppression import MIN_DENOMINATOR_FOR_RATE
+    from .suppression import MIN_DENOMINATOR_FOR_RATE, MIN_PRACTICES_FOR_PEERS
 
     sql = " UNION ALL ".join(indicator_sql(i, quarter) for i in indicators.values())
     df = con.execute(sql).df()
@@ -288,6 +288,8 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicat
         "peer_n": peers.count(),
     }).reset_index()
     df = df.merge(stats, on="indicator_id", how="left")
+    too_few = df["peer_n"].fillna(0) < MIN_PRACTICES_FOR_PEERS
+    df.loc[too_few, ["peer_median", "peer_p10", "peer_p90"]] = float("nan")
     # rank 1 = best; ties share the better rank
     df["rank"] = pd.NA
     for iid, grp in df[eligible].groupby("indicator_id"):

@@ -55,31 +55,30 @@ def inclusion_chart(summary: pd.DataFrame):
     return fig
 
 
-def indicator_strip(ind: pd.DataFrame, practice_agb: str):
-    """Each indicator: every practice of the care group as a grey dot, this practice as a
-    blue diamond, the target as a red line. One row per indicator."""
+def indicator_strip(own: pd.DataFrame, peers: pd.DataFrame):
+    """Each indicator on a row: the other practices of the care group as grey dots (only
+    those the small-number rules allow), this practice as a blue diamond, the target as a
+    red line. ``own``: indicator_id, title, pct, target_pct; ``peers``: indicator_id, pct."""
     use_house_style()
-    ids = list(dict.fromkeys(ind["indicator_id"]))
-    fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(ids) + 1.0))
-    for i, iid in enumerate(ids):
-        rows = ind[ind["indicator_id"] == iid]
-        peers = rows[rows["practice_agb"] != practice_agb]["pct"].dropna()
-        ax.scatter(peers, [i] * len(peers), color=PEERS, s=28, zorder=2, edgecolor="white", lw=0.5)
-        own = rows[rows["practice_agb"] == practice_agb]["pct"]
-        if len(own) and pd.notna(own.iloc[0]):
-            ax.scatter(own, [i], color=PRACTICE, marker="D", s=60, zorder=3)
-        tgt = rows["target_pct"].iloc[0]
-        if pd.notna(tgt):
-            ax.plot([tgt, tgt], [i - 0.35, i + 0.35], color=TARGET, lw=1.8, zorder=1)
-    ax.set_yticks(range(len(ids)), [ind[ind["indicator_id"] == i]["title"].iloc[0] for i in ids])
+    own = own.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(own) + 1.1))
+    for i, r in own.iterrows():
+        p = peers[peers["indicator_id"] == r["indicator_id"]]["pct"].dropna()
+        ax.scatter(p, [i] * len(p), color=PEERS, s=28, zorder=2, edgecolor="white", lw=0.5)
+        if pd.notna(r["pct"]):
+            ax.scatter([r["pct"]], [i], color=PRACTICE, marker="D", s=60, zorder=3)
+        if pd.notna(r["target_pct"]):
+            ax.plot([r["target_pct"]] * 2, [i - 0.35, i + 0.35], color=TARGET, lw=1.8, zorder=1)
+    ax.set_yticks(range(len(own)), own["title"])
     ax.invert_yaxis()
     ax.set_xlim(-2, 102)
     ax.xaxis.set_major_formatter(pct_fmt)
     ax.set_xlabel("Percentage van de noemer")
     ax.scatter([], [], color=PRACTICE, marker="D", label="Deze praktijk")
-    ax.scatter([], [], color=PEERS, label="Andere praktijken zorggroep")
+    ax.scatter([], [], color=PEERS, label="Andere praktijken in de zorggroep")
     ax.plot([], [], color=TARGET, label="Streefwaarde")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.42 * len(own) + 1.1) * 2.2), ncol=3,
+              frameon=False)
     return fig
 
 
