@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # the ingest summary already lists the contract's warnings; don't print them twice
+        logging.getLogger("spiegel.contract").setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,0 +1,338 @@
+"""The DuckDB warehouse: one table per contract table, ``practice_agb`` on every row.
+
+``ingest`` loads a dataset practice by practice. Each accepted practice replaces all of its
+rows (register row, extraction tables, payments, ``loads`` entry) in one transaction, so
+the warehouse holds either the old or the new delivery of a practice, never a mix. A
+refused practice (see :mod:`helpers.contract`) leaves the warehouse untouched.
+
+>>> wh = Warehouse(tmp_path / "warehouse.duckdb")              # doctest: +SKIP
+>>> report = wh.ingest(Path("data/demo"))                       # doctest: +SKIP
+>>> print(report.summary())                                     # doctest: +SKIP
+>>> with wh.connect(read_only=True) as con:                     # doctest: +SKIP
+...     con.sql("select count(*) from contacts").fetchone()
+
+This module touches patient rows (it writes them); the report holds counts and messages only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from . import config, contract
+from .errors import ContractError, Problem, SpiegelError
+
+log = logging.getLogger("spiegel.warehouse")
+
+#: Bump when typing or the table layout changes: every practice then loads again.
+LOADER_VERSION = "1"
+
+_SQL_TYPES = {"str": "VARCHAR", "code": "VARCHAR", "int": "INTEGER", "num": "DOUBLE", "date": "DATE"}
+
+#: Warehouse tables in load order; the practice's own rows go in all of them.
+DATA_TABLES = ("practices",) + contract.PRACTICE_TABLES + ("payments",)
+
+
+def _columns(table: str) -> list[tuple[str, str]]:
+    spec = contract.TABLES[table]
+    cols = [("practice_agb", "VARCHAR")]
+    cols += [(c.name, _SQL_TYPES[c.type]) for c in spec.columns if c.name != "practice_agb"]
+    if table == "measurements":
+        cols.append(("value_num", "DOUBLE"))
+    return cols
+
+
+#: table -> [(column, SQL type)], the warehouse layout.
+SCHEMA: dict[str, list[tuple[str, str]]] = {t: _columns(t) for t in DATA_TABLES}
+SCHEMA["loads"] = [
+    ("practice_agb", "VARCHAR"),
+    ("content_hash", "VARCHAR"),
+    ("loaded_at", "TIMESTAMP"),
+    ("source", "VARCHAR"),
+    ("row_counts", "JSON"),
+]
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did, per practice. Holds no patient rows.
+
+    ``loaded``: practices written; ``unchanged``: skipped because their content hash is
+    the one already loaded; ``refused``: agb -> contract message (nothing written);
+    ``failed``: agb -> error while writing (rolled back, previous data kept);
+    ``dataset_problems``: problems tied to no practice (e.g. a payments row of an unknown
+    practice); ``timings``: seconds per practice and ``total``.
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    dataset_problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.refused or self.failed or self.dataset_problems)
+
+    def summary(self) -> str:
+        """Text for the CLI: counts, then every refusal with its problems."""
+        total = self.timings.get("total")
+        lines = [
+            f"ingest: {len(self.loaded)} loaded, {len(self.unchanged)} unchanged, "
+            f"{len(self.refused)} refused, {len(self.failed)} failed"
+            + (f" in {total:.1f}s" if total is not None else "")
+        ]
+        for agb in self.loaded:
+            counts = self.row_counts.get(agb, {})
+            detail = ", ".join(f"{n} {t}" for t, n in counts.items() if t != "practices")
+            lines.append(f"  loaded    {agb}" + (f" ({detail})" if detail else ""))
+        for agb in self.unchanged:
+            lines.append(f"  unchanged {agb} (same files as the last load; use force to reload)")
+        for agb, message in self.refused.items():
+            lines.append(f"  refused   {agb}:")
+            lines += ["    " + m for m in message.splitlines()]
+        for agb, message in self.failed.items():
+            lines.append(f"  failed    {agb} (previous data kept): {message}")
+        if self.dataset_problems:
+            lines.append("  problems outside any practice:")
+            lines += [f"    - {p}" for p in self.dataset_problems]
+        if self.warnings:
+            lines.append("  warnings:")
+            lines += [f"    - {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+class Warehouse:
+    """One DuckDB file holding every loaded practice.
+
+    >>> wh = Warehouse()                  # config.DEFAULT_WAREHOUSE   # doctest: +SKIP
+    >>> wh.practice_hashes()              # {'12345678': 'ab12...'}     # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else config.DEFAULT_WAREHOUSE
+
+    # -- connections and schema ---------------------------------------------------------
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection to the file; use it as ``with wh.connect() as con:``.
+
+        A writable connection creates the file and the schema when missing.
+        """
+        if read_only:
+            if not self.path.exists():
+                raise SpiegelError(f"no warehouse at {self.path}: run `spiegel ingest` first")
+            return duckdb.connect(str(self.path), read_only=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path))
+        self._ensure_schema(con)
+        return con
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create missing tables; refuse a file whose tables have another layout."""
+        have = self._layout(con)
+        missing = [t for t in SCHEMA if t not in have]
+        for table in missing:
+            body = ", ".join(f"{_q(c)} {t}" for c, t in SCHEMA[table])
+            con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({body})")
+        if missing:
+            have = self._layout(con)
+        for table, cols in SCHEMA.items():
+            if have.get(table) != [c for c, _ in cols]:
+                raise SpiegelError(
+                    f"warehouse {self.path}: table {table} has columns {have.get(table)}, "
+                    f"expected {[c for c, _ in cols]}. It was made by another version: "
+                    "delete the file and run `spiegel ingest` again."
+                )
+
+    @staticmethod
+    def _layout(con) -> dict[str, list[str]]:
+        found = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        have: dict[str, list[str]] = {}
+        for table, column in found:
+            have.setdefault(table, []).append(column)
+        return have
+
+    # -- reading ------------------------------------------------------------------------
+
+    def practice_hashes(self) -> dict[str, str]:
+        """practice_agb -> content hash of its last successful load."""
+        if not self.path.exists():
+            return {}
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "loads"):
+                return {}
+            rows = con.execute("SELECT practice_agb, content_hash FROM loads").fetchall()
+        return {agb: h for agb, h in rows}
+
+    def practices(self) -> pd.DataFrame:
+        """The practices table (one row per loaded practice)."""
+        if not self.path.exists():
+            return pd.DataFrame(columns=[c for c, _ in SCHEMA["practices"]])
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "practices"):
+                return pd.DataFrame(columns=[c for c, _ in SCHEMA["practices"]])
+            return con.execute("SELECT * FROM practices ORDER BY practice_agb").df()
+
+    # -- loading ------------------------------------------------------------------------
+
+    def ingest(self, dataset: Path | str, practices: list[str] | None = None, force: bool = False) -> IngestReport:
+        """Validate and load a dataset, practice by practice (see the module docstring).
+
+        ``practices`` limits the load to these AGB codes (an unknown code is a SpiegelError);
+        ``force`` reloads practices whose files did not change.
+
+        >>> Warehouse(tmp_path / "w.duckdb").ingest(Path("tests/fixtures/good_minimal")).loaded  # doctest: +SKIP
+        ['12345678', '87654321']
+        """
+        started = time.perf_counter()
+        dataset = Path(dataset)
+        report = IngestReport()
+        register = contract.read_practices(dataset)
+        report.warnings += register.warnings
+        report.dataset_problems += [p.describe() for p in register.file_problems]
+
+        if practices is not None:
+            wanted = [str(p) for p in practices]
+            unknown = [p for p in wanted if p not in register.known]
+            if unknown:
+                raise SpiegelError(
+                    f"practice(s) {', '.join(unknown)} not in {dataset} "
+                    f"(known: {', '.join(register.known) or 'none'})"
+                )
+        else:
+            wanted = list(register.known)
+
+        registered = set(register.fingerprints)
+        payments = contract.read_payments(dataset, registered)
+        report.warnings += payments.warnings
+        report.dataset_problems += [p.describe() for p in payments.file_problems]
+
+        rows = {str(r["practice_agb"]): r for r in register.practices.to_dict("records")}
+        with self.connect() as con:
+            previous = dict(con.execute("SELECT practice_agb, content_hash FROM loads").fetchall())
+            for agb in wanted:
+                t0 = time.perf_counter()
+                try:
+                    self._ingest_one(con, dataset, agb, register, payments, rows, previous, force, report)
+                finally:
+                    report.timings[agb] = round(time.perf_counter() - t0, 4)
+        report.timings["total"] = round(time.perf_counter() - started, 4)
+        log.info("ingest %s: %d loaded, %d unchanged, %d refused, %d failed", dataset,
+                 len(report.loaded), len(report.unchanged), len(report.refused), len(report.failed))
+        return report
+
+    def _ingest_one(self, con, dataset, agb, register, payments, rows, previous, force, report) -> None:
+        problems: list[Problem] = list(register.problems.get(agb, []))
+        problems += payments.problems.get(agb, [])
+        if agb not in rows:
+            report.refused[agb] = str(ContractError(problems, subject=f"practice {agb}"))
+            return
+        digest = content_hash(dataset, agb, register.fingerprints.get(agb, ""), payments.fingerprints.get(agb, ""))
+        if not problems and not force and previous.get(agb) == digest:
+            report.unchanged.append(agb)
+            return
+        try:
+            data = contract.load_practice(dataset, rows[agb])
+        except ContractError as e:
+            problems = e.problems + problems
+            data = None
+        except Exception as e:  # noqa: BLE001 - a loader bug on odd data must not stop the batch
+            log.exception("reading practice %s failed", agb)
+            report.failed[agb] = f"{type(e).__name__}: {e}"
+            return
+        if problems:
+            report.refused[agb] = str(ContractError(problems, subject=f"practice {agb}"))
+            return
+        report.warnings += data.warnings
+
+        frames = {"practices": pd.DataFrame([rows[agb]])}
+        frames.update(data.tables)
+        pay = payments.payments
+        frames["payments"] = pay[pay["practice_agb"] == agb]
+        counts = {t: int(len(df)) for t, df in frames.items()}
+        try:
+            self._replace(con, agb, frames, digest, str(dataset.resolve()), counts)
+        except Exception as e:  # noqa: BLE001 - any failure: roll back, keep old data, report
+            log.exception("loading practice %s failed; rolled back", agb)
+            report.failed[agb] = f"{type(e).__name__}: {e}"
+            return
+        report.loaded.append(agb)
+        report.row_counts[agb] = counts
+
+    def _replace(self, con, agb: str, frames: dict[str, pd.DataFrame], digest: str, source: str,
+                 counts: dict[str, int]) -> None:
+        """Delete and insert every table of one practice in one transaction."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in DATA_TABLES:
+                con.execute(f"DELETE FROM {_q(table)} WHERE practice_agb = ?", [agb])
+                self._insert(con, table, frames[table])
+            con.execute("DELETE FROM loads WHERE practice_agb = ?", [agb])
+            con.execute(
+                "INSERT INTO loads VALUES (?, ?, ?, ?, ?)",
+                [agb, digest, datetime.now(), source, json.dumps(counts)],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:  # the transaction may already be aborted; nothing was committed
+                pass
+            raise
+
+    def _insert(self, con, table: str, df: pd.DataFrame) -> None:
+        """Insert a typed frame, casting each column to its warehouse type."""
+        if len(df) == 0:
+            return
+        cols = SCHEMA[table]
+        view = f"_spiegel_{table}"
+        con.register(view, df[[c for c, _ in cols]])
+        try:
+            select = ", ".join(f"CAST({_q(c)} AS {t})" for c, t in cols)
+            names = ", ".join(_q(c) for c, _ in cols)
+            con.execute(f"INSERT INTO {_q(table)} ({names}) SELECT {select} FROM {view}")
+        finally:
+            con.unregister(view)
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+    ).fetchone()[0])
+
+
+def content_hash(dataset: Path, agb: str, register_row: str, payment_rows: str = "") -> str:
+    """sha256 over a practice's source files (name and bytes), its register row and its payments rows.
+
+    >>> content_hash(Path("tests/fixtures/good_minimal"), "12345678", "row text")[:8]  # doctest: +SKIP
+    """
+    h = hashlib.sha256()
+    h.update(f"spiegel-loader {LOADER_VERSION}\n".encode())
+    for path in contract.practice_files(dataset, agb):
+        h.update(f"file {path.name}\n".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\n")
+    h.update(b"practices row\n" + register_row.encode())
+    h.update(b"\npayments rows\n" + payment_rows.encode())
+    return h.hexdigest()

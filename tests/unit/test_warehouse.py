@@ -1,0 +1,260 @@
+"""The warehouse loads per practice in one transaction; refused or failed loads touch nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from helpers import contract
+from helpers.errors import SpiegelError
+from helpers.warehouse import DATA_TABLES, SCHEMA, Warehouse
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+GOOD = FIXTURES / "good_minimal"
+BAD = FIXTURES / "bad"
+A, B = "12345678", "87654321"
+ALL_TABLES = DATA_TABLES + ("loads",)
+
+
+def build(tmp_path: Path, case: str | None = None, name: str = "dataset") -> Path:
+    ds = tmp_path / name
+    shutil.copytree(GOOD, ds)
+    if case:
+        src = BAD / case
+        for f in src.rglob("*"):
+            if f.is_file() and f.name not in ("REMOVE", "README.md"):
+                target = ds / f.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, target)
+    return ds
+
+
+def counts(wh: Warehouse, agb: str) -> dict[str, int]:
+    with wh.connect(read_only=True) as con:
+        return {t: con.execute(f'SELECT count(*) FROM "{t}" WHERE practice_agb = ?', [agb]).fetchone()[0]
+                for t in ALL_TABLES}
+
+
+def snapshot(wh: Warehouse, agb: str) -> dict[str, list]:
+    """Every row of one practice, in a stable order (loads.loaded_at included)."""
+    with wh.connect(read_only=True) as con:
+        return {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}" WHERE practice_agb = ?', [agb]).fetchall()))
+                for t in ALL_TABLES}
+
+
+GOOD_COUNTS = {
+    A: {"practices": 1, "patients": 4, "episodes": 4, "contacts": 5, "measurements": 5, "prescriptions": 3,
+        "referrals": 1, "enrolments": 3, "payments": 2, "loads": 1},
+    B: {"practices": 1, "patients": 3, "episodes": 2, "contacts": 3, "measurements": 3, "prescriptions": 0,
+        "referrals": 0, "enrolments": 1, "payments": 1, "loads": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """good_minimal ingested once, for the tests that only read."""
+    tmp_path = tmp_path_factory.mktemp("good")
+    wh = Warehouse(tmp_path / "w.duckdb")
+    return wh, wh.ingest(build(tmp_path))
+
+
+def test_ingest_good_minimal(good):
+    wh, report = good
+    assert report.ok, report.summary()
+    assert report.loaded == [A, B] and report.refused == {} and report.failed == {}
+    assert counts(wh, A) == GOOD_COUNTS[A] and counts(wh, B) == GOOD_COUNTS[B]
+    assert any("his_internal_note_id" in w for w in report.warnings)
+    assert set(report.timings) == {A, B, "total"}
+
+
+def test_tables_have_sql_types(good):
+    wh, _ = good
+    with wh.connect(read_only=True) as con:
+        for table, cols in SCHEMA.items():
+            described = con.execute(f'DESCRIBE "{table}"').fetchall()
+            assert [(r[0], r[1]) for r in described] == cols, table
+        assert dict(SCHEMA["measurements"])["value_num"] == "DOUBLE"
+        assert dict(SCHEMA["patients"])["registered_from"] == "DATE"
+        assert dict(SCHEMA["patients"])["birth_year"] == "INTEGER"
+        value, value_num = con.execute(
+            "SELECT value, value_num FROM measurements WHERE practice_agb = ? AND nhg_code = 542", [A]).fetchone()
+        assert (value, value_num) == ("2,4", 2.4)
+        assert con.execute("SELECT value_num FROM measurements WHERE value = 'nee'").fetchone()[0] is None
+        row = con.execute("SELECT content_hash, source, row_counts FROM loads WHERE practice_agb = ?", [A]).fetchone()
+        assert len(row[0]) == 64 and row[1].endswith("dataset")
+        assert json.loads(row[2])["contacts"] == 5
+
+
+def test_schema_is_created_idempotently(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    with wh.connect():
+        pass
+    with wh.connect() as con:
+        assert con.execute("SELECT count(*) FROM practices").fetchone()[0] == 0
+
+
+def test_helpers_for_later_code(tmp_path, good):
+    empty = Warehouse(tmp_path / "w.duckdb")
+    assert empty.practice_hashes() == {} and len(empty.practices()) == 0
+    wh, _ = good
+    assert sorted(wh.practice_hashes()) == [A, B]
+    practices = wh.practices()
+    assert practices["practice_agb"].tolist() == [A, B]
+    assert practices["name"].iloc[0] == "Huisartsenpraktijk De Linde"
+
+
+def test_reload_replaces_rows(tmp_path):
+    ds = build(tmp_path)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.ingest(ds)
+    contacts = ds / "extracts" / A / "contacts.csv"
+    contacts.write_text("\n".join(contacts.read_text().splitlines()[:-2]) + "\n")  # two contacts fewer
+    report = wh.ingest(ds)
+    assert report.loaded == [A] and report.unchanged == [B]
+    assert counts(wh, A) == GOOD_COUNTS[A] | {"contacts": 3}
+    report = wh.ingest(ds, force=True)
+    assert report.loaded == [A, B]
+    assert counts(wh, A) == GOOD_COUNTS[A] | {"contacts": 3} and counts(wh, B) == GOOD_COUNTS[B]
+
+
+def test_unchanged_content_is_skipped(tmp_path):
+    ds = build(tmp_path)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.ingest(ds)
+    before = snapshot(wh, A)
+    report = wh.ingest(ds)
+    assert report.unchanged == [A, B] and report.loaded == [] and report.ok
+    assert snapshot(wh, A) == before  # loaded_at too: nothing was rewritten
+    assert "unchanged" in report.summary()
+
+
+def test_changed_register_row_or_payments_reload(tmp_path):
+    ds = build(tmp_path)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.ingest(ds)
+    text = (ds / "practices.csv").read_text(encoding="utf-8-sig")
+    (ds / "practices.csv").write_text(text.replace("Gezondheidscentrum Oost", "GC Oost"), encoding="utf-8")
+    assert wh.ingest(ds).loaded == [B]
+    with open(ds / "payments.csv", "a") as f:
+        f.write("12345678;DM2;2025Q2;3311;3;3;412,50;;\n")
+    assert wh.ingest(ds).loaded == [A]
+    assert counts(wh, A)["payments"] == 3
+
+
+def test_refused_practice_leaves_nothing_and_others_load(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    report = wh.ingest(build(tmp_path, "unknown_sex"))
+    assert not report.ok
+    assert report.loaded == [B] and list(report.refused) == [A]
+    assert "extracts/12345678/patients.csv, line 3, column sex: found 'X', expected one of M, V, O" in report.refused[A]
+    assert counts(wh, A) == {t: 0 for t in ALL_TABLES}  # its payments neither
+    assert counts(wh, B) == GOOD_COUNTS[B]
+    assert "refused   12345678" in report.summary()
+
+
+def test_refused_reload_keeps_previous_data(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.ingest(build(tmp_path, name="v1"))
+    before = snapshot(wh, A)
+    report = wh.ingest(build(tmp_path, "bad_date_format", name="v2"))
+    assert list(report.refused) == [A]
+    assert snapshot(wh, A) == before
+
+
+@pytest.mark.parametrize("case,refused", [
+    ("folder_not_in_register", "99999999"),  # the other register cases: test_contract.py
+    ("bad_quarter", A),  # a bad payments row refuses the practice it belongs to
+])
+def test_register_and_payments_problems_refuse_one_practice(tmp_path, case, refused):
+    ds = build(tmp_path, case)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    report = wh.ingest(ds)
+    assert refused in report.refused
+    assert counts(wh, refused) == {t: 0 for t in ALL_TABLES}
+    assert A in report.loaded or refused == A
+
+
+def test_failure_in_the_middle_of_a_reload_keeps_previous_data(tmp_path, monkeypatch):
+    ds = build(tmp_path)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.ingest(ds)
+    before_a = snapshot(wh, A)
+    hashes = wh.practice_hashes()
+
+    contacts = ds / "extracts" / A / "contacts.csv"
+    contacts.write_text("\n".join(contacts.read_text().splitlines()[:-2]) + "\n")
+    real_insert = Warehouse._insert
+    written = []
+
+    def failing_insert(self, con, table, df):
+        written.append(table)
+        if table == "contacts" and (df["practice_agb"] == A).all():
+            raise RuntimeError("disk full (injected)")
+        return real_insert(self, con, table, df)
+
+    monkeypatch.setattr(Warehouse, "_insert", failing_insert)
+    report = wh.ingest(ds, force=True)
+    assert "patients" in written  # practices and patients were already deleted and re-inserted
+    assert list(report.failed) == [A] and "disk full" in report.failed[A]
+    assert report.loaded == [B] and not report.ok
+    assert snapshot(wh, A) == before_a
+    assert wh.practice_hashes()[A] == hashes[A]
+    assert counts(wh, B) == GOOD_COUNTS[B]  # B reloaded in its own transaction
+
+    monkeypatch.setattr(Warehouse, "_insert", real_insert)
+    assert wh.ingest(ds).loaded == [A]  # the failed load is retried: its hash was not stored
+    assert counts(wh, A)["contacts"] == 3
+
+
+def test_ingest_listed_practices_only(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    report = wh.ingest(build(tmp_path), practices=[B])
+    assert report.loaded == [B]
+    assert counts(wh, A)["patients"] == 0
+
+
+def test_unknown_listed_practice_is_an_error(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    with pytest.raises(SpiegelError) as err:
+        wh.ingest(build(tmp_path), practices=["55555555"])
+    assert "55555555" in str(err.value) and A in str(err.value) and B in str(err.value)
+
+
+def test_summary_has_no_patient_rows(good):
+    _, report = good
+    text = report.summary()
+    assert "2 loaded" in text
+    for value in ("P001", "Q1", "3511", "1950"):
+        assert value not in text
+
+
+def test_read_only_connection_needs_a_warehouse(tmp_path):
+    with pytest.raises(SpiegelError, match="spiegel ingest"):
+        Warehouse(tmp_path / "none.duckdb").connect(read_only=True)
+
+
+def test_warehouse_of_another_layout_is_refused(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE practices (practice_agb VARCHAR, name VARCHAR)")
+    with pytest.raises(SpiegelError, match="delete the file"):
+        Warehouse(path).connect()
+
+
+def test_parquet_extraction_loads_like_csv(tmp_path):
+    ds = build(tmp_path)
+    import pandas as pd
+    path = ds / "extracts" / A / "referrals.csv"
+    df = pd.read_csv(path, sep=";", dtype=str)
+    df["date"] = pd.to_datetime(df["date"])
+    df.to_parquet(path.with_suffix(".parquet"), index=False)
+    path.unlink()
+    wh = Warehouse(tmp_path / "w.duckdb")
+    assert wh.ingest(ds).loaded == [A, B]
+    with wh.connect(read_only=True) as con:
+        assert str(con.execute("SELECT date FROM referrals").fetchone()[0]) == "2024-05-01"
+    assert contract.practice_files(ds, A)[-1].name == "referrals.parquet"
