@@ -288,6 +288,8 @@ def resolve(practice_agb: str = "", quarter: str = "", warehouse: str = "", cube
     (cube folder, practice AGB). The batch always passes all of them."""
     from .config import Settings
     from .cube import prepare_quarter
+    if isinstance(practice_agb, int):  # `papermill -p practice_agb 01000001` arrives as 1000001
+        practice_agb = f"{practice_agb:08d}"
     if cube_path:
         cube = Path(cube_path)
     else:

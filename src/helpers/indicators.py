@@ -246,7 +246,14 @@ def load_indicators(rules: Rules | None = None, directory: Path = INDICATORS_DIR
     if problems:
         body = "\n".join(f"  - {p}" for p in problems)
         raise IndicatorError(f"{directory}: {len(problems)} problem(s) in the indicator definitions\n{body}")
-    return dict(sorted(out.items(), key=lambda kv: (CHAIN_ORDER.index(kv[1].chain), kv[0])))
+    # report order: chain, then grouped by measurement (as listed in codes.yaml), process first
+    concept_order = {c: i for i, c in enumerate(rules.codes.measurements)}
+    type_order = {t: i for i, t in enumerate(TYPES)}
+
+    def key(ind: Indicator):
+        first = concept_order.get(ind.concepts[0], 99) if ind.concepts else 99
+        return (CHAIN_ORDER.index(ind.chain), first, type_order[ind.type], ind.id)
+    return {i.id: i for i in sorted(out.values(), key=key)}
 
 
 def indicator_sql(ind: Indicator, quarter: Quarter) -> str:
@@ -278,8 +285,9 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicat
     df["numerator"] = df["numerator"].astype("int64")
     df["denominator"] = df["denominator"].astype("int64")
     df["pct"] = (100.0 * df["numerator"] / df["denominator"].where(df["denominator"] > 0)).astype(float)
-    meta = pd.DataFrame([{"indicator_id": i.id, "chain": i.chain, "title": i.title, "type": i.type,
-                          "target_pct": i.target_pct, "low_is_good": i.low_is_good} for i in indicators.values()])
+    meta = pd.DataFrame([{"indicator_id": i.id, "order": n, "chain": i.chain, "title": i.title, "type": i.type,
+                          "target_pct": i.target_pct, "low_is_good": i.low_is_good}
+                         for n, i in enumerate(indicators.values())])
     df = df.merge(meta, on="indicator_id")
     eligible = df["denominator"] >= MIN_DENOMINATOR_FOR_RATE
     peers = df[eligible].groupby("indicator_id")["pct"]
@@ -296,6 +304,7 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicat
         asc = bool(grp["low_is_good"].iloc[0])
         df.loc[grp.index, "rank"] = grp["pct"].rank(ascending=asc, method="min")
     df["rank"] = df["rank"].astype("Int64")
+    df = df.sort_values(["order", "practice_agb"]).reset_index(drop=True)
     df["meets_target"] = df.apply(
         lambda r: pd.NA if pd.isna(r["pct"]) or pd.isna(r["target_pct"]) else
         (r["pct"] <= r["target_pct"] if r["low_is_good"] else r["pct"] >= r["target_pct"]), axis=1)
