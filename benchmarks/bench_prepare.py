@@ -27,9 +27,11 @@ from helpers.warehouse import DATA_TABLES, Warehouse
 
 def per_practice_loop(con, quarter, rules, indicators, practices: list[str]) -> float:
     start = time.perf_counter()
+    db = con.execute("SELECT current_database()").fetchone()[0]
     for agb in practices:
         for t in DATA_TABLES:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {t} AS SELECT * FROM main.{t} WHERE practice_agb = '{agb}'")
+            con.execute(f'CREATE OR REPLACE TEMP VIEW {t} AS SELECT * FROM "{db}".main.{t} '
+                        f"WHERE practice_agb = '{agb}'")
         compute_cube(con, quarter, rules, indicators)
     for t in DATA_TABLES:
         con.execute(f"DROP VIEW IF EXISTS temp.{t}")
