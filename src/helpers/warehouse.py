@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -229,27 +230,35 @@ class Warehouse:
         rows = {str(r["practice_agb"]): r for r in register.practices.to_dict("records")}
         with self.connect() as con:
             previous = dict(con.execute("SELECT practice_agb, content_hash FROM loads").fetchall())
-            for agb in wanted:
-                t0 = time.perf_counter()
-                try:
-                    self._ingest_one(con, dataset, agb, register, payments, rows, previous, force, report)
-                finally:
-                    report.timings[agb] = round(time.perf_counter() - t0, 4)
+            # Pipeline: the next practice is read and validated in a background thread while
+            # DuckDB (which releases the GIL) writes the current one. Writes stay sequential,
+            # one transaction per practice, in the register's order.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spiegel-validate") as pool:
+                pending = None
+                for i, agb in enumerate(wanted):
+                    t0 = time.perf_counter()
+                    current = pending or pool.submit(self._read_one, dataset, agb, register, payments,
+                                                     rows, previous, force)
+                    pending = (pool.submit(self._read_one, dataset, wanted[i + 1], register, payments,
+                                           rows, previous, force) if i + 1 < len(wanted) else None)
+                    try:
+                        self._load_one(con, agb, current.result(), report)
+                    finally:
+                        report.timings[agb] = round(time.perf_counter() - t0, 4)
         report.timings["total"] = round(time.perf_counter() - started, 4)
         log.info("ingest %s: %d loaded, %d unchanged, %d refused, %d failed", dataset,
                  len(report.loaded), len(report.unchanged), len(report.refused), len(report.failed))
         return report
 
-    def _ingest_one(self, con, dataset, agb, register, payments, rows, previous, force, report) -> None:
+    def _read_one(self, dataset, agb, register, payments, rows, previous, force) -> dict:
+        """Hash, read and validate one practice (no warehouse access): what _load_one needs."""
         problems: list[Problem] = list(register.problems.get(agb, []))
         problems += payments.problems.get(agb, [])
         if agb not in rows:
-            report.refused[agb] = str(ContractError(problems, subject=f"practice {agb}"))
-            return
+            return {"refused": str(ContractError(problems, subject=f"practice {agb}"))}
         digest = content_hash(dataset, agb, register.fingerprints.get(agb, ""), payments.fingerprints.get(agb, ""))
         if not problems and not force and previous.get(agb) == digest:
-            report.unchanged.append(agb)
-            return
+            return {"unchanged": True}
         try:
             data = contract.load_practice(dataset, rows[agb])
         except ContractError as e:
@@ -257,20 +266,31 @@ class Warehouse:
             data = None
         except Exception as e:  # noqa: BLE001 - a loader bug on odd data must not stop the batch
             log.exception("reading practice %s failed", agb)
-            report.failed[agb] = f"{type(e).__name__}: {e}"
-            return
+            return {"failed": f"{type(e).__name__}: {e}"}
         if problems:
-            report.refused[agb] = str(ContractError(problems, subject=f"practice {agb}"))
-            return
-        report.warnings += data.warnings
-
+            return {"refused": str(ContractError(problems, subject=f"practice {agb}"))}
         frames = {"practices": pd.DataFrame([rows[agb]])}
         frames.update(data.tables)
         pay = payments.payments
         frames["payments"] = pay[pay["practice_agb"] == agb]
+        return {"frames": frames, "digest": digest, "warnings": data.warnings, "source": str(dataset.resolve())}
+
+    def _load_one(self, con, agb: str, read: dict, report: IngestReport) -> None:
+        """Write one validated practice in its own transaction and record the outcome."""
+        if "refused" in read:
+            report.refused[agb] = read["refused"]
+            return
+        if "unchanged" in read:
+            report.unchanged.append(agb)
+            return
+        if "failed" in read:
+            report.failed[agb] = read["failed"]
+            return
+        report.warnings += read["warnings"]
+        frames = read["frames"]
         counts = {t: int(len(df)) for t, df in frames.items()}
         try:
-            self._replace(con, agb, frames, digest, str(dataset.resolve()), counts)
+            self._replace(con, agb, frames, read["digest"], read["source"], counts)
         except Exception as e:  # noqa: BLE001 - any failure: roll back, keep old data, report
             log.exception("loading practice %s failed; rolled back", agb)
             report.failed[agb] = f"{type(e).__name__}: {e}"
