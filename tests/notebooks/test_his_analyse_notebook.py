@@ -41,6 +41,10 @@ def executed(demo_warehouse, demo_cube, demo_quarter, tmp_path_factory):
                         parameters={"practice_agb": agb, "quarter": str(demo_quarter),
                                     "warehouse": str(demo_warehouse), "cube_path": str(demo_cube)})
     nb = nbformat.read(out, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", output
+            assert output.get("name") != "stderr", output.get("text")
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     html, _ = exporter.from_notebook_node(nb)
     return agb, practices.set_index("practice_agb").loc[agb], findings[findings["practice_agb"] == agb], html
@@ -53,7 +57,7 @@ def test_html_has_headings_and_no_code(executed):
                     "6. Datakwaliteit", "Verantwoording", practice["name"]):
         assert heading in html, heading
     assert "his.resolve(" not in html and "import " not in html
-    assert "Traceback" not in html and "Error" not in html
+    assert "Traceback" not in html and "ParameterError" not in html
 
 
 def test_html_numbers_match_the_cube(executed):
