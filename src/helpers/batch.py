@@ -1,0 +1,1157 @@
+"""``spiegel build``: a batch file -> every report for every practice and quarter.
+
+A batch file (``parameters/<batch>.yaml``) names the dataset, the warehouse, the quarters
+(a list, or ``latest``), the practices (``all`` or a list), the reports, the formats and the
+executor. Everything is parsed explicitly (the YAML is read with every scalar as text:
+``01000001`` stays an AGB code, not an octal number; ``2025Q2`` a quarter) and checked
+before anything runs; each problem is one line. Command-line flags override the file.
+
+The build, in order:
+
+1. ingest the dataset when its files changed since the last build (in a worker: the
+   coordinator never loads patient tables); a refused practice becomes a failed run;
+2. expand practices x quarters x reports into named runs with fixed output paths,
+   ``outputs/<quarter>/<practice>/<report>.html|.pdf|.ipynb`` and
+   ``outputs/<quarter>/regio/<region>/<report>.*``, each with its parameters validated;
+3. skip a run whose cache key (notebook bytes, parameters, the data of its practice or
+   region, the rules (``parameters_hash``), the helpers' code (``code_hash``) and the
+   environment) matches the manifest and whose files are all there (``--force``: rerun);
+4. prepare the quarter cube once (in a worker), then run the rest on the executor;
+5. record every run in ``outputs/<quarter>/manifest.json`` as it finishes (atomically:
+   an interrupted batch resumes where it stopped), rebuild the portal, print the summary.
+
+Exit status: 0 all done or skipped, 1 a run failed, 2 a parameter problem, 130 interrupted.
+
+>>> parser = argparse.ArgumentParser(); add_build_arguments(parser)      # doctest: +SKIP
+>>> run_build(parser.parse_args(["parameters/demo.yaml", "--practice", "01000001"]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_WAREHOUSE, PARAMETERS_DIR, PROJECT_ROOT, Settings, cube_dir
+from .errors import ParameterError, SpiegelError
+from .quarter import Quarter
+from .reports import REPORTS, get_report, validate_params
+
+FORMATS = ("html", "pdf")
+EXECUTORS = ("local", "dask")
+DEFAULT_TIMEOUT = 900.0
+
+#: every key a batch file may hold, with what it means (unknown keys are refused)
+BATCH_KEYS = {
+    "description": "free text",
+    "dataset": "the delivered dataset folder; ingested when its files changed (empty: use the warehouse as it is)",
+    "warehouse": "the DuckDB warehouse file (default data/warehouse.duckdb)",
+    "ingest": "true (default when a dataset is named) or false",
+    "quarters": "a list of quarters (2025Q2) or `latest` (latest complete quarter of the extraction dates)",
+    "practices": "`all` or a list of AGB codes (quote them: '01000001')",
+    "reports": f"a list of report ids ({', '.join(REPORTS)})",
+    "formats": "a list from html, pdf (the executed .ipynb is always kept)",
+    "executor": "local (default) or dask",
+    "scheduler": "the Dask scheduler address (executor dask)",
+    "workers": "number of local worker processes (default: the machine's cores)",
+    "timeout": "time limit per run in seconds (or 90s, 15m, 1h)",
+    "outputs": "the outputs folder (default outputs/)",
+    "params": "extra notebook parameters per report, e.g. {his_analyse: {name: value}} (checked against the report)",
+}
+
+#: packages whose version is part of every run's cache key and of the manifest
+KEY_PACKAGES = ("pandas", "numpy", "pyarrow", "duckdb", "matplotlib", "seaborn", "scipy", "papermill",
+                "nbclient", "nbconvert", "nbformat", "ipykernel", "jupyter_client", "playwright", "spiegel")
+
+
+# ---------------------------------------------------------------------------------------
+# The batch file
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """A parsed, validated batch file (with command-line overrides applied)."""
+
+    name: str
+    source: str
+    dataset: Path | None = None
+    warehouse: Path = DEFAULT_WAREHOUSE
+    ingest: bool = True
+    quarters: list[str] | None = None        # None: latest
+    practices: list[str] | None = None       # None: all
+    reports: list[str] = field(default_factory=lambda: ["his_analyse"])
+    formats: list[str] = field(default_factory=lambda: ["html", "pdf"])
+    executor: str = "local"
+    scheduler: str | None = None
+    workers: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    outputs: Path = field(default_factory=lambda: Settings.from_env().outputs)
+    params: dict = field(default_factory=dict)   # report -> {parameter: text}
+    force: bool = False
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and "," in value:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [value]
+
+
+def _path(value: str, base: Path = PROJECT_ROOT) -> Path:
+    p = Path(os.path.expanduser(str(value).strip()))
+    return p if p.is_absolute() else (base / p)
+
+
+def parse_quarters(values, where: str, problems: list[str]) -> list[str] | None:
+    """``latest`` -> None; otherwise each value parsed as a quarter (problems collected)."""
+    values = _as_list(values)
+    if not values or (len(values) == 1 and str(values[0]).strip().lower() == "latest"):
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, (dict, list)):
+            problems.append(f"{where}: {v!r} is not a quarter: write it as YYYYQn, e.g. 2025Q2")
+            continue
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(v).strip()):
+            problems.append(f"{where}: {v!r} is a date, not a quarter: write it as YYYYQn, e.g. 2025Q2")
+            continue
+        if str(v).strip().lower() == "latest":
+            problems.append(f"{where}: `latest` cannot be mixed with explicit quarters")
+            continue
+        try:
+            q = str(Quarter.parse(v))
+        except ParameterError as e:
+            problems.append(f"{where}: {e}")
+            continue
+        if q not in out:
+            out.append(q)
+    return out
+
+
+def parse_practices(values, where: str, problems: list[str]) -> list[str] | None:
+    values = _as_list(values)
+    if not values or (len(values) == 1 and str(values[0]).strip().lower() == "all"):
+        return None
+    out = []
+    for v in values:
+        s = str(v).strip()
+        if not re.fullmatch(r"\d{8}", s):
+            problems.append(f"{where}: practice {s!r} is not an AGB code (8 digits; quote it in YAML: '01000001')")
+        elif s not in out:
+            out.append(s)
+    return out
+
+
+def parse_reports(values, where: str, problems: list[str]) -> list[str]:
+    out = []
+    for v in _as_list(values):
+        s = str(v).strip()
+        if s not in REPORTS:
+            problems.append(f"{where}: report {s!r} is unknown; choose from {', '.join(REPORTS)}")
+        elif s not in out:
+            out.append(s)
+    if not _as_list(values):
+        problems.append(f"{where}: name at least one report ({', '.join(REPORTS)})")
+    return out
+
+
+def parse_formats(values, where: str, problems: list[str]) -> list[str]:
+    out = []
+    for v in _as_list(values):
+        s = str(v).strip().lower().lstrip(".")
+        if s == "ipynb":
+            continue   # always written
+        if s not in FORMATS:
+            problems.append(f"{where}: format {s!r} is unknown; choose from {', '.join(FORMATS)}")
+        elif s not in out:
+            out.append(s)
+    return out
+
+
+def parse_timeout(value, where: str, problems: list[str]) -> float | None:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", str(value))
+    if not m:
+        problems.append(f"{where}: {value!r} is not a time limit: give seconds (900) or 15m / 1h")
+        return None
+    seconds = float(m.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, None: 1}[m.group(2)]
+    if seconds <= 0:
+        problems.append(f"{where}: the time limit must be more than 0 seconds")
+        return None
+    return seconds
+
+
+def parse_workers(value, where: str, problems: list[str]) -> int | None:
+    s = str(value).strip().lower()
+    if s in ("", "auto", "none"):
+        return None
+    if not s.isdigit() or int(s) < 1:
+        problems.append(f"{where}: workers {value!r} must be a whole number of at least 1 (or auto)")
+        return None
+    return int(s)
+
+
+def parse_bool(value, where: str, problems: list[str]) -> bool | None:
+    s = str(value).strip().lower()
+    if s in ("true", "yes", "on", "1"):
+        return True
+    if s in ("false", "no", "off", "0"):
+        return False
+    problems.append(f"{where}: {value!r} is not true or false")
+    return None
+
+
+def load_batch_file(path: Path | str) -> dict:
+    """The raw batch file: a mapping whose scalars are all strings (nothing guessed by YAML)."""
+    import yaml
+    path = Path(path)
+    if not path.exists():
+        raise ParameterError(f"batch file {path} does not exist (the demo batch is {PARAMETERS_DIR / 'demo.yaml'})")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ParameterError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: a batch file is a mapping of {', '.join(BATCH_KEYS)}")
+    return data
+
+
+def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[str]]:
+    """A Batch from the raw mapping, and every problem found (one line each)."""
+    problems: list[str] = []
+    name = Path(source).stem
+    b = Batch(name=name, source=source)
+    unknown = sorted(set(data) - set(BATCH_KEYS))
+    for key in unknown:
+        problems.append(f"{source}: unknown key {key!r}; a batch file takes {', '.join(BATCH_KEYS)}")
+
+    def where(key):
+        return f"{source}: {key}"
+
+    if data.get("dataset"):
+        b.dataset = _path(data["dataset"])
+    if data.get("warehouse"):
+        b.warehouse = _path(data["warehouse"])
+    else:
+        b.warehouse = Settings.from_env().warehouse
+    if "ingest" in data:
+        v = parse_bool(data["ingest"], where("ingest"), problems)
+        b.ingest = bool(v) if v is not None else True
+    b.quarters = parse_quarters(data.get("quarters", "latest"), where("quarters"), problems)
+    b.practices = parse_practices(data.get("practices", "all"), where("practices"), problems)
+    b.reports = parse_reports(data.get("reports", ["his_analyse"]), where("reports"), problems)
+    b.formats = parse_formats(data.get("formats", list(FORMATS)), where("formats"), problems)
+    executor = str(data.get("executor", "local")).strip().lower()
+    if executor not in EXECUTORS:
+        problems.append(f"{where('executor')}: {executor!r} is unknown; choose local or dask")
+    else:
+        b.executor = executor
+    if data.get("scheduler"):
+        b.scheduler = str(data["scheduler"]).strip()
+    if "workers" in data:
+        b.workers = parse_workers(data["workers"], where("workers"), problems)
+    if "timeout" in data:
+        b.timeout = parse_timeout(data["timeout"], where("timeout"), problems) or DEFAULT_TIMEOUT
+    if data.get("outputs"):
+        b.outputs = _path(data["outputs"])
+    if "params" in data:
+        b.params = parse_extra_params(data["params"], b.reports, where("params"), problems)
+    return b, problems
+
+
+#: parameter types the sweep fills in itself (a batch file cannot set them)
+SWEEP_TYPES = ("practice", "region", "quarter")
+SWEEP_NAMES = ("warehouse", "cube_path")
+
+
+def parse_extra_params(value, reports: list[str], where: str, problems: list[str]) -> dict:
+    """``params: {report: {name: value}}``: names must be parameters the report declares."""
+    if not isinstance(value, dict):
+        problems.append(f"{where}: write it as a mapping per report, e.g. {{his_analyse: {{name: value}}}}")
+        return {}
+    out = {}
+    for report_id, values in value.items():
+        if report_id not in REPORTS:
+            problems.append(f"{where}: report {report_id!r} is unknown; choose from {', '.join(REPORTS)}")
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"{where}: {report_id}: write its parameters as a mapping name: value")
+            continue
+        spec = REPORTS[report_id]
+        types = {p.name: p.type for p in spec.params}
+        for name, v in values.items():
+            if name not in types:
+                problems.append(f"{where}: {report_id}: unknown parameter {name!r}; it takes "
+                                f"{', '.join(spec.param_names())}")
+            elif types[name] in SWEEP_TYPES or name in SWEEP_NAMES:
+                problems.append(f"{where}: {report_id}: parameter {name!r} is set by the sweep "
+                                f"(use practices/quarters/warehouse instead)")
+            elif isinstance(v, (dict, list)):
+                problems.append(f"{where}: {report_id}: parameter {name!r} must be a single value")
+            else:
+                out.setdefault(report_id, {})[name] = str(v)
+    return out
+
+
+def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[str]) -> Batch:
+    """Command-line flags win over the batch file."""
+    b = replace(b)
+    if getattr(args, "practice", None):
+        b.practices = parse_practices(args.practice, "--practice", problems)
+    if getattr(args, "quarter", None):
+        b.quarters = parse_quarters(args.quarter, "--quarter", problems)
+    if getattr(args, "report", None):
+        b.reports = parse_reports(args.report, "--report", problems)
+    if getattr(args, "format", None):
+        b.formats = parse_formats([f for v in args.format for f in str(v).split(",")], "--format", problems)
+    if getattr(args, "workers", None) is not None:
+        b.workers = parse_workers(args.workers, "--workers", problems)
+    if getattr(args, "executor", None):
+        b.executor = args.executor
+    if getattr(args, "scheduler", None):
+        b.scheduler = args.scheduler
+    if getattr(args, "timeout", None) is not None:
+        b.timeout = parse_timeout(args.timeout, "--timeout", problems) or b.timeout
+    if getattr(args, "outputs", None):
+        b.outputs = Path(args.outputs).resolve()
+    if getattr(args, "force", False):
+        b.force = True
+    if b.executor == "dask" and not b.scheduler:
+        problems.append("executor dask needs a scheduler address: --scheduler tcp://host:8786 "
+                        "(or `scheduler:` in the batch file)")
+    if b.dataset is not None and not b.dataset.is_dir():
+        problems.append(f"{b.source}: dataset {b.dataset} does not exist (generate the demo with "
+                        f"`spiegel demo-data --out data/demo`)")
+    if not b.formats:
+        problems.append(f"{b.source}: formats: name html and/or pdf")
+    return b
+
+
+def load_batch(path: Path | str, args: argparse.Namespace | None = None) -> Batch:
+    """Parse and check a batch file (plus overrides); ParameterError lists every problem."""
+    source = str(path)
+    data = load_batch_file(path)
+    b, problems = parse_batch(data, source)
+    b = apply_overrides(b, args or argparse.Namespace(), problems)
+    if problems:
+        raise ParameterError("\n".join(problems))
+    return b
+
+
+# ---------------------------------------------------------------------------------------
+# Cache keys and provenance
+# ---------------------------------------------------------------------------------------
+
+
+def _sha(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def environment_fingerprint() -> dict:
+    """Python and the versions of the packages a report's look depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+    packages = {}
+    for name in KEY_PACKAGES:
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {"python": sys.version.split()[0], "platform": sys.platform, "packages": packages}
+
+
+def key_params(report_id: str, params: dict) -> dict:
+    """The parameters that enter the cache key: paths are left out (their content is the
+    data hash), so moving the warehouse does not rebuild everything."""
+    spec = get_report(report_id)
+    types = {p.name: p.type for p in spec.params}
+    return {k: v for k, v in sorted(params.items()) if types.get(k) != "path"}
+
+
+def run_cache_key(*, notebook_hash: str, params: dict, data_hash: str, parameters_hash: str,
+                  code_hash: str, environment: dict, formats: list[str] | tuple = ()) -> str:
+    """What a run depends on, as one hash.
+
+    >>> a = run_cache_key(notebook_hash="n", params={"practice_agb": "01000001"}, data_hash="d",
+    ...                   parameters_hash="p", code_hash="c", environment={"python": "3.11"})
+    >>> a == run_cache_key(notebook_hash="n", params={"practice_agb": "01000002"}, data_hash="d",
+    ...                    parameters_hash="p", code_hash="c", environment={"python": "3.11"})
+    False
+    """
+    payload = {"notebook": notebook_hash, "params": params, "data": data_hash,
+               "parameters": parameters_hash, "code": code_hash, "environment": environment,
+               "formats": sorted(formats)}
+    return _sha(json.dumps(payload, sort_keys=True, default=str))
+
+
+def region_data_hash(region: str, practice_regions: dict[str, str], hashes: dict[str, str]) -> str:
+    """The data of every practice in the region (a change in any of them reruns the region)."""
+    members = sorted((agb, hashes.get(agb, "")) for agb, r in practice_regions.items() if r == region)
+    return _sha(json.dumps(members))
+
+
+def code_version(code_hash: str) -> str:
+    """``git describe`` of the project when it is a repository with commits, else the
+    package version; always with the helpers' code hash."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=5)
+        described = out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        described = ""
+    base = f"git {described}" if described else f"spiegel {__version__}"
+    return f"{base} (code {code_hash[:12]})"
+
+
+def slug(text: str) -> str:
+    """A region name as a folder name: ``Utrecht-West`` stays, spaces and slashes go."""
+    s = re.sub(r"[^\w.-]+", "-", str(text).strip(), flags=re.UNICODE).strip("-.")
+    return s or "onbekend"
+
+
+def _fmt_date(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    try:
+        import pandas as pd
+        if pd.isna(value):
+            return "–"
+        return pd.Timestamp(value).strftime("%d-%m-%Y")
+    except (ValueError, TypeError):
+        return str(value)
+
+
+# ---------------------------------------------------------------------------------------
+# Planning: named runs with fixed paths
+# ---------------------------------------------------------------------------------------
+
+
+def run_name(report_id: str, scope: str, key: str) -> str:
+    return f"{key}-{report_id}" if scope == "practice" else f"regio-{slug(key)}-{report_id}"
+
+
+def run_dir(outputs: Path, quarter: str, scope: str, key: str) -> Path:
+    return outputs / quarter / key if scope == "practice" else outputs / quarter / "regio" / slug(key)
+
+
+@dataclass
+class Plan:
+    batch: Batch
+    quarters: list[str]
+    practices: list[str]
+    regions: list[str]
+    specs: list          # RunSpec, in sweep order
+    refused: dict        # agb -> message (ingest)
+    ingest: dict | None = None
+
+
+def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """Practices, regions and quarters of the batch, checked against the warehouse."""
+    problems = []
+    in_warehouse = [str(a) for a in practices_df["practice_agb"]] if len(practices_df) else []
+    known = list(dict.fromkeys(in_warehouse + sorted(refused)))
+    if not known:
+        raise ParameterError(f"warehouse {b.warehouse} holds no practices: run `spiegel ingest <dataset>` "
+                             f"first (or name the dataset in {b.source})")
+    if b.practices is None:
+        practices = known
+    else:
+        practices = []
+        for agb in b.practices:
+            if agb not in known:
+                problems.append(f"practice {agb} is not in the warehouse {b.warehouse.name} "
+                                f"(known: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''})")
+            else:
+                practices.append(agb)
+    regions_of = {str(r["practice_agb"]): r.get("region") for r in practices_df.to_dict("records")}
+    regions = sorted({str(regions_of[a]) for a in practices if regions_of.get(a) is not None
+                      and str(regions_of[a]) not in ("", "nan", "None")})
+    if b.quarters is None:
+        import pandas as pd
+        dates = pd.to_datetime(practices_df[practices_df["practice_agb"].astype(str).isin(practices)]["extraction_date"],
+                               errors="coerce").dropna()
+        if dates.empty:
+            problems.append("quarters: latest: no extraction date in the warehouse for the selected practices; "
+                            "name the quarter (--quarter 2025Q2)")
+            quarters = []
+        else:
+            quarters = [str(Quarter.latest_complete(dates.max().date()))]
+    else:
+        quarters = list(b.quarters)
+    if problems:
+        raise ParameterError("\n".join(problems))
+    return practices, regions, quarters
+
+
+def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str, str],
+              practices: list[str], regions: list[str], quarters: list[str]) -> list:
+    """Every named run of the sweep with its parameters validated, paths and cache key."""
+    from .cube import code_hash, parameters_hash
+    from .runner import RunSpec
+    env = environment_fingerprint()
+    p_hash, c_hash = parameters_hash(), code_hash()
+    version = code_version(c_hash)
+    rows = {str(r["practice_agb"]): r for r in practices_df.to_dict("records")}
+    practice_regions = {a: str(r.get("region")) for a, r in rows.items()}
+    known_regions = set(practice_regions.values())
+    known_practices = set(rows) | set(refused)
+    dataset_label = _dataset_label(b)
+    specs, problems = [], []
+    for quarter in quarters:
+        q = Quarter.parse(quarter)
+        cube = cube_dir(b.warehouse, quarter)
+        for report_id in b.reports:
+            spec = get_report(report_id)
+            nb_path = Path(spec.notebook)
+            if not nb_path.exists():
+                problems.append(f"report {report_id}: notebook {nb_path} does not exist")
+                continue
+            nb_hash = _sha(nb_path.read_bytes())
+            formats = [f for f in b.formats if f in spec.formats]
+            keys = practices if spec.scope == "practice" else regions
+            for key in keys:
+                params = {}
+                for p in spec.params:
+                    if p.type in ("practice", "region"):
+                        params[p.name] = key
+                    elif p.type == "quarter":
+                        params[p.name] = quarter
+                    elif p.name == "warehouse":
+                        params[p.name] = str(b.warehouse)
+                    elif p.name == "cube_path":
+                        params[p.name] = str(cube)
+                params.update(b.params.get(report_id, {}))
+                try:
+                    params = validate_params(report_id, params, known_practices, known_regions)
+                except ParameterError as e:
+                    problems.append(str(e))
+                    continue
+                if spec.scope == "practice":
+                    row = rows.get(key, {})
+                    data_hash = hashes.get(key, "")
+                    label = str(row.get("name") or key)
+                    extraction = _fmt_date(row.get("extraction_date"))
+                    data_version = f"{key}: {data_hash[:12] or 'niet geladen'}"
+                else:
+                    members = [a for a, r in practice_regions.items() if r == key]
+                    data_hash = region_data_hash(key, practice_regions, hashes)
+                    label = f"Regio {key}"
+                    dates = sorted(_fmt_date(rows[a].get("extraction_date")) for a in members)
+                    extraction = dates[0] if len(set(dates)) == 1 else f"{dates[0]} t/m {dates[-1]}"
+                    data_version = f"{len(members)} praktijken: {data_hash[:12]}"
+                kp = key_params(report_id, params)
+                cache_key = run_cache_key(notebook_hash=nb_hash, params=kp, data_hash=data_hash,
+                                          parameters_hash=p_hash, code_hash=c_hash, environment=env,
+                                          formats=formats)
+                name = run_name(report_id, spec.scope, key)
+                outdir = run_dir(b.outputs, quarter, spec.scope, key)
+                files = {"ipynb": str(outdir / f"{report_id}.ipynb")}
+                for f in ("html", *formats):
+                    files[f] = str(outdir / f"{report_id}.{f}")
+                provenance = {
+                    "extraction_date": extraction,
+                    "dataset": f"{dataset_label}; gegevens {data_version}",
+                    "code_version": version,
+                    "parameter_hash": _sha(json.dumps(kp, sort_keys=True) + p_hash)[:12],
+                }
+                pre_failed = None
+                if spec.scope == "practice" and key in refused:
+                    pre_failed = {"stage": "ingest", "message": _first_line(refused[key])}
+                specs.append(RunSpec(
+                    name=name, quarter=quarter, report=report_id, scope=spec.scope, key=key, label=label,
+                    notebook=str(nb_path), params=params, formats=formats, outdir=str(outdir), files=files,
+                    partial_path=str(outdir / f"{report_id}.failed.ipynb"),
+                    log_path=str(b.outputs / quarter / "logs" / f"{name}.log"), cube_path=str(cube),
+                    cache_key=cache_key, timeout=b.timeout, title=spec.title_nl,
+                    subtitle=f"{label} · {q.label_nl}", provenance=provenance, pre_failed=pre_failed))
+    if problems:
+        raise ParameterError("\n".join(dict.fromkeys(problems)))
+    return specs
+
+
+def _first_line(text: str, limit: int = 240) -> str:
+    lines = [s.strip() for s in str(text).splitlines() if s.strip()]
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _dataset_label(b: Batch) -> str:
+    target = b.dataset if b.dataset is not None else b.warehouse
+    try:
+        return str(Path(target).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return Path(target).name
+
+
+def notebook_imports(paths) -> list[str]:
+    """Modules the notebooks import at top level: the kernel factory pre-imports them."""
+    import ast
+    mods: list[str] = []
+    for path in paths:
+        try:
+            nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for cell in nb.get("cells", []):
+            if cell.get("cell_type") != "code":
+                continue
+            src = "".join(cell.get("source", []))
+            src = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!")))
+            try:
+                tree = ast.parse(src)
+            except SyntaxError:
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Import):
+                    mods += [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    mods.append(node.module)
+                    mods += [f"{node.module}.{a.name}" for a in node.names]
+    return list(dict.fromkeys(mods))
+
+
+# ---------------------------------------------------------------------------------------
+# Skipping, the manifest
+# ---------------------------------------------------------------------------------------
+
+
+class Manifest:
+    """``outputs/<quarter>/manifest.json``: every run with parameters, status, timings,
+    cache key, output hashes and versions. No patient data: counts and names only."""
+
+    def __init__(self, outputs: Path, quarter: str):
+        self.path = Path(outputs) / quarter / "manifest.json"
+        self.quarter = quarter
+        self.data = {"quarter": quarter, "runs": {}}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.data.setdefault("runs", {})
+            except ValueError:
+                pass   # a damaged manifest means: rebuild everything of this quarter
+
+    @property
+    def runs(self) -> dict:
+        return self.data["runs"]
+
+    def up_to_date(self, spec) -> bool:
+        entry = self.runs.get(spec.name)
+        if not entry or entry.get("status") != "done" or entry.get("cache_key") != spec.cache_key:
+            return False
+        root = self.path.parent
+        records = list(entry.get("outputs", {}).values()) + list(entry.get("extras", []))
+        wanted = {"ipynb", "html", *spec.formats}
+        if not wanted <= set(entry.get("outputs", {})):
+            return False
+        for rec in records:
+            p = root / rec["path"]
+            if not p.exists() or p.stat().st_size != rec.get("bytes"):
+                return False
+        return True
+
+    def record(self, spec, result, batch_name: str, extra: dict | None = None) -> None:
+        root = self.path.parent
+
+        def rel(rec):
+            rec = dict(rec)
+            try:
+                rec["path"] = str(Path(rec["path"]).resolve().relative_to(root.resolve()))
+            except ValueError:
+                pass
+            return rec
+
+        previous = self.runs.get(spec.name, {})
+        entry = {
+            "report": spec.report, "scope": spec.scope, "key": spec.key, "label": spec.label,
+            "quarter": spec.quarter, "params": spec.params, "status": result.status,
+            "cache_key": spec.cache_key, "timings_s": result.timings,
+            "outputs": {k: rel(v) for k, v in result.outputs.items()},
+            "extras": [rel(x) for x in result.extras], "figures": result.figures,
+            "error": result.error, "log": rel({"path": spec.log_path})["path"],
+            "partial_notebook": rel({"path": result.error["partial_notebook"]})["path"]
+            if result.error and result.error.get("partial_notebook") else None,
+            "attempts": result.attempts, "worker": result.worker, "memory_mb": result.memory_mb,
+            "finished_at": result.finished_at, "batch": batch_name,
+            "provenance": spec.provenance,
+        }
+        if extra:
+            entry.update(extra)
+        if result.status != "done" and previous.get("status") == "done":
+            entry["previous_success"] = {"finished_at": previous.get("finished_at"),
+                                         "outputs": previous.get("outputs", {})}
+        self.runs[spec.name] = entry
+
+    def mark_skipped(self, spec, batch_name: str) -> None:
+        entry = self.runs[spec.name]
+        entry["last_checked"] = {"at": _now_iso(), "batch": batch_name, "outcome": "skipped"}
+
+    def save(self, meta: dict | None = None) -> None:
+        from .runner import write_atomic
+        if meta:
+            self.data.update(meta)
+        self.data["updated_at"] = _now_iso()
+        self.data["runs"] = dict(sorted(self.runs.items()))
+        write_atomic(self.path, json.dumps(self.data, indent=1, default=str, ensure_ascii=False))
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------------------
+# Ingest (only when the dataset's files changed) and prepare, both in a worker
+# ---------------------------------------------------------------------------------------
+
+
+def dataset_fingerprint(dataset: Path) -> str:
+    """Names, sizes and modification times of every file: cheap, and any edit changes it."""
+    items = []
+    for root, dirs, files in os.walk(dataset):
+        dirs.sort()
+        for f in sorted(files):
+            p = Path(root) / f
+            st = p.stat()
+            items.append((str(p.relative_to(dataset)), st.st_size, st.st_mtime_ns))
+    return _sha(json.dumps(items))
+
+
+def ingest_task(warehouse: str, dataset: str) -> dict:
+    """Run in a worker: load changed practices; return counts and messages (no rows)."""
+    from .warehouse import Warehouse
+    report = Warehouse(warehouse).ingest(Path(dataset))
+    return {"loaded": report.loaded, "unchanged": report.unchanged, "refused": report.refused,
+            "failed": report.failed, "dataset_problems": report.dataset_problems,
+            "warnings": report.warnings, "seconds": report.timings.get("total")}
+
+
+def prepare_task(warehouse: str, quarter: str, force: bool = False) -> dict:
+    """Run in a worker: compute (or reuse) the quarter cube; return its key and timing."""
+    from .cube import prepare_quarter, read_meta
+    t0 = time.perf_counter()
+    path = prepare_quarter(warehouse, quarter, force=force)
+    meta = read_meta(path)
+    return {"path": str(path), "key": meta.get("key"), "seconds": round(time.perf_counter() - t0, 3),
+            "computed_at": meta.get("computed_at"), "timings_s": meta.get("timings_s")}
+
+
+def _fresh_cube(warehouse: Path, quarter: str) -> dict | None:
+    """The cube's record when it is up to date (same key as the data, rules and code now)."""
+    from .cube import cube_key
+    meta_file = cube_dir(warehouse, quarter) / "cube.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        if meta.get("key") != cube_key(warehouse, Quarter.parse(quarter)):
+            return None
+    except (OSError, ValueError):
+        return None
+    return {"path": str(meta_file.parent), "key": meta["key"], "seconds": 0.0,
+            "computed_at": meta.get("computed_at"), "timings_s": meta.get("timings_s")}
+
+
+def _ingest_if_changed(b: Batch, executor_factory, out) -> dict | None:
+    """Ingest the batch's dataset when its files or the warehouse changed since the last build.
+
+    The state file beside the warehouse remembers the dataset's fingerprint and the refused
+    practices, so an unchanged dataset costs a directory listing, not a worker."""
+    from .warehouse import Warehouse
+    state_path = Path(str(b.warehouse) + ".ingest.json")
+    fingerprint = dataset_fingerprint(b.dataset)
+    hashes = Warehouse(b.warehouse).practice_hashes() if b.warehouse.exists() else {}
+    if state_path.exists() and not b.force:
+        try:
+            state = json.loads(state_path.read_text())
+            if (state.get("dataset") == str(b.dataset.resolve()) and state.get("fingerprint") == fingerprint
+                    and state.get("practice_hashes") == hashes):
+                return {"skipped": True, "refused": state.get("refused", {}), "failed": state.get("failed", {})}
+        except ValueError:
+            pass
+    out(f"ingest {b.dataset} -> {b.warehouse} ...")
+    t0 = time.perf_counter()
+    result = executor_factory().call("helpers.batch:ingest_task", str(b.warehouse), str(b.dataset))
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    hashes = Warehouse(b.warehouse).practice_hashes()
+    from .runner import write_atomic
+    write_atomic(state_path, json.dumps({
+        "dataset": str(b.dataset.resolve()), "fingerprint": fingerprint, "practice_hashes": hashes,
+        "refused": result["refused"], "failed": result["failed"], "checked_at": _now_iso()}, indent=1))
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Progress and summary
+# ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A tqdm bar with counts and ETA on a terminal; one plain line per run otherwise (CI)."""
+
+    def __init__(self, total: int, stream=None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.counts = {"done": 0, "failed": 0}
+        self.n = 0
+        self.bar = None
+        if total and hasattr(self.stream, "isatty") and self.stream.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="run", file=self.stream, dynamic_ncols=True,
+                            desc="build", smoothing=0.1)
+
+    def update(self, spec, result) -> None:
+        self.n += 1
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if self.bar is not None:
+            self.bar.set_postfix(done=self.counts["done"], failed=self.counts["failed"], refresh=False)
+            self.bar.update(1)
+            if result.status != "done":
+                self.bar.write(f"failed  {spec.quarter} {spec.key} {spec.report}: {_error_line(result.error)}")
+        else:
+            width = len(str(self.total))
+            line = (f"[{self.n:>{width}}/{self.total}] {result.status:<6} {spec.quarter} {spec.key} "
+                    f"{spec.report} {result.timings.get('total', 0):.1f}s")
+            if result.status != "done":
+                line += f"  {_error_line(result.error)}"
+            print(line, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _error_line(error: dict | None) -> str:
+    if not error:
+        return ""
+    parts = [f"[{error.get('stage')}]"]
+    if error.get("cell_index") is not None:
+        parts.append(f"cell {error['cell_index']} (`{error.get('cell_source', '')}`):")
+    parts.append(str(error.get("message", "")))
+    return " ".join(parts)
+
+
+def _stage_table(results: list) -> list[str]:
+    stages = ("kernel_start", "execute", "html", "pdf", "extras", "total")
+    rows = []
+    for st in stages:
+        vals = [r.timings[st] for r in results if st in r.timings and r.status == "done"]
+        if vals:
+            rows.append(f"  {st:<13} {len(vals):>5} {sum(vals):>9.2f} {sum(vals) / len(vals):>8.2f} {max(vals):>8.2f}")
+    if not rows:
+        return []
+    return ["stage timings (s)   runs       sum     mean      max", *rows]
+
+
+def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extra_lines: list[str],
+                  outputs: Path, portal: Path | None, out=print) -> None:
+    done = [r for r in results.values() if r.status == "done"]
+    failed = [(s, results[s.name]) for s in plan_specs if s.name in results and results[s.name].status != "done"]
+    out("")
+    out(f"batch summary: {len(plan_specs)} runs: {len(done)} done, {len(skipped)} skipped (up to date), "
+        f"{len(failed)} failed, in {elapsed:.1f}s")
+    if len(plan_specs) <= 40:
+        out(f"  {'quarter':<8} {'practice/region':<22} {'report':<16} {'status':<8} {'execute':>8} {'html':>6} {'pdf':>6}")
+        for s in plan_specs:
+            r = results.get(s.name)
+            status = r.status if r else "skipped"
+            t = r.timings if r else {}
+
+            def f(k):
+                return f"{t[k]:.1f}" if k in t else "-"
+            out(f"  {s.quarter:<8} {s.key[:22]:<22} {s.report[:16]:<16} {status:<8} {f('execute'):>8} {f('html'):>6} {f('pdf'):>6}")
+    for line in _stage_table(list(results.values())):
+        out(line)
+    for line in extra_lines:
+        out(line)
+    if failed:
+        out("failures:")
+        for s, r in failed:
+            e = r.error or {}
+            out(f"  {s.quarter} {s.key} ({s.label}) report {s.report}: stage {e.get('stage')}")
+            if e.get("cell_index") is not None:
+                out(f"    cell {e['cell_index']}: {e.get('cell_source', '')}")
+            out(f"    error: {e.get('message', '')}")
+            if e.get("partial_notebook"):
+                out(f"    partial notebook: {_rel(e['partial_notebook'])}")
+            out(f"    log: {_rel(s.log_path)}")
+    if portal is not None:
+        out(f"portal: {_rel(portal)}")
+
+
+def _rel(path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``spiegel build`` arguments (the batch file's values, overridable)."""
+    parser.add_argument("batch_file", nargs="?", default=str(PARAMETERS_DIR / "demo.yaml"),
+                        help="the batch file, e.g. parameters/demo.yaml (the default)")
+    parser.add_argument("--practice", action="append", metavar="AGB",
+                        help="only this practice (repeatable; overrides `practices`)")
+    parser.add_argument("--quarter", action="append", metavar="YYYYQn",
+                        help="only this quarter (repeatable, or `latest`; overrides `quarters`)")
+    parser.add_argument("--report", action="append", metavar="ID",
+                        help=f"only this report (repeatable; {', '.join(REPORTS)})")
+    parser.add_argument("--format", action="append", metavar="FMT",
+                        help="html and/or pdf (repeatable or comma-separated; overrides `formats`)")
+    parser.add_argument("--workers", metavar="N", help="worker processes (default: the machine's cores)")
+    parser.add_argument("--executor", choices=EXECUTORS, help="local process pool (default) or dask")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--force", action="store_true", help="rerun every run, even when up to date")
+    parser.add_argument("--timeout", metavar="SECONDS", help="time limit per run (default 900)")
+    parser.add_argument("--outputs", metavar="DIR", help="outputs folder (default outputs/)")
+    return parser
+
+
+class _BuildLock:
+    """One build at a time per outputs folder (two would race on the same files)."""
+
+    def __init__(self, outputs: Path):
+        self.path = Path(outputs) / ".build.lock"
+        self.fh = None
+
+    def __enter__(self):
+        import fcntl
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            raise SpiegelError(f"another `spiegel build` is writing to {self.path.parent} "
+                               f"(pid {self.fh.read().strip() or '?'}); wait for it to finish") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def clean_stale_temporaries(folder: Path) -> int:
+    """Remove what an interrupted build left: ``.<name>.tmp-<pid>...`` files and staging folders."""
+    import shutil
+    n = 0
+    if not folder.exists():
+        return 0
+    for root, dirs, files in os.walk(folder):
+        for d in list(dirs):
+            if d.startswith(".extras-tmp-") or (d.startswith(".") and ".tmp-" in d):
+                shutil.rmtree(Path(root) / d, ignore_errors=True)
+                dirs.remove(d)
+                n += 1
+        for f in files:
+            if f.startswith(".") and ".tmp-" in f:
+                try:
+                    (Path(root) / f).unlink()
+                    n += 1
+                except OSError:
+                    pass
+    return n
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Run ``spiegel build``; returns the exit status (see the module docstring)."""
+    try:
+        b = load_batch(args.batch_file, args)
+    except ParameterError as e:
+        for line in str(e).splitlines():
+            print(f"spiegel build: {line}", file=sys.stderr)
+        return 2
+    try:
+        with _BuildLock(b.outputs):
+            return _build(b)
+    except ParameterError as e:
+        for line in str(e).splitlines():
+            print(f"spiegel build: {line}", file=sys.stderr)
+        return 2
+    except SpiegelError as e:
+        print(f"spiegel build: {e}", file=sys.stderr)
+        return 1
+
+
+def _build(b: Batch) -> int:
+    from .runner import RunResult, make_executor, peak_rss_mb
+    started = time.perf_counter()
+    extra_lines: list[str] = []
+    executor = None
+
+    def get_executor():
+        nonlocal executor
+        if executor is None:
+            preload = notebook_imports([get_report(r).notebook for r in b.reports])
+            executor = make_executor(b.executor, b.workers, b.scheduler, preload)
+        return executor
+
+    try:
+        # 1. ingest
+        refused: dict[str, str] = {}
+        ingest = None
+        if b.dataset is not None and b.ingest:
+            ingest = _ingest_if_changed(b, get_executor, print)
+            refused = {**ingest.get("refused", {}), **ingest.get("failed", {})}
+            if not ingest.get("skipped"):
+                extra_lines.append(f"ingest: {len(ingest['loaded'])} loaded, {len(ingest['unchanged'])} unchanged, "
+                                   f"{len(ingest['refused'])} refused, {len(ingest['failed'])} failed "
+                                   f"in {ingest['seconds']:.1f}s")
+                for p in ingest.get("dataset_problems", []):
+                    extra_lines.append(f"  dataset problem: {p}")
+        if not b.warehouse.exists():
+            raise ParameterError(f"warehouse {b.warehouse} does not exist: run `spiegel ingest <dataset>` first "
+                                 f"(or name the dataset in {b.source})")
+        # 2. plan
+        from .warehouse import Warehouse
+        wh = Warehouse(b.warehouse)
+        practices_df = wh.practices()
+        hashes = wh.practice_hashes()
+        practices, regions, quarters = resolve_selection(b, practices_df, refused)
+        specs = plan_runs(b, practices_df, hashes, refused, practices, regions, quarters)
+        # 3. skip what is up to date
+        for q in quarters:
+            clean_stale_temporaries(b.outputs / q)
+        manifests = {q: Manifest(b.outputs, q) for q in quarters}
+        to_run, skipped = [], []
+        for s in specs:
+            if not b.force and s.pre_failed is None and manifests[s.quarter].up_to_date(s):
+                skipped.append(s)
+                manifests[s.quarter].mark_skipped(s, b.name)
+            else:
+                to_run.append(s)
+        print(f"spiegel build {b.name}: {len(specs)} runs ({len(practices)} practices, {len(regions)} regions, "
+              f"quarters {', '.join(quarters)}, reports {', '.join(b.reports)}, formats {', '.join(b.formats)}): "
+              f"{len(to_run)} to run, {len(skipped)} up to date", flush=True)
+        results: dict = {}
+        meta_common = {"spiegel_version": __version__, "environment": environment_fingerprint(),
+                       "batch": b.name}
+        # 4. prepare + run
+        if to_run:
+            # refused practices fail without a kernel
+            for s in [s for s in to_run if s.pre_failed]:
+                results[s.name] = _fail_without_kernel(s)
+            runnable = [s for s in to_run if not s.pre_failed]
+            prepared = {}
+            for q in sorted({s.quarter for s in runnable}):
+                t0 = time.perf_counter()
+                fresh = None if b.force else _fresh_cube(b.warehouse, q)
+                if fresh is not None:   # up to date: no need to wait for a worker to say so
+                    prepared[q] = fresh
+                    extra_lines.append(f"prepare {q}: cube up to date (key {str(fresh['key'])[:12]})")
+                    continue
+                try:
+                    prepared[q] = get_executor().call("helpers.batch:prepare_task", str(b.warehouse), q, b.force)
+                    prepared[q]["seconds"] = round(time.perf_counter() - t0, 3)
+                    extra_lines.append(f"prepare {q}: {prepared[q]['seconds']:.2f}s (cube {Path(prepared[q]['path']).name}, "
+                                       f"key {str(prepared[q]['key'])[:12]})")
+                except Exception as exc:  # noqa: BLE001 - every run of the quarter fails with it
+                    msg = f"{type(exc).__name__}: {_first_line(exc)}"
+                    for s in [s for s in runnable if s.quarter == q]:
+                        results[s.name] = RunResult(name=s.name, error={"stage": "prepare", "message": msg})
+            runnable = [s for s in runnable if s.name not in results]
+            progress = Progress(len(to_run))
+            by_name = {s.name: s for s in to_run}
+            for s in to_run:
+                if s.name in results:
+                    _record(manifests, by_name[s.name], results[s.name], b, prepared, meta_common)
+                    progress.update(s, results[s.name])
+            try:
+                if runnable:
+                    for result in get_executor().run_all(runnable):
+                        s = by_name[result.name]
+                        results[s.name] = result
+                        _record(manifests, s, result, b, prepared, meta_common)
+                        progress.update(s, result)
+            finally:
+                progress.close()
+            worker_mem = get_executor().memory() if runnable else []
+        else:
+            worker_mem = []
+        for q, m in manifests.items():
+            m.save(meta_common)
+        # 5. portal and summary
+        from .portal import build_portal
+        portal = build_portal(b.outputs)
+        coord = peak_rss_mb()
+        mem = f"memory: coordinator peak {coord:.0f} MB"
+        peaks: dict[str, float] = {}
+        for r in results.values():
+            if r.worker and r.memory_mb.get("worker_peak"):
+                peaks[r.worker] = max(peaks.get(r.worker, 0), r.memory_mb["worker_peak"])
+        for m in worker_mem:
+            if m.get("worker"):
+                peaks[m["worker"]] = max(peaks.get(m["worker"], 0), m.get("worker_peak") or 0)
+        if peaks:
+            mem += "; workers peak " + ", ".join(f"{v:.0f}" for v in peaks.values()) + " MB"
+        factories = [m["factory_rss"] for m in worker_mem if m.get("factory_rss")]
+        if factories:
+            mem += "; kernel factory " + ", ".join(f"{v:.0f}" for v in factories) + " MB"
+        kernels = [r.memory_mb.get("kernel_peak") for r in results.values() if r.memory_mb.get("kernel_peak")]
+        if kernels:
+            mem += f"; kernel peak {max(kernels):.0f} MB (pages shared with the factory included)"
+        extra_lines.append(mem)
+        print_summary(specs, results, skipped, time.perf_counter() - started, extra_lines, b.outputs, portal)
+        return 1 if any(r.status != "done" for r in results.values()) else 0
+    except KeyboardInterrupt:
+        print("\nspiegel build: interrupted; finished runs are kept, rerun the same command to resume",
+              file=sys.stderr)
+        if executor is not None:
+            executor.close(grace=2)
+        return 130
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _record(manifests, spec, result, b: Batch, prepared: dict, meta_common: dict) -> None:
+    m = manifests[spec.quarter]
+    prep = prepared.get(spec.quarter)
+    if prep:
+        result.timings.setdefault("prepare_shared", prep["seconds"])
+    m.record(spec, result, b.name)
+    meta = dict(meta_common)
+    if prep:
+        meta["cube"] = {"key": prep["key"], "computed_at": prep.get("computed_at"),
+                        "prepare_s": prep["seconds"], "timings_s": prep.get("timings_s")}
+    m.save(meta)
+
+
+def _fail_without_kernel(spec):
+    from .runner import RunResult, write_atomic
+    result = RunResult(name=spec.name, error=dict(spec.pre_failed), finished_at=_now_iso(), attempts=0)
+    write_atomic(Path(spec.log_path),
+                 f"{time.strftime('%H:%M:%S')} run {spec.name}: not started\n"
+                 f"{time.strftime('%H:%M:%S')} {spec.pre_failed['stage']}: {spec.pre_failed['message']}\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spiegel build", description=__doc__.splitlines()[0])
+    add_build_arguments(parser)
+    return run_build(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

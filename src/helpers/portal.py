@@ -1,0 +1,208 @@
+"""The portal a consultant opens: ``outputs/index.html`` and ``outputs/<quarter>/index.html``.
+
+Built from the manifests only (no patient data there): per quarter, every practice (and
+region) x report with its status, a few key figures and links to the HTML, the PDF and
+the worklists, plus a search box to find a practice. One self-contained file per page:
+inline CSS and a few lines of inline JavaScript, nothing fetched.
+
+Counts shown here go through ``suppression.suppress_counts`` (the portal is shared with
+care-group staff).
+
+>>> build_portal(Path("outputs"))          # doctest: +SKIP
+PosixPath('outputs/index.html')
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .suppression import RULE_TEXT, suppress_counts
+
+#: the key figures per report, in portal column order: (manifest key, column title)
+FIGURE_COLUMNS = {
+    "his_analyse": (("list_size", "Ingeschreven"), ("enrolled", "In ketenzorg"),
+                    ("registration_findings", "Registratiebevindingen"), ("patients_to_call", "Op te roepen")),
+}
+
+STATUS_NL = {"done": "klaar", "failed": "mislukt", "skipped": "ongewijzigd"}
+
+_QUARTER_DIR = re.compile(r"^\d{4}Q[1-4]$")
+
+
+def key_figures(report_id: str, cube: Path, key: str) -> dict:
+    """Headline counts of one run for the portal (aggregates, never rows). Runs in a worker."""
+    if report_id == "his_analyse":
+        from . import his_analyse
+        k = his_analyse.key_figures(his_analyse.load(cube, key))
+        return {name: int(k[name]) for name, _ in FIGURE_COLUMNS["his_analyse"] if name in k}
+    return {}
+
+
+CSS = """
+:root { --ink:#1d2430; --muted:#5b6675; --line:#d9dee5; --accent:#1f5f8b; --ok:#1e7b45; --bad:#b3261e; }
+* { box-sizing: border-box; }
+body { margin: 0; font-family: "DejaVu Sans", "Segoe UI", Arial, sans-serif; color: var(--ink); font-size: 14px; }
+header { padding: 18px 28px 12px; border-bottom: 3px solid var(--accent); }
+header h1 { margin: 0; font-size: 22px; color: var(--accent); }
+header p { margin: 4px 0 0; color: var(--muted); }
+main { padding: 16px 28px 40px; }
+input[type=search] { font: inherit; padding: 7px 10px; width: 320px; max-width: 100%; border: 1px solid var(--line);
+                     border-radius: 4px; margin: 4px 0 14px; }
+table { border-collapse: collapse; width: 100%; }
+th { text-align: left; font-weight: 600; border-bottom: 2px solid var(--ink); padding: 6px 8px; vertical-align: bottom; }
+td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.status { display: inline-block; padding: 1px 7px; border-radius: 9px; font-size: 12px; }
+.status.done { background: #e3f3e8; color: var(--ok); }
+.status.failed { background: #fbe4e2; color: var(--bad); }
+.status.missing { background: #eef0f3; color: var(--muted); }
+.links a { margin-right: 8px; }
+.muted { color: var(--muted); }
+.err { color: var(--bad); font-size: 12px; }
+details { font-size: 12px; }
+footer { color: var(--muted); font-size: 12px; padding: 0 28px 24px; }
+a { color: var(--accent); }
+"""
+
+SEARCH_JS = """
+document.getElementById('zoek').addEventListener('input', function () {
+  var q = this.value.trim().toLowerCase();
+  document.querySelectorAll('tbody tr[data-search]').forEach(function (tr) {
+    tr.style.display = (!q || tr.getAttribute('data-search').indexOf(q) >= 0) ? '' : 'none';
+  });
+});
+"""
+
+
+def _e(x) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _page(title: str, subtitle: str, body: str, search: bool) -> str:
+    script = f"<script>{SEARCH_JS}</script>" if search else ""
+    return (f'<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
+            f"<style>{CSS}</style></head><body><header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header>"
+            f"<main>{body}</main><footer>Gemaakt door spiegel op {datetime.now():%d-%m-%Y %H:%M}. "
+            f"Aantallen: {_e(RULE_TEXT)}.</footer>{script}</body></html>")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _link(root: Path, rel: str | None, label: str) -> str:
+    if not rel or not (root / rel).exists():
+        return ""
+    return f'<a href="{_e(Path(rel).as_posix())}">{_e(label)}</a>'
+
+
+def quarter_page(outputs: Path, quarter: str) -> Path | None:
+    """Write ``outputs/<quarter>/index.html`` from its manifest; None when there is none."""
+    root = Path(outputs) / quarter
+    manifest_file = root / "manifest.json"
+    if not manifest_file.exists():
+        return None
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    runs = manifest.get("runs", {})
+    reports = sorted({r["report"] for r in runs.values()})
+    # rows: one per practice / region
+    rows: dict[tuple, dict] = {}
+    for name, r in runs.items():
+        row_key = (0 if r["scope"] == "practice" else 1, r["key"])
+        rows.setdefault(row_key, {"scope": r["scope"], "key": r["key"], "label": r.get("label", r["key"]),
+                                  "runs": {}})
+        rows[row_key]["runs"][r["report"]] = r
+    figure_cols = []
+    for rep in reports:
+        figure_cols += [(rep, k, t) for k, t in FIGURE_COLUMNS.get(rep, ())]
+    # suppress every count column at once
+    shown: dict[tuple, str] = {}
+    for rep, k, _t in figure_cols:
+        keys = [rk for rk, row in rows.items() if rep in row["runs"] and k in (row["runs"][rep].get("figures") or {})]
+        values = pd.Series([rows[rk]["runs"][rep]["figures"][k] for rk in keys], dtype="float64")
+        for rk, text in zip(keys, suppress_counts(values)):
+            shown[(rk, rep, k)] = text
+    head = "<th>Praktijk / regio</th><th>AGB</th>"
+    head += "".join(f"<th>{_e(rep)}</th>" for rep in reports)
+    head += "".join(f'<th class="num">{_e(t)}</th>' for _rep, _k, t in figure_cols)
+    body_rows = []
+    counts = {"done": 0, "failed": 0}
+    for rk in sorted(rows):
+        row = rows[rk]
+        cells = [f"<td>{_e(row['label'])}</td>",
+                 f"<td>{_e(row['key']) if row['scope'] == 'practice' else '<span class=muted>regio</span>'}</td>"]
+        for rep in reports:
+            r = row["runs"].get(rep)
+            if r is None:
+                cells.append('<td><span class="status missing">–</span></td>')
+                continue
+            status = r.get("status", "failed")
+            counts[status] = counts.get(status, 0) + 1
+            outs = r.get("outputs", {})
+            links = [_link(root, outs.get("html", {}).get("path"), "HTML"),
+                     _link(root, outs.get("pdf", {}).get("path"), "PDF")]
+            extras = [_link(root, x.get("path"), Path(x.get("path", "")).stem.replace("werklijst_", ""))
+                      for x in r.get("extras", [])]
+            extras = [x for x in extras if x]
+            cell = f'<span class="status {_e(status)}">{_e(STATUS_NL.get(status, status))}</span> '
+            cell += '<span class="links">' + "".join(x for x in links if x) + "</span>"
+            if extras:
+                cell += f"<details><summary>werklijsten ({len(extras)})</summary>{'<br>'.join(extras)}</details>"
+            if status != "done" and r.get("error"):
+                err = r["error"]
+                where = f"cel {err['cell_index']}: " if err.get("cell_index") is not None else ""
+                cell += f'<div class="err">{_e(err.get("stage"))}: {_e(where)}{_e(err.get("message", ""))[:200]}</div>'
+                cell += _link(root, r.get("log"), "log")
+            cells.append(f"<td>{cell}</td>")
+        for rep, k, _t in figure_cols:
+            cells.append(f'<td class="num">{_e(shown.get((rk, rep, k), ""))}</td>')
+        search = f"{row['label']} {row['key']}".lower()
+        body_rows.append(f'<tr data-search="{_e(search)}">{"".join(cells)}</tr>')
+    n_practices = sum(1 for rk in rows if rk[0] == 0)
+    updated = manifest.get("updated_at", "")
+    body = (f'<p><a href="../index.html">&larr; alle kwartalen</a></p>'
+            f'<input type="search" id="zoek" placeholder="Zoek een praktijk (naam of AGB)" autofocus>'
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body_rows)}</tbody></table>")
+    subtitle = (f"{n_practices} praktijken · {counts.get('done', 0)} rapporten klaar, "
+                f"{counts.get('failed', 0)} mislukt · bijgewerkt {updated[:16].replace('T', ' ')}")
+    out = root / "index.html"
+    _write(out, _page(f"Spiegel · {quarter}", subtitle, body, search=True))
+    return out
+
+
+def build_portal(outputs: Path) -> Path:
+    """(Re)write every quarter page and ``outputs/index.html``; returns the latter."""
+    outputs = Path(outputs)
+    quarters = sorted((p.name for p in outputs.iterdir() if p.is_dir() and _QUARTER_DIR.match(p.name)),
+                      reverse=True) if outputs.exists() else []
+    items = []
+    for q in quarters:
+        page = quarter_page(outputs, q)
+        if page is None:
+            continue
+        manifest = json.loads((outputs / q / "manifest.json").read_text(encoding="utf-8"))
+        runs = manifest.get("runs", {}).values()
+        done = sum(1 for r in runs if r.get("status") == "done")
+        failed = sum(1 for r in runs if r.get("status") != "done")
+        practices = len({r["key"] for r in runs if r.get("scope") == "practice"})
+        items.append(f'<tr data-search="{_e(q.lower())}"><td><a href="{_e(q)}/index.html">{_e(q)}</a></td>'
+                     f'<td class="num">{practices}</td><td class="num">{done}</td><td class="num">{failed}</td>'
+                     f"<td>{_e(manifest.get('updated_at', '')[:16].replace('T', ' '))}</td></tr>")
+    body = ('<table><thead><tr><th>Kwartaal</th><th class="num">Praktijken</th><th class="num">Klaar</th>'
+            f'<th class="num">Mislukt</th><th>Bijgewerkt</th></tr></thead><tbody>{"".join(items)}</tbody></table>')
+    if not items:
+        body = '<p class="muted">Nog geen rapporten: draai <code>spiegel build parameters/demo.yaml</code>.</p>'
+    out = outputs / "index.html"
+    _write(out, _page("Spiegel · rapporten", f"{len(items)} kwartalen", body, search=False))
+    return out
