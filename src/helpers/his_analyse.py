@@ -118,25 +118,25 @@ def intro_text(data: HisData) -> str:
 
 
 def summary_table(data: HisData) -> pd.DataFrame:
-    """Per chain: enrolled, inclusion against the cap, findings, change since last quarter."""
+    """Per chain: enrolled, inclusion against the cap, findings and open controls; each count
+    with its change since the previous quarter in brackets."""
+    def with_delta(now, before) -> str:
+        return f"{nl_number(now)} ({nl_delta(now, before)})" if before is not None and pd.notna(before) \
+            else nl_number(now)
     rows = []
     for r in data.summary.itertuples():
+        has_prev = pd.notna(getattr(r, "enrolled_prev", None))
         reg = sum(getattr(r, k) for k in REGISTRATION_KINDS)
-        reg_prev = sum(getattr(r, f"{k}_prev") for k in REGISTRATION_KINDS) \
-            if pd.notna(getattr(r, "enrolled_prev", None)) else None
+        reg_prev = sum(getattr(r, f"{k}_prev") for k in REGISTRATION_KINDS) if has_prev else None
         ctl = sum(getattr(r, k) for k in CONTROL_KINDS)
-        ctl_prev = sum(getattr(r, f"{k}_prev") for k in CONTROL_KINDS) \
-            if pd.notna(getattr(r, "enrolled_prev", None)) else None
+        ctl_prev = sum(getattr(r, f"{k}_prev") for k in CONTROL_KINDS) if has_prev else None
         rows.append({
             "Keten": r.programme,
-            "In ketenzorg": nl_number(r.enrolled),
-            "t.o.v. vorig kwartaal": nl_delta(r.enrolled, r.enrolled_prev),
+            "In ketenzorg": with_delta(r.enrolled, r.enrolled_prev),
             "Inclusie": nl_pct(r.inclusion_pct),
-            "Maximum": nl_pct(r.max_inclusion_pct),
-            "Registratiebevindingen": nl_number(reg),
-            "Δ bevindingen": nl_delta(reg, reg_prev),
-            "Openstaande controles": nl_number(ctl),
-            "Δ controles": nl_delta(ctl, ctl_prev),
+            "Afgesproken maximum": nl_pct(r.max_inclusion_pct),
+            "Registratiebevindingen": with_delta(reg, reg_prev),
+            "Openstaande controles": with_delta(ctl, ctl_prev),
         })
     return pd.DataFrame(rows)
 

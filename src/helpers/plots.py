@@ -44,7 +44,8 @@ def inclusion_chart(summary: pd.DataFrame):
     ax.barh(y, s["inclusion_pct"].fillna(0), color=colors, height=0.55)
     for i, r in s.iterrows():
         ax.plot([r["max_inclusion_pct"]] * 2, [i - 0.38, i + 0.38], color=TARGET, lw=2.2)
-        ax.text((r["inclusion_pct"] or 0) + 0.15, i, f"{r['inclusion_pct']:.1f}%".replace(".", ","),
+        label_x = max(r["inclusion_pct"] if pd.notna(r["inclusion_pct"]) else 0, r["max_inclusion_pct"])
+        ax.text(label_x * 1.02 + 0.1, i, f"{r['inclusion_pct']:.1f}%".replace(".", ","),
                 va="center", fontsize=9, color="#1c2833")
     ax.set_yticks(y, s["programme"])
     ax.invert_yaxis()

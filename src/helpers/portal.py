@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .reports import REPORTS
 from .suppression import RULE_TEXT, suppress_counts
 
 #: the key figures per report, in portal column order: (manifest key, column title)
@@ -134,7 +135,7 @@ def quarter_page(outputs: Path, quarter: str) -> Path | None:
         for rk, text in zip(keys, suppress_counts(values)):
             shown[(rk, rep, k)] = text
     head = "<th>Praktijk / regio</th><th>AGB</th>"
-    head += "".join(f"<th>{_e(rep)}</th>" for rep in reports)
+    head += "".join(f"<th>{_e(REPORTS[rep].title_nl if rep in REPORTS else rep)}</th>" for rep in reports)
     head += "".join(f'<th class="num">{_e(t)}</th>' for _rep, _k, t in figure_cols)
     body_rows = []
     counts = {"done": 0, "failed": 0}

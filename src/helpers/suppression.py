@@ -33,8 +33,9 @@ def is_small(count) -> bool:
 
 
 def suppress_counts(counts: pd.Series) -> pd.Series:
-    """Counts as display strings for a shared output: small counts become ``<10``."""
-    return counts.map(lambda c: "" if pd.isna(c) else (f"<{MIN_CELL}" if is_small(c) else str(int(c))))
+    """Counts as display strings (Dutch notation) for a shared output: small counts become ``<10``."""
+    from .tables import nl_number
+    return counts.map(lambda c: "" if pd.isna(c) else (f"<{MIN_CELL}" if is_small(c) else nl_number(int(c))))
 
 
 def suppress_rate(numerator, denominator) -> float | None:
