@@ -485,9 +485,11 @@ def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[
         import pandas as pd
         dates = pd.to_datetime(practices_df[practices_df["practice_agb"].astype(str).isin(practices)]["extraction_date"],
                                errors="coerce").dropna()
-        if dates.empty:
+        if dates.empty and not problems:  # with unknown practices that is the one problem to show
             problems.append("quarters: latest: no extraction date in the warehouse for the selected practices; "
                             "name the quarter (--quarter 2025Q2)")
+            quarters = []
+        elif dates.empty:
             quarters = []
         else:
             quarters = [str(Quarter.latest_complete(dates.max().date()))]
@@ -887,7 +889,7 @@ def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extr
                 out(f"    partial notebook: {_rel(e['partial_notebook'])}")
             out(f"    log: {_rel(s.log_path)}")
     if portal is not None:
-        out(f"portal: {_rel(portal)}")
+        out(f"portal: {_rel(portal)}  (open in a browser: file://{Path(portal).resolve()})")
 
 
 def _rel(path) -> str:
