@@ -13,7 +13,7 @@ demo: setup
 	$(BIN)/spiegel ingest data/demo
 	$(BIN)/spiegel build $(BATCH)
 
-setup: $(VENV)/.installed system
+setup: system $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -464,7 +464,10 @@ def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[
     """Practices, regions and quarters of the batch, checked against the warehouse."""
     problems = []
     in_warehouse = [str(a) for a in practices_df["practice_agb"]] if len(practices_df) else []
-    known = list(dict.fromkeys(in_warehouse + sorted(refused)))
+    # a refused practice still gets a (failed) run that says why; a key that is not even an
+    # AGB code (a stray folder under extracts/) cannot, and is reported by ingest instead
+    runnable_refused = sorted(a for a in refused if re.fullmatch(r"\d{8}", str(a)))
+    known = list(dict.fromkeys(in_warehouse + runnable_refused))
     if not known:
         raise ParameterError(f"warehouse {b.warehouse} holds no practices: run `spiegel ingest <dataset>` "
                              f"first (or name the dataset in {b.source})")
@@ -587,8 +590,10 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
 
 
 def _first_line(text: str, limit: int = 240) -> str:
+    """First line of a message, with quoted values scrubbed (it goes to shared outputs)."""
+    from .suppression import scrub_message
     lines = [s.strip() for s in str(text).splitlines() if s.strip()]
-    line = lines[0] if lines else ""
+    line = scrub_message(lines[0]) if lines else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -727,8 +732,11 @@ def dataset_fingerprint(dataset: Path) -> str:
         dirs.sort()
         for f in sorted(files):
             p = Path(root) / f
-            st = p.stat()
-            items.append((str(p.relative_to(dataset)), st.st_size, st.st_mtime_ns))
+            try:
+                st = p.stat()
+                items.append((str(p.relative_to(dataset)), st.st_size, st.st_mtime_ns))
+            except OSError:  # a broken link or unreadable file: ingest reports it per practice
+                items.append((str(p.relative_to(dataset)), -1, -1))
     return _sha(json.dumps(items))
 
 

@@ -123,8 +123,9 @@ def _in_list(values) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")" if values else "(NULL)"
 
 
-def registration_sql(rules: Rules) -> str:
+def registration_sql(rules: Rules, quarter: Quarter) -> str:
     """The registration findings as one SQL query over the temp tables of prepare_state."""
+    F = quarter.first_day.isoformat()
     parts = []
     for p in rules.programmes.values():
         diag = _in_list(p.diagnosis_groups)
@@ -146,6 +147,10 @@ def registration_sql(rules: Rules) -> str:
                               AND dx.patient_id = pt.patient_id AND dx.grp IN {excl})
               AND NOT EXISTS (SELECT 1 FROM enr WHERE enr.practice_agb = pt.practice_agb
                               AND enr.patient_id = pt.patient_id AND enr.programme = '{p.id}')
+              -- enrolled after the population day: the practice has already acted
+              AND NOT EXISTS (SELECT 1 FROM enrolments en WHERE en.practice_agb = pt.practice_agb
+                              AND en.patient_id = pt.patient_id AND en.programme = '{p.id}'
+                              AND en.start_date > DATE '{F}')
         ) x
         WHERE x.ended_mp IS DISTINCT FROM 'specialist'
         UNION ALL
@@ -228,7 +233,7 @@ def compute_findings(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
     sql = f"""
         SELECT f.*, p.birth_year, p.sex FROM (
             SELECT practice_agb, patient_id, programme, kind, NULL::VARCHAR AS control, NULL::DATE AS last_date
-            FROM ({registration_sql(rules)})
+            FROM ({registration_sql(rules, quarter)})
             UNION ALL
             SELECT practice_agb, patient_id, programme, kind, control, last_date
             FROM ({controls_sql(quarter, rules)})

@@ -97,7 +97,10 @@ DENOMINATORS = {"enrolled": _den_enrolled, "measured": _den_measured}
 # ---------------------------------------------------------------- named numerators
 def _last_value(ind: Indicator, W: str, L: str, column: str) -> str:
     concepts = ", ".join(f"'{c}'" for c in ind.concepts)
-    return (f"(SELECT arg_max(m.{column}, m.date) FROM meas m WHERE m.practice_agb = d.practice_agb "
+    # two readings on the same day (common for blood pressure): the higher value counts, so
+    # the result never depends on row order
+    return (f"(SELECT first(m.{column} ORDER BY m.date DESC, m.value_num DESC NULLS LAST, m.value DESC) "
+            f"FROM meas m WHERE m.practice_agb = d.practice_agb "
             f"AND m.patient_id = d.patient_id AND m.plausible AND m.concept IN ({concepts}) "
             f"AND m.date BETWEEN DATE '{W}' AND DATE '{L}')")
 

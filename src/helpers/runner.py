@@ -134,6 +134,9 @@ class RunFailure(Exception):
     """A run failed in one stage; ``info`` is what the summary and manifest show."""
 
     def __init__(self, stage: str, message: str, **info):
+        # the message goes to the manifest, portal and batch logs: no data values in it
+        from .suppression import scrub_message
+        message = scrub_message(message)
         super().__init__(message)
         self.info = {"stage": stage, "message": message, **info}
 
@@ -880,7 +883,8 @@ class WorkerState:
         partial = self._keep_partial(tmp, spec)
         cell_index = self._source_cell_index(spec, err.cell_index, partial)
         source = _first_line(err.source, 120)
-        message = f"{err.ename}: {_first_line(err.evalue)}"
+        from .suppression import scrub_message
+        message = f"{err.ename}: {scrub_message(_first_line(err.evalue))}"
         log(f"cell {cell_index} (`{source}`) raised {message}")
         # the traceback's frames (code, not data) help the analyst; values stay out
         import re

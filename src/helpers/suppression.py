@@ -14,6 +14,8 @@ GLOSSARY.md ("kleine aantallen").
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 #: counts from 1 up to this value minus one are shown as "<10" in shared outputs
@@ -54,3 +56,18 @@ def peer_figure(values: pd.Series, func: str = "median") -> float | None:
     if len(values) < MIN_PRACTICES_FOR_PEERS:
         return None
     return float(getattr(values, func)())
+
+
+_QUOTED = re.compile(r"""(['"])(?:(?!\1).){1,200}\1""")
+
+
+def scrub_message(text: str) -> str:
+    """An error message fit for a shared output (manifest, portal, batch logs): quoted values,
+    which is where Python, pandas and DuckDB put the data that caused an error (a patient
+    number, a value), become ``'…'``. The full message stays in the practice's own partial
+    notebook.
+
+    >>> scrub_message("KeyError: 'P00123' not found in column \\"patient_id\\"")
+    "KeyError: '…' not found in column '…'"
+    """
+    return _QUOTED.sub("'…'", str(text))

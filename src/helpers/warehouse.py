@@ -256,7 +256,11 @@ class Warehouse:
         problems += payments.problems.get(agb, [])
         if agb not in rows:
             return {"refused": str(ContractError(problems, subject=f"practice {agb}"))}
-        digest = content_hash(dataset, agb, register.fingerprints.get(agb, ""), payments.fingerprints.get(agb, ""))
+        try:
+            digest = content_hash(dataset, agb, register.fingerprints.get(agb, ""),
+                                  payments.fingerprints.get(agb, ""))
+        except OSError as e:  # unreadable or vanished file: this practice fails, the others go on
+            return {"failed": f"{type(e).__name__}: cannot read the files of practice {agb} ({e.strerror})"}
         if not problems and not force and previous.get(agb) == digest:
             return {"unchanged": True}
         try:

@@ -101,6 +101,16 @@ def test_dm2_hba1c_last_value_wins(spec_db):
     assert run(spec_db, ind.id, patients, enrol, meas) == (1, 2)
 
 
+def test_same_day_readings_the_higher_counts(spec_db):
+    ind = INDICATORS["dm2_sbp_on_target"]
+    patients = [adult("a"), adult("b")]
+    enrol = [f"{p} | DM2 | 2016-01-01 | | huisarts" for p in "ab"]
+    # a: 150 and 130 on the same day -> 150 counts (not on target), in either row order
+    meas = ["a | 2026-06-01 | 1744 | 130", "a | 2026-06-01 | 1744 | 150",
+            "b | 2026-06-01 | 1744 | 150", "b | 2026-06-01 | 1744 | 130"]
+    assert run(spec_db, ind.id, patients, enrol, meas) == (0, 2)
+
+
 def test_dm2_sbp_on_target_age_dependent(spec_db):
     # under 80: ≤ 140; from 80 (born 1946 -> 80 in 2026): ≤ 160
     _outcome_case(spec_db, "dm2_sbp_on_target", "sbp",

@@ -87,6 +87,19 @@ def test_diagnosis_not_enrolled_exclusions(spec_db):
     }
 
 
+def test_enrolled_during_the_quarter_is_not_flagged(spec_db):
+    wh = spec_db(patients=PATIENTS, episodes="""
+        patient_id | icpc   | start_date | end_date
+        p1         | T90.02 | 2015-01-01 |
+        p2         | T90.02 | 2015-01-01 |
+    """, enrolments="""
+        patient_id | programme | start_date | end_date | main_practitioner
+        p1         | DM2       | 2026-08-15 |          | huisarts
+    """)
+    # p1 was enrolled during the quarter: the practice already acted; p2 was not
+    assert registration(wh) == {("p2", "DM2", "diagnosis_not_enrolled")}
+
+
 def test_enrolled_without_diagnosis(spec_db):
     wh = spec_db(patients=PATIENTS, episodes="""
         patient_id | icpc   | start_date | end_date
