@@ -300,3 +300,18 @@ def test_progress_prints_plain_lines_off_a_terminal(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[1/2] done   2025Q2 01000001 his_analyse 1.5s"
     assert out[1].startswith("[2/2] failed 2025Q2 01000001 his_analyse") and "cell 4 (`raise X`): X: boom" in out[1]
+
+
+def test_a_stray_extract_folder_does_not_stop_the_batch(tmp_path):
+    # ingest refuses `extracts/backup/` (not in practices.csv, not an AGB): no run for it
+    refused = {"backup": "practice backup refused: folder not in practices.csv",
+               "09999999": "practice 09999999 refused: 1 problem"}
+    practices, _, _ = B.resolve_selection(_batch(tmp_path, quarters=["2025Q2"]), PRACTICES, refused)
+    assert "backup" not in practices and "09999999" in practices
+    specs = B.plan_runs(_batch(tmp_path, quarters=["2025Q2"]), PRACTICES, HASHES, refused, practices, [],
+                        ["2025Q2"])
+    assert {s.key for s in specs} == set(practices)
+
+
+def test_error_messages_in_shared_outputs_are_scrubbed():
+    assert B._first_line("KeyError: 'P00123'\nmore") == "KeyError: '…'"
