@@ -65,16 +65,23 @@ class Indicator:
 
 
 # ---------------------------------------------------------------- named denominators
+def _patient_conditions(alias: str, min_age: int | None, max_age: int | None, group: str | None) -> list[str]:
+    """SQL conditions on a patient row ``alias`` (with ``age``): age bounds and an active ICPC group."""
+    cond = []
+    if min_age is not None:
+        cond.append(f"{alias}.age >= {min_age}")
+    if max_age is not None:
+        cond.append(f"{alias}.age <= {max_age}")
+    if group:
+        cond.append(f"EXISTS (SELECT 1 FROM dx WHERE dx.practice_agb = {alias}.practice_agb "
+                    f"AND dx.patient_id = {alias}.patient_id AND dx.grp = '{group}')")
+    return cond
+
+
 def _den_enrolled(ind: Indicator, W: str, L: str) -> str:
     """Patients enrolled in the chain on the population day and in the population."""
-    cond = [f"e.programme = '{ind.chain}'", "pt.in_population"]
-    if ind.min_age is not None:
-        cond.append(f"pt.age >= {ind.min_age}")
-    if ind.max_age is not None:
-        cond.append(f"pt.age <= {ind.max_age}")
-    if ind.group:
-        cond.append(f"EXISTS (SELECT 1 FROM dx WHERE dx.practice_agb = e.practice_agb "
-                    f"AND dx.patient_id = e.patient_id AND dx.grp = '{ind.group}')")
+    cond = [f"e.programme = '{ind.chain}'", "pt.in_population",
+            *_patient_conditions("pt", ind.min_age, ind.max_age, ind.group)]
     return (f"SELECT e.practice_agb, e.patient_id, pt.age FROM enr e JOIN pat pt USING (practice_agb, patient_id) "
             f"WHERE {' AND '.join(cond)}")
 
@@ -106,16 +113,10 @@ def _last_value(ind: Indicator, W: str, L: str, column: str) -> str:
 
 
 def _threshold_expr(ind: Indicator) -> str:
+    """The cut-off per patient: the first threshold whose conditions the patient meets."""
     whens = []
     for t in ind.thresholds:
-        cond = ["TRUE"]
-        if t.min_age is not None:
-            cond.append(f"d.age >= {t.min_age}")
-        if t.max_age is not None:
-            cond.append(f"d.age <= {t.max_age}")
-        if t.group:
-            cond.append(f"EXISTS (SELECT 1 FROM dx WHERE dx.practice_agb = d.practice_agb "
-                        f"AND dx.patient_id = d.patient_id AND dx.grp = '{t.group}')")
+        cond = ["TRUE", *_patient_conditions("d", t.min_age, t.max_age, t.group)]
         whens.append(f"WHEN {' AND '.join(cond)} THEN {t.value}")
     return "CASE " + " ".join(whens) + " END"
 
