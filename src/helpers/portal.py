@@ -92,7 +92,7 @@ def _page(title: str, subtitle: str, body: str, search: bool) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
             f"<style>{CSS}</style></head><body><header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header>"
             f"<main>{body}</main><footer>Gemaakt door spiegel op {datetime.now():%d-%m-%Y %H:%M}. "
-            f"Aantallen: {_e(RULE_TEXT)}.</footer>{script}</body></html>")
+            f"Kleine aantallen: {_e(RULE_TEXT)}.</footer>{script}</body></html>")
 
 
 def _write(path: Path, text: str) -> None:
@@ -205,5 +205,5 @@ def build_portal(outputs: Path) -> Path:
     if not items:
         body = '<p class="muted">Nog geen rapporten: draai <code>spiegel build parameters/demo.yaml</code>.</p>'
     out = outputs / "index.html"
-    _write(out, _page("Spiegel · rapporten", f"{len(items)} kwartalen", body, search=False))
+    _write(out, _page("Spiegel · rapporten", f"{len(items)} {'kwartaal' if len(items) == 1 else 'kwartalen'}", body, search=False))
     return out
