@@ -112,8 +112,8 @@ def intro_text(data: HisData) -> str:
     if k["over_cap"]:
         lines.append(f"- Inclusie boven het afgesproken maximum: **{', '.join(k['over_cap'])}**.")
     if not bool(p.get("quarter_complete", True)):
-        lines += ["", f"> **Let op:** de extractie is van vóór het einde van het kwartaal; "
-                      f"cijfers over metingen kunnen onvolledig zijn."]
+        lines += ["", "> **Let op:** de extractie is van vóór het einde van het kwartaal; "
+                      "cijfers over metingen kunnen onvolledig zijn."]
     return "\n".join(lines)
 
 

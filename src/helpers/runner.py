@@ -435,32 +435,19 @@ class KernelFactory:
 
     def kernel_manager_class(self, pidfile: str, log_file, ipc_base: str):
         from jupyter_client.kernelspec import KernelSpec
-        from jupyter_client.manager import AsyncKernelManager
-        from traitlets import default
 
         argv = [sys.executable, "-m", "helpers.runner", "_launch", self.sock, "{connection_file}",
                 "--pidfile", pidfile]
 
-        class ForkedKernelManager(AsyncKernelManager):
+        class ForkedKernelManager(_plain_kernel_manager_class(log_file, ipc_base)):
+            """Same transport and logging as the plain manager; the kernel comes from the factory."""
+
             @property
             def kernel_spec(self):
                 if self._kernel_spec is None:
                     self._kernel_spec = KernelSpec(argv=argv, display_name="Python 3 (spiegel)",
                                                    language="python", interrupt_mode="signal")
                 return self._kernel_spec
-
-            @default("transport")
-            def _default_transport(self):
-                return "ipc"
-
-            @default("ip")
-            def _ip_default(self):
-                return ipc_base
-
-            async def _async_launch_kernel(self, kernel_cmd, **kw):
-                kw["stdout"] = log_file
-                kw["stderr"] = log_file
-                return await super()._async_launch_kernel(kernel_cmd, **kw)
 
         return ForkedKernelManager
 

@@ -16,6 +16,7 @@ import pytest
 
 from helpers import contract
 from helpers.errors import ContractError, Problem
+from _datasets import build  # noqa: E402  (tests/unit is on sys.path)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOOD = FIXTURES / "good_minimal"
@@ -23,23 +24,6 @@ BAD = FIXTURES / "bad"
 A, B = "12345678", "87654321"
 
 
-def build(tmp_path: Path, case: str | None = None) -> Path:
-    """good_minimal copied to tmp_path, with a bad case laid over it."""
-    ds = tmp_path / "dataset"
-    shutil.copytree(GOOD, ds)
-    if case:
-        src = BAD / case
-        for f in src.rglob("*"):
-            if f.is_file() and f.name not in ("REMOVE", "README.md"):
-                target = ds / f.relative_to(src)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(f, target)
-        remove = src / "REMOVE"
-        if remove.exists():
-            for rel in remove.read_text().split():
-                p = ds / rel
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-    return ds
 
 
 def check_all(ds: Path) -> tuple[list[Problem], str]:

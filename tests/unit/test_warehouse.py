@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -12,6 +11,7 @@ import pytest
 from helpers import contract
 from helpers.errors import SpiegelError
 from helpers.warehouse import DATA_TABLES, SCHEMA, Warehouse
+from _datasets import build  # noqa: E402  (tests/unit is on sys.path)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOOD = FIXTURES / "good_minimal"
@@ -20,17 +20,6 @@ A, B = "12345678", "87654321"
 ALL_TABLES = DATA_TABLES + ("loads",)
 
 
-def build(tmp_path: Path, case: str | None = None, name: str = "dataset") -> Path:
-    ds = tmp_path / name
-    shutil.copytree(GOOD, ds)
-    if case:
-        src = BAD / case
-        for f in src.rglob("*"):
-            if f.is_file() and f.name not in ("REMOVE", "README.md"):
-                target = ds / f.relative_to(src)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(f, target)
-    return ds
 
 
 def counts(wh: Warehouse, agb: str) -> dict[str, int]:
