@@ -206,7 +206,7 @@ def indicator_table(data: HisData, chain: str) -> pd.DataFrame:
             "Percentage": nl_pct(r.pct),
             "Streefwaarde": target,
             "Mediaan zorggroep": nl_pct(r.peer_median) if peers_ok else "–",
-            "Positie": f"{int(r.rank)} van {int(r.peer_n)}" if peers_ok and pd.notna(r.rank) else "–",
+            "Positie": f"{int(r.rank)}\u00a0van\u00a0{int(r.peer_n)}" if peers_ok and pd.notna(r.rank) else "–",
         })
     return pd.DataFrame(rows)
 
