@@ -617,9 +617,11 @@ class WorkerState:
         self._dying: list = []
         self._printers = threading.local()
         self._printer_list = []
-        # not a daemon: a worker that exits early must not die halfway through an import
-        self._import_thread = threading.Thread(target=self._import_libraries, daemon=False)
-        self._import_thread.start()
+        # Imported here, in the worker's main thread, before any task arrives. (An import
+        # thread beside the task's own imports raced on module locks: CPython then hands
+        # one thread a partially initialised module, seen as "partially initialized module
+        # 'typing'" in a worker.) Once per worker, so the cost is paid once per batch.
+        self._import_libraries()
 
     @staticmethod
     def _import_libraries():
@@ -723,7 +725,6 @@ class WorkerState:
         try:
             if spec.pre_failed:
                 raise RunFailure(**spec.pre_failed)
-            self._import_thread.join()
             nb = self._execute(spec, result, log, log_file)
             self._render(spec, nb, result, log)
             self._extras(spec, result, log)

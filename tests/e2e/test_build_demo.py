@@ -129,7 +129,8 @@ def test_html_is_self_contained_house_style_with_provenance(first, care_group):
     html = (care_group.outputs / care_group.quarter / care_group.practices[0] / "his_analyse.html").read_text()
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", html, re.I)
     assert "require.js" not in html and "mathjax" not in html.lower()
-    assert "data:image/png;base64," in html or "<svg" in html, "figures embedded"
+    assert ("data:image/png;base64," in html or "data:image/svg+xml;base64," in html
+            or "<svg" in html), "figures embedded"
     assert "jp-InputArea-editor" not in html and "In&nbsp;[" not in html, "no code, no prompts"
     assert "spiegel-header" in html and care_group.quarter[:4] in html
     stamp = html[html.index("spiegel-provenance"):]
