@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from helpers.cube import prepare_quarter
-    from helpers.demo import generate
+    from helpers.demo import edit_first_patient, generate
     from helpers.quarter import Quarter
     from helpers.warehouse import Warehouse
 
@@ -187,13 +187,7 @@ def main(argv=None) -> int:
         print("rebuild with nothing changed ...", flush=True)
         t_noop, out_noop = timed([*build, str(batch_data)])
         agb = practices[len(practices) // 2]
-        patients = dataset / "extracts" / agb / "patients.csv"
-        raw = patients.read_bytes()
-        lines = raw.decode("utf-8-sig").splitlines(keepends=True)
-        cols = lines[1].split(";")
-        cols[3] = "1011" if cols[3] != "1011" else "1012"
-        lines[1] = ";".join(cols)
-        patients.write_text(("\ufeff" if raw.startswith(b"\xef\xbb\xbf") else "") + "".join(lines), encoding="utf-8")
+        edit_first_patient(dataset, agb)
         print("rebuild with one practice changed ...", flush=True)
         t_one, out_one = timed([*build, str(batch_data)])
         means = stage_means(html_out, quarter)

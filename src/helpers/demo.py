@@ -1000,8 +1000,8 @@ class _Practice:
         return owner, d, anchor, S[owner], hi
 
     def measurements(self) -> None:
-        rng, plan, n, q = self.rng, self.plan, self.n, self.q
-        F, L, H0 = plan.F, plan.L, plan.H0
+        rng, plan, q = self.rng, self.plan, self.q
+        L, H0 = plan.L, plan.H0
         rows = self.rows
         key_index = {k: i for i, k in enumerate(plan.keys)}
         nk = len(plan.keys)
@@ -1122,7 +1122,7 @@ class _Practice:
         self.tables["measurements"] = self._measurement_table(chunks)
 
     def _general_measurements(self) -> list:
-        rng, plan = self.rng, self.plan
+        plan = self.plan
         out = []
         never = ~self.ever_enrolled
         lo = np.maximum(self.reg, plan.H0)
@@ -1269,8 +1269,8 @@ class _Practice:
 
     # ------------------------------------------------------------------ contacts
     def contacts(self) -> None:
-        rng, plan, n, q = self.rng, self.plan, self.n, self.q
-        H0, ext, F, L = plan.H0, self.ext, plan.F, plan.L
+        rng, plan, n = self.rng, self.plan, self.n
+        H0, ext = plan.H0, self.ext
         y0, y1 = int(_years_of(np.array([H0]))[0]), int(_years_of(np.array([ext]))[0])
         years = np.arange(y0, y1 + 1)
         # patient-level propensity (gamma: heavy tail of frequent attenders), normalised per age band
@@ -1778,3 +1778,25 @@ def generate(
         patients=patients, registered=registered, rows=rows, reference_quarter=str(plan.quarter),
         planted=planted, seconds=time.perf_counter() - t0, seed=seed, extraction_date=extraction_date,
     )
+
+
+def edit_first_patient(dataset: Path, agb: str, edit=None) -> bytes:
+    """Change one practice's delivery the way a new extraction would: apply ``edit`` to the
+    first data row of its patients.csv (default: move the patient to another postcode),
+    keeping its BOM. Returns the file's original bytes, so a caller can put it back.
+    Benchmarks and tests use it to show that only that practice's runs are redone.
+
+    >>> original = edit_first_patient(Path("data/demo"), "01124526")   # doctest: +SKIP
+    """
+    def new_postcode(line: str) -> str:
+        cols = line.split(";")
+        cols[3] = "1011" if cols[3] != "1011" else "1012"
+        return ";".join(cols)
+
+    path = Path(dataset) / "extracts" / agb / "patients.csv"
+    raw = path.read_bytes()
+    lines = raw.decode("utf-8-sig").splitlines(keepends=True)
+    lines[1] = (edit or new_postcode)(lines[1])
+    bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
+    path.write_text(bom + "".join(lines), encoding="utf-8")
+    return raw

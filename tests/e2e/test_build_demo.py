@@ -10,10 +10,10 @@ import hashlib
 import re
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
+from helpers.demo import edit_first_patient
 from helpers.suppression import RULE_TEXT
 
 from conftest import build, counts, manifest
@@ -199,25 +199,9 @@ def test_second_build_skips_everything(first, care_group):
     assert {n: r["finished_at"] for n, r in _runs(care_group).items()} == before
 
 
-def _edit_first_patient_row(path: Path, edit) -> str:
-    raw = path.read_bytes()
-    text = raw.decode("utf-8-sig")
-    lines = text.splitlines(keepends=True)
-    lines[1] = edit(lines[1])
-    bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
-    path.write_text(bom + "".join(lines), encoding="utf-8")
-    return raw
-
-
 def test_changing_one_practice_reruns_only_its_runs(first, care_group):
     agb = care_group.practices[1]
-    patients = care_group.dataset / "extracts" / agb / "patients.csv"
-
-    def new_postcode(line):
-        cols = line.split(";")
-        cols[3] = "1011" if cols[3] != "1011" else "1012"
-        return ";".join(cols)
-    _edit_first_patient_row(patients, new_postcode)
+    edit_first_patient(care_group.dataset, agb)
     before = {n: r["finished_at"] for n, r in _runs(care_group).items()}
     code, out = build(care_group.batch_file)
     assert code == 0, out
@@ -235,7 +219,7 @@ def test_broken_extraction_fails_that_practice_only_and_recovers(first, care_gro
         cols = line.split(";")
         cols[1] = "19x5"
         return ";".join(cols)
-    original = _edit_first_patient_row(patients, break_birth_year)
+    original = edit_first_patient(care_group.dataset, agb, break_birth_year)
     code, out = build(care_group.batch_file)
     assert code == 1, out
     assert counts(out) == {"runs": 3, "done": 0, "skipped": 2, "failed": 1}

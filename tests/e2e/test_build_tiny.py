@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import FIXTURES, build, counts, manifest
+from helpers.demo import edit_first_patient
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fixture_reports_registered")]
 
@@ -135,13 +135,7 @@ def test_changing_one_practice_reruns_it_and_its_region_only(tiny_group):
     region_run = next(n for n, r in runs.items() if r["scope"] == "region"
                       and r["key"] == _region_of(tiny_group, agb))
     before = {n: r["finished_at"] for n, r in runs.items()}
-    patients = tiny_group.dataset / "extracts" / agb / "patients.csv"
-    raw = patients.read_bytes()
-    text = raw.decode("utf-8-sig").splitlines(keepends=True)
-    cols = text[1].split(";")
-    cols[3] = "1011" if cols[3] != "1011" else "1012"
-    text[1] = ";".join(cols)
-    patients.write_text(("\ufeff" if raw.startswith(b"\xef\xbb\xbf") else "") + "".join(text), encoding="utf-8")
+    edit_first_patient(tiny_group.dataset, agb)
     code, out = build(batch)
     assert code == 0, out
     after = {n: r["finished_at"] for n, r in manifest(outputs, q)["runs"].items()}
