@@ -10,6 +10,7 @@ computed in ``findings``/``indicators``/``cube`` and formatted here, where tests
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -225,10 +226,16 @@ def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFr
     return own, others[["indicator_id", "pct"]]
 
 
+@lru_cache(maxsize=1)
+def _indicator_definitions() -> dict:
+    """The indicator files, read once per process (the notes of every chain need them)."""
+    from .indicators import load_indicators
+    return load_indicators()
+
+
 def indicator_notes(data: HisData, chain: str) -> str:
     """How each indicator of a chain is counted (Markdown list)."""
-    from .indicators import load_indicators
-    defs = load_indicators()
+    defs = _indicator_definitions()
     lines = []
     for iid in data.own_indicators[data.own_indicators["chain"] == chain]["indicator_id"]:
         d = defs[iid]
