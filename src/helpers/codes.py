@@ -21,8 +21,8 @@ import yaml
 from .config import CODES_FILE
 from .errors import ConfigError
 
-ICPC_RE = re.compile(r"^[A-Z]\d{2}(\.\d{2})?$")
-ATC_RE = re.compile(r"^[A-Z]\d{2}[A-Z0-9]{0,4}$")
+ICPC_RE = re.compile(r"[A-Z][0-9]{2}(\.[0-9]{2})?", re.ASCII)
+ATC_RE = re.compile(r"[A-Z][0-9]{2}[A-Z0-9]{0,4}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def parse_codes(data: dict, path: Path = CODES_FILE) -> Codes:
         if not inc:
             problems.append(f"icpc.{gid}: include is empty")
         for c in inc + exc:
-            if not ICPC_RE.match(c):
+            if not ICPC_RE.fullmatch(c):
                 problems.append(f"icpc.{gid}: {c!r} is not an ICPC-1-NL code (letter, two digits, optional .dd)")
         icpc[gid] = IcpcGroup(gid, str(g.get("title", gid)), tuple(inc), tuple(exc))
 
@@ -152,7 +152,7 @@ def parse_codes(data: dict, path: Path = CODES_FILE) -> Codes:
         if not prefixes:
             problems.append(f"atc.{aid}: prefixes is empty")
         for p in prefixes:
-            if not ATC_RE.match(p):
+            if not ATC_RE.fullmatch(p):
                 problems.append(f"atc.{aid}: {p!r} is not an ATC code or prefix (e.g. A10BA02, C10)")
         atc[aid] = AtcGroup(aid, str((a or {}).get("title", aid)), tuple(prefixes))
 

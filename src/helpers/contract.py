@@ -56,6 +56,7 @@ import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from .errors import ContractError, Problem
+from .identifiers import AGB_PATTERN, POSTCODE4_PATTERN, QUARTER_PATTERN, UZOVI_PATTERN
 
 log = logging.getLogger("spiegel.contract")
 
@@ -133,15 +134,15 @@ def _c(name, type_, required=False, **kw) -> ColumnSpec:
     return ColumnSpec(name, type_, required, **kw)
 
 
-_AGB = dict(pattern=r"\d{8}", pattern_expected="an AGB code of 8 digits (e.g. 01234567)")
-_UZOVI = dict(pattern=r"\d{4}", pattern_expected="a UZOVI code of 4 digits (e.g. 3311)")
+_AGB = dict(pattern=AGB_PATTERN, pattern_expected="an AGB code of 8 digits (e.g. 01234567)")
+_UZOVI = dict(pattern=UZOVI_PATTERN, pattern_expected="a UZOVI code of 4 digits (e.g. 3311)")
 _ICPC = dict(
-    pattern=r"[A-Za-z]\d{2}(\.\d{2})?",
+    pattern=r"[A-Za-z][0-9]{2}(\.[0-9]{2})?",
     pattern_expected="an ICPC code: a letter, two digits, optional . and two digits (e.g. T90.02, K86)",
     upper=True,
 )
 _ATC = dict(
-    pattern=r"[A-Za-z]\d{2}[A-Za-z0-9]*",
+    pattern=r"[A-Za-z][0-9]{2}[A-Za-z0-9]*",
     pattern_expected="an ATC code of at least 3 characters: a letter and two digits first (e.g. A10BA02)",
     upper=True,
 )
@@ -172,7 +173,7 @@ TABLES: dict[str, TableSpec] = {
                 _c("patient_id", "str", True, unique=True),
                 _c("birth_year", "int", True),
                 _c("sex", "code", True, codes=("M", "V", "O")),
-                _c("postcode4", "str", pattern=r"\d{4}", pattern_expected="a postcode area of 4 digits (e.g. 3511)"),
+                _c("postcode4", "str", pattern=POSTCODE4_PATTERN, pattern_expected="a postcode area of 4 digits (e.g. 3511)"),
                 _c("insurer_uzovi", "str", **_UZOVI),
                 _c("registered_from", "date", True),
                 _c("registered_until", "date"),
@@ -246,7 +247,7 @@ TABLES: dict[str, TableSpec] = {
             (
                 _c("practice_agb", "str", True, **_AGB),
                 _c("programme", "code", True, codes=PROGRAMMES),
-                _c("quarter", "str", True, pattern=r"\d{4}Q[1-4]", pattern_expected="a quarter as YYYYQn with n from 1 to 4 (e.g. 2025Q2)"),
+                _c("quarter", "str", True, pattern=QUARTER_PATTERN, pattern_expected="a quarter as YYYYQn with n from 1 to 4 (e.g. 2025Q2)"),
                 _c("insurer_uzovi", "str", **_UZOVI),
                 _c("patients_declared", "int", True),
                 _c("patients_awarded", "int", True),
@@ -344,8 +345,8 @@ class PaymentsResult:
 # Vectorised on pyarrow compute: pandas string methods cost ~0.3 ms a call even on five
 # rows, and a practice has some 40 checks; arrow kernels keep small files as cheap as big ones.
 
-_INT = r"^-?\d{1,9}$"  # fits the warehouse's INTEGER (after a leading + is dropped)
-_NUM = r"^-?(\d+([.,]\d+)?|[.,]\d+)$"
+_INT = r"^-?[0-9]{1,9}$"  # fits the warehouse's INTEGER (after a leading + is dropped)
+_NUM = r"^-?([0-9]+([.,][0-9]+)?|[.,][0-9]+)$"
 _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default "str"
 
 

@@ -7,13 +7,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from .errors import ParameterError
-
-_PATTERN = re.compile(r"^(\d{4})\s*-?\s*Q([1-4])$", re.IGNORECASE)
+from .identifiers import QUARTER_RE
 
 
 def add_months(day: date, months: int) -> date:
@@ -38,7 +36,7 @@ class Quarter:
         """Parse ``2025Q2`` (also ``2025-Q2``, lower case). Anything else is a ParameterError."""
         if isinstance(text, Quarter):
             return text
-        m = _PATTERN.match(str(text).strip())
+        m = QUARTER_RE.fullmatch(str(text).strip())
         if not m:
             raise ParameterError(
                 f"quarter {text!r} is not a quarter: write it as YYYYQn with n from 1 to 4, e.g. 2025Q2"

@@ -19,6 +19,27 @@ def test_malformed_quarter(text):
         Quarter.parse(text)
 
 
+FULL_WIDTH = "\uff12\uff10\uff12\uff15"      # 2025 in full-width digits
+ARABIC_INDIC = "\u0662\u0660\u0662\u0665"    # 2025 in Arabic-Indic digits
+
+
+@pytest.mark.parametrize("text", [f"{FULL_WIDTH}Q2", f"{ARABIC_INDIC}Q2", "2025Q\uff12", "2025\u2003Q2"])
+def test_quarter_refuses_digits_and_spaces_that_are_not_ascii(text):
+    with pytest.raises(ParameterError, match="YYYYQn"):
+        Quarter.parse(text)
+
+
+def test_identifiers_are_ascii_only():
+    from helpers import identifiers
+    assert identifiers.is_agb("01000001")
+    for text in ("\uff10\uff11\uff10\uff10\uff10\uff10\uff10\uff11", "\u0660\u0661\u0660\u0660\u0660\u0660\u0660\u0661",
+                 "0100000\uff11", "01000001\n", " 01000001", "0100000", 1000001):
+        assert not identifiers.is_agb(text), repr(text)
+    assert identifiers.is_ascii_int("4") and identifiers.is_ascii_int("+4", signed=True)
+    assert not identifiers.is_ascii_int("\uff14") and not identifiers.is_ascii_int("\u0664")
+    assert not identifiers.is_ascii_int("-4") and not identifiers.is_ascii_int("4.0")
+
+
 def test_quarter_days():
     q = Quarter.parse("2024q1")
     assert (q.first_day, q.last_day) == (date(2024, 1, 1), date(2024, 3, 31))

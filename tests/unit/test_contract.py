@@ -400,3 +400,21 @@ def test_every_kind_of_problem_shows_in_the_first_lines_of_the_message(tmp_path)
     assert [p.column for p in err.value.problems[:2]] == ["date", "kind"]
     shown = str(err.value).split("... and")[0]
     assert "found 'bezoek'" in shown and "and 31 more" in str(err.value)
+
+
+@pytest.mark.parametrize("digits", ["\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17",   # full-width
+                                    "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667"])  # Arabic-Indic
+def test_agb_and_quarter_in_non_ascii_digits_are_refused(tmp_path, digits):
+    """int() reads these digits as 01234567: the contract must not take them for an AGB code."""
+    ds = build(tmp_path)
+    register = ds / "practices.csv"
+    register.write_text(register.read_text(encoding="utf-8-sig").replace(B, digits), encoding="utf-8")
+    (ds / "extracts" / B).rename(ds / "extracts" / digits)
+    payments = ds / "payments.csv"
+    payments.write_text(payments.read_text(encoding="utf-8-sig").replace("2025Q", digits[:4] + "Q", 1), encoding="utf-8")
+    reg = contract.read_practices(ds)
+    assert reg.practices["practice_agb"].tolist() == [A]
+    assert any(p.column == "practice_agb" and p.value == digits and "8 digits" in p.expected
+               for p in reg.problems[digits])
+    pay = contract.read_payments(ds, [A, digits])
+    assert any(p.column == "quarter" and p.value.startswith(digits[:4]) for p in pay.all_problems())
