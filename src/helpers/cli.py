@@ -1,7 +1,8 @@
 """The ``spiegel`` command: demo-data, ingest, prepare, build.
 
 User errors (``SpiegelError``) are printed as a short message without a traceback and
-exit with status 2; everything else is a bug and keeps its traceback. The environment is
+exit with the status of :data:`helpers.errors.EXIT_CODES` (2, or 3 for a busy warehouse);
+everything else is a bug and keeps its traceback. The environment is
 read once here (``Settings.from_env()``) and passed down.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEMO_DATASET, Settings
-from .errors import SpiegelError
+from .errors import EXIT_CODES_HELP, SpiegelError, exit_code
 
 
 def _cmd_demo_data(args, settings: Settings) -> int:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spiegel",
         description="Spiegel: chain-care reports for Dutch care groups. Typical use: "
                     "`spiegel demo-data`, `spiegel ingest data/demo`, `spiegel build parameters/demo.yaml`.",
+        epilog=EXIT_CODES_HELP,
     )
     parser.add_argument("--version", action="version", version=f"spiegel {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show progress details (never patient rows)")
@@ -129,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except SpiegelError as exc:
         print(f"spiegel {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        return exit_code(exc)
+    except KeyboardInterrupt as exc:
         print(f"spiegel {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

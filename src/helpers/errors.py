@@ -1,7 +1,15 @@
 """One small exception family. Messages name the thing, show the value and hint at the fix.
 
 The CLI prints a ``SpiegelError`` as one line (or one block for many problems) without a
-traceback and exits non-zero; anything else is a bug and keeps its traceback.
+traceback and exits with :func:`exit_code`; anything else is a bug and keeps its traceback.
+
+Every error of the family survives pickling with its message and attributes (the batch
+raises them in worker processes and on Dask workers):
+
+>>> import pickle
+>>> e = pickle.loads(pickle.dumps(ContractError([Problem("practices.csv", None, None, None, "a file")])))
+>>> e.problems[0].describe(), e.subject
+('practices.csv: expected a file', 'delivery')
 """
 
 from __future__ import annotations
@@ -9,8 +17,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def _rebuild(cls: type, args: tuple, state: dict) -> "SpiegelError":
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class SpiegelError(Exception):
     """Base of every error a user can cause and fix."""
+
+    def __reduce__(self):
+        # Exception's own pickling calls ``cls(*self.args)``, which breaks every subclass whose
+        # __init__ takes other arguments than the message (ContractError took the message for
+        # its problem list); restore message and attributes without calling __init__.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class ParameterError(SpiegelError):
@@ -66,3 +87,43 @@ class ContractError(SpiegelError):
             "the contract is spec/his-extract.md."
         )
         super().__init__("\n".join(lines))
+
+
+class WarehouseBusyError(SpiegelError):
+    """Another process holds the warehouse's write lock, still after waiting for it."""
+
+    def __init__(self, path, holder: str, waited: float):
+        self.path = str(path)
+        self.holder = holder
+        self.waited = waited
+        super().__init__(
+            f"warehouse {path} is in use by {holder} (waited {waited:g} s): let that finish and run "
+            "the command again, or wait longer with SPIEGEL_LOCK_WAIT=<seconds>"
+        )
+
+
+#: Exit status of the ``spiegel`` command per kind of error (the most specific class wins).
+#: 1 is not here: it means the command ran but a practice was refused or a run failed.
+EXIT_CODES: dict[type[BaseException], int] = {
+    SpiegelError: 2,
+    WarehouseBusyError: 3,
+    KeyboardInterrupt: 130,
+}
+
+EXIT_CODES_HELP = (
+    "exit status: 0 done; 1 done, but a practice was refused or a run failed; "
+    "2 a user error (the message names the thing and the fix); 3 the warehouse is busy "
+    "(another spiegel process holds it; try again later); 130 interrupted"
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status for ``exc``: that of its most specific class in :data:`EXIT_CODES`.
+
+    >>> exit_code(WarehouseBusyError("w.duckdb", "process 12", 30)), exit_code(ParameterError("x"))
+    (3, 2)
+    """
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    raise TypeError(f"no exit status for {type(exc).__name__}: it is not a SpiegelError")
