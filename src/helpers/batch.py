@@ -29,11 +29,15 @@ Exit status: 0 all done or skipped, 1 a run failed, 2 a parameter problem, 130 i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -41,13 +45,14 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEFAULT_WAREHOUSE, PARAMETERS_DIR, PROJECT_ROOT, Settings, cube_dir
-from .errors import ParameterError, SpiegelError
+from .errors import EXIT_CODES_HELP, ContractError, ParameterError, SpiegelError, exit_code
+from .identifiers import ISO_DATE_RE, is_agb, is_ascii_int
 from .quarter import Quarter
 from .reports import REPORTS, get_report, validate_params
 
 FORMATS = ("html", "pdf")
 EXECUTORS = ("local", "dask")
-DEFAULT_TIMEOUT = 900.0
+DEFAULT_TIMEOUT = 900
 
 #: every key a batch file may hold, with what it means (unknown keys are refused)
 BATCH_KEYS = {
@@ -93,7 +98,7 @@ class Batch:
     executor: str = "local"
     scheduler: str | None = None
     workers: int | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: int = DEFAULT_TIMEOUT
     outputs: Path = field(default_factory=lambda: Settings.from_env().outputs)
     params: dict = field(default_factory=dict)   # report -> {parameter: text}
     force: bool = False
@@ -110,8 +115,9 @@ def _as_list(value) -> list:
 
 
 def _path(value: str, base: Path = PROJECT_ROOT) -> Path:
+    """A path from a batch file, relative to the project, resolved (``../x`` shows where it lands)."""
     p = Path(os.path.expanduser(str(value).strip()))
-    return p if p.is_absolute() else (base / p)
+    return (p if p.is_absolute() else (base / p)).resolve()
 
 
 def parse_quarters(values, where: str, problems: list[str]) -> list[str] | None:
@@ -124,7 +130,7 @@ def parse_quarters(values, where: str, problems: list[str]) -> list[str] | None:
         if isinstance(v, (dict, list)):
             problems.append(f"{where}: {v!r} is not a quarter: write it as YYYYQn, e.g. 2025Q2")
             continue
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(v).strip()):
+        if ISO_DATE_RE.fullmatch(str(v).strip()):
             problems.append(f"{where}: {v!r} is a date, not a quarter: write it as YYYYQn, e.g. 2025Q2")
             continue
         if str(v).strip().lower() == "latest":
@@ -147,8 +153,8 @@ def parse_practices(values, where: str, problems: list[str]) -> list[str] | None
     out = []
     for v in values:
         s = str(v).strip()
-        if not re.fullmatch(r"\d{8}", s):
-            problems.append(f"{where}: practice {s!r} is not an AGB code (8 digits; quote it in YAML: '01000001')")
+        if not is_agb(s):
+            problems.append(f"{where}: practice {s!r} is not an AGB code (8 digits 0-9; quote it in YAML: '01000001')")
         elif s not in out:
             out.append(s)
     return out
@@ -180,8 +186,16 @@ def parse_formats(values, where: str, problems: list[str]) -> list[str]:
     return out
 
 
-def parse_timeout(value, where: str, problems: list[str]) -> float | None:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", str(value))
+_TIMEOUT_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|sec|m|min|h)?\s*", re.ASCII)
+
+
+def parse_timeout(value, where: str, problems: list[str]) -> int | None:
+    """Whole seconds, rounded up: the notebook executor only takes whole seconds.
+
+    >>> parse_timeout("90.5", "timeout", []), parse_timeout("1.5m", "timeout", [])
+    (91, 90)
+    """
+    m = _TIMEOUT_RE.fullmatch(str(value))
     if not m:
         problems.append(f"{where}: {value!r} is not a time limit: give seconds (900) or 15m / 1h")
         return None
@@ -189,14 +203,14 @@ def parse_timeout(value, where: str, problems: list[str]) -> float | None:
     if seconds <= 0:
         problems.append(f"{where}: the time limit must be more than 0 seconds")
         return None
-    return seconds
+    return math.ceil(seconds)
 
 
 def parse_workers(value, where: str, problems: list[str]) -> int | None:
     s = str(value).strip().lower()
     if s in ("", "auto", "none"):
         return None
-    if not s.isdigit() or int(s) < 1:
+    if not is_ascii_int(s) or int(s) < 1:
         problems.append(f"{where}: workers {value!r} must be a whole number of at least 1 (or auto)")
         return None
     return int(s)
@@ -212,14 +226,42 @@ def parse_bool(value, where: str, problems: list[str]) -> bool | None:
     return None
 
 
+def _decode(path: Path, raw: bytes) -> str:
+    """A batch file's text: UTF-8, or UTF-16/32 with a byte-order mark (as Windows editors save it)."""
+    import codecs
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                raise ParameterError(f"{path}: not valid {encoding.upper()} text (byte {e.start}): "
+                                     "save it as UTF-8") from None
+    if b"\x00" in raw:
+        raise ParameterError(f"{path}: looks like UTF-16 without a byte-order mark: save it as UTF-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ParameterError(f"{path}: line {line} is not UTF-8 text (byte 0x{raw[e.start]:02x}; Latin-1?): "
+                             "save the file as UTF-8") from None
+
+
 def load_batch_file(path: Path | str) -> dict:
     """The raw batch file: a mapping whose scalars are all strings (nothing guessed by YAML)."""
     import yaml
     path = Path(path)
     if not path.exists():
         raise ParameterError(f"batch file {path} does not exist (the demo batch is {PARAMETERS_DIR / 'demo.yaml'})")
+    if not path.is_file():
+        raise ParameterError(f"batch file {path} is not a file: give a .yaml batch file, e.g. {PARAMETERS_DIR / 'demo.yaml'}")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ParameterError(f"batch file {path} cannot be read ({e.strerror})") from None
+    try:
+        data = yaml.load(_decode(path, raw), Loader=yaml.BaseLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -231,24 +273,51 @@ def load_batch_file(path: Path | str) -> dict:
     return data
 
 
+#: the shape of each key's value: one value, one value or a list of them, or a mapping
+_SHAPES = {"quarters": "list", "practices": "list", "reports": "list", "formats": "list", "params": "mapping"}
+
+
+def _shape_problem(source: str, key: str, value) -> str | None:
+    """One line when a batch value has the wrong shape (``outputs: {a: b}``), else None."""
+    shape = _SHAPES.get(key, "value")
+    if shape == "mapping":
+        ok, must = isinstance(value, dict), "a mapping"
+    elif shape == "list":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        must = "one value or a list of values"
+    else:
+        ok, must = isinstance(value, str), "one value"
+    if ok:
+        return None
+    if isinstance(value, dict):
+        found = "a mapping"
+    elif isinstance(value, list):
+        found = "a list of lists or mappings" if shape == "list" else "a list"
+    else:
+        found = f"the single value {value!r}"
+    return f"{source}: {key} must be {must}, not {found}; {key} is {BATCH_KEYS[key]}"
+
+
 def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[str]]:
     """A Batch from the raw mapping, and every problem found (one line each)."""
     problems: list[str] = []
     name = Path(source).stem
     b = Batch(name=name, source=source)
-    unknown = sorted(set(data) - set(BATCH_KEYS))
-    for key in unknown:
+    for key in sorted(set(data) - set(BATCH_KEYS)):
         problems.append(f"{source}: unknown key {key!r}; a batch file takes {', '.join(BATCH_KEYS)}")
+    data = dict(data)
+    for key in [k for k in data if k in BATCH_KEYS]:
+        problem = _shape_problem(source, key, data[key])
+        if problem:
+            problems.append(problem)
+            del data[key]   # checked once: no second message about the same value
 
     def where(key):
         return f"{source}: {key}"
 
     if data.get("dataset"):
         b.dataset = _path(data["dataset"])
-    if data.get("warehouse"):
-        b.warehouse = _path(data["warehouse"])
-    else:
-        b.warehouse = Settings.from_env().warehouse
+    b.warehouse = _path(data["warehouse"]) if data.get("warehouse") else Settings.from_env().warehouse
     if "ingest" in data:
         v = parse_bool(data["ingest"], where("ingest"), problems)
         b.ingest = bool(v) if v is not None else True
@@ -329,14 +398,25 @@ def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[str]) -> 
         b.timeout = parse_timeout(args.timeout, "--timeout", problems) or b.timeout
     if getattr(args, "outputs", None):
         b.outputs = Path(args.outputs).resolve()
+    if getattr(args, "warehouse", None):
+        b.warehouse = Path(args.warehouse).resolve()
     if getattr(args, "force", False):
         b.force = True
     if b.executor == "dask" and not b.scheduler:
         problems.append("executor dask needs a scheduler address: --scheduler tcp://host:8786 "
                         "(or `scheduler:` in the batch file)")
-    if b.dataset is not None and not b.dataset.is_dir():
+    if b.dataset is not None and b.dataset.exists() and not b.dataset.is_dir():
+        problems.append(f"{b.source}: dataset {b.dataset} is a file: give the folder that holds practices.csv")
+    elif b.dataset is not None and not b.dataset.is_dir():
         problems.append(f"{b.source}: dataset {b.dataset} does not exist (generate the demo with "
                         f"`spiegel demo-data --out data/demo`)")
+    if b.warehouse.is_dir():
+        problems.append(f"warehouse {b.warehouse} is a folder: give the DuckDB file, e.g. "
+                        f"{b.warehouse / 'warehouse.duckdb'} (--warehouse or `warehouse:` in {b.source})")
+    blocker = next((p for p in (b.outputs, *b.outputs.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        problems.append(f"outputs {b.outputs}: {blocker} is a file, not a folder: give a folder "
+                        f"(--outputs or `outputs:` in {b.source})")
     if not b.formats:
         problems.append(f"{b.source}: formats: name html and/or pdf")
     return b
@@ -466,7 +546,7 @@ def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[
     in_warehouse = [str(a) for a in practices_df["practice_agb"]] if len(practices_df) else []
     # a refused practice still gets a (failed) run that says why; a key that is not even an
     # AGB code (a stray folder under extracts/) cannot, and is reported by ingest instead
-    runnable_refused = sorted(a for a in refused if re.fullmatch(r"\d{8}", str(a)))
+    runnable_refused = sorted(a for a in refused if is_agb(str(a)))
     known = list(dict.fromkeys(in_warehouse + runnable_refused))
     if not known:
         raise ParameterError(f"warehouse {b.warehouse} holds no practices: run `spiegel ingest <dataset>` "
@@ -484,23 +564,31 @@ def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[
     regions_of = {str(r["practice_agb"]): r.get("region") for r in practices_df.to_dict("records")}
     regions = sorted({str(regions_of[a]) for a in practices if regions_of.get(a) is not None
                       and str(regions_of[a]) not in ("", "nan", "None")})
+    dates = {a: d for a, d in extraction_dates(practices_df).items() if a in practices}
     if b.quarters is None:
-        import pandas as pd
-        dates = pd.to_datetime(practices_df[practices_df["practice_agb"].astype(str).isin(practices)]["extraction_date"],
-                               errors="coerce").dropna()
-        if dates.empty and not problems:  # with unknown practices that is the one problem to show
+        quarters = [str(Quarter.latest_complete(max(dates.values())))] if dates else []
+        if not dates and not problems:  # with unknown practices that is the one problem to show
             problems.append("quarters: latest: no extraction date in the warehouse for the selected practices; "
                             "name the quarter (--quarter 2025Q2)")
-            quarters = []
-        elif dates.empty:
-            quarters = []
-        else:
-            quarters = [str(Quarter.latest_complete(dates.max().date()))]
     else:
         quarters = list(b.quarters)
+        problems += [p for p in (_beyond_every_extraction(Quarter.parse(q), dates) for q in quarters) if p]
     if problems:
         raise ParameterError("\n".join(problems))
     return practices, regions, quarters
+
+
+def _beyond_every_extraction(q: Quarter, dates: dict[str, date]) -> str | None:
+    """A quarter that no selected practice's data cover completely refuses the whole build (a
+    quarter some practices cover runs for those; the others fail with the reason, _not_covered)."""
+    if not dates or any(d >= q.last_day for d in dates.values()):
+        return None
+    newest = max(dates.values())
+    limiting = sorted(a for a, d in dates.items() if d == newest)
+    names = ", ".join(limiting[:5]) + (f" and {len(limiting) - 5} more" if len(limiting) > 5 else "")
+    return (f"quarter {q} is not complete at the newest extraction date of the selected practices, "
+            f"{newest:%d-%m-%Y} (practice{'s' if len(limiting) > 1 else ''} {names}): the latest quarter possible is "
+            f"{Quarter.latest_complete(newest)}; choose it or an earlier one, or `latest`")
 
 
 def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str, str],
@@ -516,6 +604,7 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
     known_regions = set(practice_regions.values())
     known_practices = set(rows) | set(refused)
     dataset_label = _dataset_label(b)
+    extracted_on = extraction_dates(practices_df)
     specs, problems = [], []
     for quarter in quarters:
         q = Quarter.parse(quarter)
@@ -575,8 +664,14 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                     "parameter_hash": _sha(json.dumps(kp, sort_keys=True) + p_hash)[:12],
                 }
                 pre_failed = None
-                if spec.scope == "practice" and key in refused:
-                    pre_failed = {"stage": "ingest", "message": _first_line(refused[key])}
+                if spec.scope == "practice" and key in refused and key not in rows:
+                    pre_failed = {"stage": "ingest", "message": refusal_line(key, refused[key])}
+                elif spec.scope == "practice" and key in refused:
+                    provenance["dataset"] += "; vorige levering (de nieuwe is geweigerd)"
+                members = [key] if spec.scope == "practice" else [a for a, r in practice_regions.items() if r == key]
+                if pre_failed is None:
+                    pre_failed = _not_covered(q, {a: extracted_on[a] for a in members if a in extracted_on},
+                                              spec.scope, key)
                 specs.append(RunSpec(
                     name=name, quarter=quarter, report=report_id, scope=spec.scope, key=key, label=label,
                     notebook=str(nb_path), params=params, formats=formats, outdir=str(outdir), files=files,
@@ -587,6 +682,86 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
     if problems:
         raise ParameterError("\n".join(dict.fromkeys(problems)))
     return specs
+
+
+def first_problem(message: str) -> str:
+    """The first problem of an ingest refusal (``file, line, column: ...``), scrubbed for shared
+    outputs; an ingest failure without a problem list gives its first line.
+
+    >>> first_problem("practice 01000001 refused: 2 problem(s) with the data contract\\n"
+    ...               "  - patients.csv, line 14, column birth_year: found '19x5', expected a whole number\\n  - x")
+    "patients.csv, line 14, column birth_year: found '…', expected a whole number"
+    """
+    items = [line.strip()[2:] for line in str(message).splitlines() if line.strip().startswith("- ")]
+    return _first_line(items[0] if items else message)
+
+
+def refusal_line(agb: str, message: str) -> str:
+    """One line for a practice whose delivery was refused: the first problem, and how many more."""
+    m = re.search(r"refused: ([0-9]+) problem", str(message))
+    more = int(m.group(1)) - 1 if m else 0
+    verb = "refused" if m or "refused" in str(message) else "not loaded"
+    return f"delivery of practice {agb} {verb}: {first_problem(message)}" + (f" (and {more} more)" if more > 0 else "")
+
+
+def previous_loads(warehouse: Path) -> dict[str, str]:
+    """practice_agb -> when its data now in the warehouse were loaded (ISO)."""
+    from .warehouse import Warehouse
+    if not Path(warehouse).exists():
+        return {}
+    with Warehouse(warehouse).connect(read_only=True) as con:
+        rows = con.execute("SELECT practice_agb, loaded_at FROM loads").fetchall()
+    return {str(agb): (at.isoformat(timespec="seconds") if hasattr(at, "isoformat") else str(at)) for agb, at in rows}
+
+
+def stale_data(refused: dict[str, str], loads: dict[str, str]) -> dict[str, dict]:
+    """The refused practices whose previous delivery is still intact in the warehouse: their
+    reports are (re)built from it, and the manifest entry says so (``stale_data``)."""
+    out = {}
+    for agb, message in refused.items():
+        if agb in loads:
+            loaded = loads[agb][:16].replace("T", " ")
+            out[agb] = {
+                "reason": "refused" if "refused" in str(message) else "failed",
+                "first_problem": first_problem(message),
+                "previous_loaded_at": loads[agb],
+                "note_nl": f"Gebaseerd op de vorige levering (geladen {loaded}): de nieuwe levering is "
+                           f"{'geweigerd' if 'refused' in str(message) else 'niet geladen'}.",
+            }
+    return out
+
+
+def stale_of(spec, stale: dict[str, dict]) -> dict | None:
+    """The manifest's ``stale_data`` for a run of a practice whose new delivery was refused."""
+    if spec.scope == "practice" and spec.key in stale:
+        return {"stale_data": stale[spec.key]}
+    return None
+
+
+def stale_line(agb: str, info: dict) -> str:
+    return (f"  practice {agb}: new delivery {info['reason']} ({info['first_problem']}); its report is built "
+            f"from the previous delivery still in the warehouse (loaded {info['previous_loaded_at'][:16].replace('T', ' ')})")
+
+
+def extraction_dates(practices_df) -> dict[str, date]:
+    """practice_agb -> extraction date of its data in the warehouse."""
+    import pandas as pd
+    stamps = pd.to_datetime(practices_df["extraction_date"], errors="coerce") if len(practices_df) else []
+    return {str(a): d.date() for a, d in zip(practices_df["practice_agb"], stamps) if pd.notna(d)}
+
+
+def _not_covered(q: Quarter, dates: dict[str, date], scope: str, key: str) -> dict | None:
+    """A run whose quarter is not complete at its practices' extraction date cannot start: a
+    partly covered quarter would report missing controls that were simply not extracted yet."""
+    late = {a: d for a, d in dates.items() if d < q.last_day}
+    if not late:
+        return None
+    agb, day = min(late.items(), key=lambda kv: kv[1])
+    whose = f"practice {agb}" if scope == "practice" else f"practice {agb} of region {key}"
+    return {"stage": "quarter",
+            "message": f"quarter {q} ends on {q.last_day:%d-%m-%Y}, after the extraction date {day:%d-%m-%Y} of "
+                       f"{whose}: its data cover up to {Quarter.latest_complete(day)}; deliver a newer "
+                       f"extraction or build an earlier quarter"}
 
 
 def _first_line(text: str, limit: int = 240) -> str:
@@ -703,9 +878,12 @@ class Manifest:
                                          "outputs": previous.get("outputs", {})}
         self.runs[spec.name] = entry
 
-    def mark_skipped(self, spec, batch_name: str) -> None:
+    def mark_skipped(self, spec, batch_name: str, extra: dict | None = None) -> None:
+        """An up-to-date run; ``extra`` (``stale_data``) replaces what the last build said about its data."""
         entry = self.runs[spec.name]
         entry["last_checked"] = {"at": _now_iso(), "batch": batch_name, "outcome": "skipped"}
+        entry.pop("stale_data", None)
+        entry.update(extra or {})
 
     def save(self, meta: dict | None = None) -> None:
         from .runner import write_atomic
@@ -738,6 +916,20 @@ def dataset_fingerprint(dataset: Path) -> str:
             except OSError:  # a broken link or unreadable file: ingest reports it per practice
                 items.append((str(p.relative_to(dataset)), -1, -1))
     return _sha(json.dumps(items))
+
+
+def check_register(b: Batch, in_warehouse) -> None:
+    """Before the (long) ingest: the dataset's practices.csv is usable (else ContractError, one
+    line), and every practice the batch names is in it or already in the warehouse."""
+    from .contract import read_practices
+    register = read_practices(b.dataset)
+    known = set(register.known) | set(in_warehouse)
+    unknown = [agb for agb in b.practices or [] if agb not in known]
+    if unknown:
+        listed = ", ".join(register.known[:12]) + (" ..." if len(register.known) > 12 else "")
+        raise ParameterError(f"practice {', '.join(unknown)} is neither in {b.dataset / register.source} nor in "
+                             f"the warehouse {b.warehouse.name} (the register lists {listed or 'none'}): "
+                             f"check --practice or `practices:` in {b.source}")
 
 
 def ingest_task(warehouse: str, dataset: str) -> dict:
@@ -790,6 +982,7 @@ def _ingest_if_changed(b: Batch, executor_factory, out) -> dict | None:
                 return {"skipped": True, "refused": state.get("refused", {}), "failed": state.get("failed", {})}
         except ValueError:
             pass
+    check_register(b, hashes)
     out(f"ingest {b.dataset} -> {b.warehouse} ...")
     t0 = time.perf_counter()
     result = executor_factory().call("helpers.batch:ingest_task", str(b.warehouse), str(b.dataset))
@@ -930,6 +1123,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--force", action="store_true", help="rerun every run, even when up to date")
     parser.add_argument("--timeout", metavar="SECONDS", help="time limit per run (default 900)")
     parser.add_argument("--outputs", metavar="DIR", help="outputs folder (default outputs/)")
+    parser.add_argument("--warehouse", metavar="FILE", help="the DuckDB warehouse (overrides `warehouse`)")
+    parser.epilog = (f"{EXIT_CODES_HELP}. A delivery refused at ingest gives 1 too; its practice's report "
+                     "is then built from the previous delivery still in the warehouse.")
     return parser
 
 
@@ -984,31 +1180,106 @@ def clean_stale_temporaries(folder: Path) -> int:
     return n
 
 
+def error_lines(exc: SpiegelError) -> list[str]:
+    """What the build prints for a user error: one line per problem, a refused delivery in one line."""
+    if isinstance(exc, ContractError) and exc.problems:
+        more = len(exc.problems) - 1
+        return [f"{exc.subject} refused: {exc.problems[0].describe()}"
+                f"{f' (and {more} more problem(s))' if more else ''}; correct the file and run the build "
+                "again (the contract is spec/his-extract.md; `spiegel ingest <dataset>` lists every problem)"]
+    return [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+
+
+def check_outputs_writable(outputs: Path) -> None:
+    """Create the outputs folder and write a probe file in it: a read-only folder (or disk) is
+    one line now, not a traceback halfway through the build."""
+    import tempfile
+    try:
+        outputs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outputs, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        raise ParameterError(f"outputs folder {outputs} is not writable ({e.strerror}): choose another "
+                             "folder with --outputs or make this one writable") from None
+
+
+def check_scheduler(address: str, timeout: float = 3.0) -> None:
+    """Refuse an unreachable Dask scheduler in seconds (the Dask client waits 30 s per try)."""
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls"):
+        return   # inproc:// and other transports: the client itself will tell
+    try:
+        host, port = parts.hostname, parts.port or 8786
+    except ValueError:
+        raise ParameterError(f"scheduler {address!r} is not an address: write it as tcp://host:8786") from None
+    if not host:
+        raise ParameterError(f"scheduler {address!r} names no host: write it as tcp://host:8786")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__.replace("Error", " error").lower()
+        raise ParameterError(f"Dask scheduler {address} is not reachable ({reason}): start it "
+                             f"(`dask scheduler`) or give the right address with --scheduler") from None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (``timeout``, CI cancellation, service managers) stops the build exactly like
+    Ctrl-C: a KeyboardInterrupt in the main thread. The previous handler comes back on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """No second Ctrl-C or SIGTERM while an interrupted build records what it has."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_build(args: argparse.Namespace) -> int:
-    """Run ``spiegel build``; returns the exit status (see the module docstring)."""
-    try:
-        b = load_batch(args.batch_file, args)
-    except ParameterError as e:
-        for line in str(e).splitlines():
-            print(f"spiegel build: {line}", file=sys.stderr)
-        return 2
-    try:
-        with _BuildLock(b.outputs):
-            return _build(b)
-    except ParameterError as e:
-        for line in str(e).splitlines():
-            print(f"spiegel build: {line}", file=sys.stderr)
-        return 2
-    except SpiegelError as e:
-        print(f"spiegel build: {e}", file=sys.stderr)
-        return 1
+    """Run ``spiegel build``; returns the exit status (the build command's epilog lists them)."""
+    with sigterm_as_interrupt():
+        try:
+            b = load_batch(args.batch_file, args)
+            check_outputs_writable(b.outputs)
+            if b.executor == "dask":
+                check_scheduler(b.scheduler)
+            with _BuildLock(b.outputs):
+                return _build(b)
+        except SpiegelError as e:
+            for line in error_lines(e):
+                print(f"spiegel build: {line}", file=sys.stderr)
+            return exit_code(e)
 
 
 def _build(b: Batch) -> int:
-    from .runner import RunResult, make_executor, peak_rss_mb
+    from .runner import RunResult, make_executor
     started = time.perf_counter()
     extra_lines: list[str] = []
     executor = None
+    manifests: dict[str, Manifest] = {}
+    in_flight: dict[str, object] = {}    # runs handed to the executor, not yet recorded
+    meta_common = {"spiegel_version": __version__, "environment": environment_fingerprint(), "batch": b.name}
 
     def get_executor():
         nonlocal executor
@@ -1017,10 +1288,10 @@ def _build(b: Batch) -> int:
             executor = make_executor(b.executor, b.workers, b.scheduler, preload)
         return executor
 
+    print(f"spiegel build {b.name}: outputs {b.outputs}, warehouse {b.warehouse}", flush=True)
     try:
         # 1. ingest
         refused: dict[str, str] = {}
-        ingest = None
         if b.dataset is not None and b.ingest:
             ingest = _ingest_if_changed(b, get_executor, print)
             refused = {**ingest.get("refused", {}), **ingest.get("failed", {})}
@@ -1038,8 +1309,10 @@ def _build(b: Batch) -> int:
         wh = Warehouse(b.warehouse)
         practices_df = wh.practices()
         hashes = wh.practice_hashes()
+        stale = stale_data(refused, previous_loads(b.warehouse))
         practices, regions, quarters = resolve_selection(b, practices_df, refused)
         specs = plan_runs(b, practices_df, hashes, refused, practices, regions, quarters)
+        extra_lines += [stale_line(agb, stale[agb]) for agb in practices if agb in stale]
         # 3. skip what is up to date
         for q in quarters:
             clean_stale_temporaries(b.outputs / q)
@@ -1048,18 +1321,17 @@ def _build(b: Batch) -> int:
         for s in specs:
             if not b.force and s.pre_failed is None and manifests[s.quarter].up_to_date(s):
                 skipped.append(s)
-                manifests[s.quarter].mark_skipped(s, b.name)
+                manifests[s.quarter].mark_skipped(s, b.name, stale_of(s, stale))
             else:
                 to_run.append(s)
         print(f"spiegel build {b.name}: {len(specs)} runs ({len(practices)} practices, {len(regions)} regions, "
               f"quarters {', '.join(quarters)}, reports {', '.join(b.reports)}, formats {', '.join(b.formats)}): "
               f"{len(to_run)} to run, {len(skipped)} up to date", flush=True)
         results: dict = {}
-        meta_common = {"spiegel_version": __version__, "environment": environment_fingerprint(),
-                       "batch": b.name}
+        worker_mem = []
         # 4. prepare + run
         if to_run:
-            # refused practices fail without a kernel
+            # runs that cannot start (refused first delivery, quarter past the extraction) fail without a kernel
             for s in [s for s in to_run if s.pre_failed]:
                 results[s.name] = _fail_without_kernel(s)
             runnable = [s for s in to_run if not s.pre_failed]
@@ -1076,6 +1348,8 @@ def _build(b: Batch) -> int:
                     prepared[q]["seconds"] = round(time.perf_counter() - t0, 3)
                     extra_lines.append(f"prepare {q}: {prepared[q]['seconds']:.2f}s (cube {Path(prepared[q]['path']).name}, "
                                        f"key {str(prepared[q]['key'])[:12]})")
+                except SpiegelError:
+                    raise   # a busy or unusable warehouse stops the build with its own exit status
                 except Exception as exc:  # noqa: BLE001 - every run of the quarter fails with it
                     msg = f"{type(exc).__name__}: {_first_line(exc)}"
                     for s in [s for s in runnable if s.quarter == q]:
@@ -1085,62 +1359,119 @@ def _build(b: Batch) -> int:
             by_name = {s.name: s for s in to_run}
             for s in to_run:
                 if s.name in results:
-                    _record(manifests, by_name[s.name], results[s.name], b, prepared, meta_common)
+                    _record(manifests, s, results[s.name], b, prepared, meta_common, stale)
                     progress.update(s, results[s.name])
             try:
+                in_flight.update((s.name, s) for s in runnable)
                 if runnable:
                     for result in get_executor().run_all(runnable):
                         s = by_name[result.name]
                         results[s.name] = result
-                        _record(manifests, s, result, b, prepared, meta_common)
+                        _record(manifests, s, result, b, prepared, meta_common, stale)
+                        in_flight.pop(s.name, None)
                         progress.update(s, result)
             finally:
                 progress.close()
             worker_mem = get_executor().memory() if runnable else []
-        else:
-            worker_mem = []
-        for q, m in manifests.items():
+        for m in manifests.values():
             m.save(meta_common)
         # 5. portal and summary
         from .portal import build_portal
         portal = build_portal(b.outputs)
-        coord = peak_rss_mb()
-        mem = f"memory: coordinator peak {coord:.0f} MB"
-        peaks: dict[str, float] = {}
-        for r in results.values():
-            if r.worker and r.memory_mb.get("worker_peak"):
-                peaks[r.worker] = max(peaks.get(r.worker, 0), r.memory_mb["worker_peak"])
-        for m in worker_mem:
-            if m.get("worker"):
-                peaks[m["worker"]] = max(peaks.get(m["worker"], 0), m.get("worker_peak") or 0)
-        if peaks:
-            mem += "; workers peak " + ", ".join(f"{v:.0f}" for v in peaks.values()) + " MB"
-        factories = [m["factory_rss"] for m in worker_mem if m.get("factory_rss")]
-        if factories:
-            mem += "; kernel factory " + ", ".join(f"{v:.0f}" for v in factories) + " MB"
-        kernels = [r.memory_mb.get("kernel_peak") for r in results.values() if r.memory_mb.get("kernel_peak")]
-        if kernels:
-            mem += f"; kernel peak {max(kernels):.0f} MB (pages shared with the factory included)"
-        extra_lines.append(mem)
+        extra_lines.append(_memory_line(results, worker_mem))
         print_summary(specs, results, skipped, time.perf_counter() - started, extra_lines, b.outputs, portal)
-        return 1 if any(r.status != "done" for r in results.values()) else 0
+        refused_here = any(s.key in refused for s in specs if s.scope == "practice")
+        failed = any(r.status != "done" for r in results.values())
+        return 1 if failed or refused_here else 0
     except KeyboardInterrupt:
-        print("\nspiegel build: interrupted; finished runs are kept, rerun the same command to resume",
-              file=sys.stderr)
-        if executor is not None:
-            executor.close(grace=2)
-        return 130
+        with _signals_held():
+            if executor is not None:
+                executor.close(grace=0)   # no worker takes another run while we record
+            discarded = discard_unrecorded(manifests, in_flight.values())
+            for m in manifests.values():
+                m.save(meta_common)
+        print(f"\n{interrupt_message(b, discarded)}", file=sys.stderr)
+        return exit_code(KeyboardInterrupt())
     finally:
         if executor is not None:
             executor.close()
 
 
-def _record(manifests, spec, result, b: Batch, prepared: dict, meta_common: dict) -> None:
+def interrupt_message(b: Batch, discarded: int = 0) -> str:
+    """What an interrupted build says: how to resume (without --force, which would rerun everything)."""
+    dropped = f"; {discarded} file(s) written after the interrupt were removed" if discarded else ""
+    if b.force:
+        how = ("run the same command without --force to resume (it runs only what is missing; "
+               "with --force everything runs again)")
+    else:
+        how = "run the same command again to resume (it runs only what is missing)"
+    return f"spiegel build: interrupted; finished runs are kept{dropped}; {how}"
+
+
+def discard_unrecorded(manifests: dict, specs) -> int:
+    """After an interrupt: a run that was under way may have replaced some of its files without
+    being recorded. Each file whose bytes differ from the manifest's record is removed (with its
+    record), so no file is described by a stale hash; the next build redoes the run."""
+    removed = 0
+    for spec in specs:
+        m = manifests.get(spec.quarter)
+        if m is None:
+            continue
+        entry = m.runs.get(spec.name) or {}
+        recorded = {str((m.path.parent / r["path"]).resolve()): r
+                    for r in [*entry.get("outputs", {}).values(), *entry.get("extras", [])]}
+        candidates = {str(Path(p).resolve()) for p in spec.files.values()} | set(recorded)
+        for path in sorted(candidates):
+            rec = recorded.get(path)
+            if not os.path.exists(path) or (rec is not None and _file_sha(path) == rec.get("sha256")):
+                continue
+            os.unlink(path)
+            removed += 1
+            if entry:
+                entry["outputs"] = {k: v for k, v in entry.get("outputs", {}).items() if v is not rec}
+                entry["extras"] = [x for x in entry.get("extras", []) if x is not rec]
+                entry["status"] = "failed"
+                entry["error"] = {"stage": "interrupted",
+                                  "message": "the build was interrupted while this run wrote its files; "
+                                             "the next build runs it again"}
+    return removed
+
+
+def _file_sha(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _memory_line(results: dict, worker_mem: list[dict]) -> str:
+    from .runner import peak_rss_mb
+    mem = f"memory: coordinator peak {peak_rss_mb():.0f} MB"
+    peaks: dict[str, float] = {}
+    for r in results.values():
+        if r.worker and r.memory_mb.get("worker_peak"):
+            peaks[r.worker] = max(peaks.get(r.worker, 0), r.memory_mb["worker_peak"])
+    for m in worker_mem:
+        if m.get("worker"):
+            peaks[m["worker"]] = max(peaks.get(m["worker"], 0), m.get("worker_peak") or 0)
+    if peaks:
+        mem += "; workers peak " + ", ".join(f"{v:.0f}" for v in peaks.values()) + " MB"
+    factories = [m["factory_rss"] for m in worker_mem if m.get("factory_rss")]
+    if factories:
+        mem += "; kernel factory " + ", ".join(f"{v:.0f}" for v in factories) + " MB"
+    kernels = [r.memory_mb.get("kernel_peak") for r in results.values() if r.memory_mb.get("kernel_peak")]
+    if kernels:
+        mem += f"; kernel peak {max(kernels):.0f} MB (pages shared with the factory included)"
+    return mem
+
+
+def _record(manifests, spec, result, b: Batch, prepared: dict, meta_common: dict, stale: dict) -> None:
     m = manifests[spec.quarter]
     prep = prepared.get(spec.quarter)
     if prep:
         result.timings.setdefault("prepare_shared", prep["seconds"])
-    m.record(spec, result, b.name)
+    m.record(spec, result, b.name, stale_of(spec, stale))
     meta = dict(meta_common)
     if prep:
         meta["cube"] = {"key": prep["key"], "computed_at": prep.get("computed_at"),

@@ -20,6 +20,7 @@ from typing import Callable
 
 from .config import DEFAULT_WAREHOUSE, NOTEBOOKS_DIR
 from .errors import ParameterError
+from .identifiers import is_agb
 from .quarter import Quarter
 
 
@@ -105,8 +106,8 @@ def validate_params(report_id: str, params: dict, known_practices: set[str] | No
                 value = str(Quarter.parse(value))
             elif p.type == "practice":
                 value = str(value).strip()
-                if not (len(value) == 8 and value.isdigit()):
-                    raise ParameterError(f"practice {value!r} is not an AGB code (8 digits)")
+                if not is_agb(value):
+                    raise ParameterError(f"practice {value!r} is not an AGB code (8 digits 0-9)")
                 if known_practices is not None and value not in known_practices:
                     raise ParameterError(f"practice {value} is not in the warehouse")
             elif p.type == "region":

@@ -214,9 +214,11 @@ def test_unknown_practice_is_refused_and_refused_practice_is_known(tmp_path):
                                           PRACTICES, {"09999999": "practice 09999999 refused: 1 problem"})
     assert practices == ["09999999"]
     b = _batch(tmp_path, practices=["09999999"], quarters=["2025Q2"])
-    specs = B.plan_runs(b, PRACTICES, HASHES, {"09999999": "practice 09999999 refused: 1 problem\n  - x"},
-                        ["09999999"], [], ["2025Q2"])
-    assert specs[0].pre_failed == {"stage": "ingest", "message": "practice 09999999 refused: 1 problem"}
+    refusal = ("practice 09999999 refused: 3 problem(s) with the data contract\n"
+               "  - patients.csv, line 14, column birth_year: found 'P00123', expected a whole number\n  - x\n  - y")
+    specs = B.plan_runs(b, PRACTICES, HASHES, {"09999999": refusal}, ["09999999"], [], ["2025Q2"])
+    assert specs[0].pre_failed == {"stage": "ingest", "message": "delivery of practice 09999999 refused: patients.csv, "
+                                   "line 14, column birth_year: found '…', expected a whole number (and 2 more)"}
 
 
 def test_empty_warehouse_is_a_parameter_error(tmp_path):
@@ -315,3 +317,209 @@ def test_a_stray_extract_folder_does_not_stop_the_batch(tmp_path):
 
 def test_error_messages_in_shared_outputs_are_scrubbed():
     assert B._first_line("KeyError: 'P00123'\nmore") == "KeyError: '…'"
+
+
+# -- hardening (issue 7) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line, key, must", [
+    ("outputs: {a: b}", "outputs", "must be one value, not a mapping"),
+    ("warehouse: [x]", "warehouse", "must be one value, not a list"),
+    ("dataset: {}", "dataset", "must be one value, not a mapping"),
+    ("executor: [local]", "executor", "must be one value, not a list"),
+    ("timeout: {a: 1}", "timeout", "must be one value, not a mapping"),
+    ("workers: [2]", "workers", "must be one value, not a list"),
+    ("description: {x: y}", "description", "must be one value, not a mapping"),
+    ("practices: [['01000001']]", "practices", "must be one value or a list of values, not a list of lists or mappings"),
+    ("quarters: {latest: 1}", "quarters", "must be one value or a list of values, not a mapping"),
+    ("params: his_analyse", "params", "must be a mapping, not the single value 'his_analyse'"),
+])
+def test_every_batch_value_is_type_checked(tmp_path, line, key, must):
+    lines = _problems(line + "\n", tmp_path)
+    assert lines == [lines[0]] and lines[0].startswith(f"{tmp_path / 'b.yaml'}: {key} {must}; {key} is ")
+    assert not (tmp_path / "{'a': 'b'}").exists()
+
+
+def test_fractional_time_limit_is_rounded_up_to_whole_seconds(tmp_path):
+    # nbclient's timeout is an Integer trait: 90.5 made every run fail with a TraitError
+    assert _parse("timeout: 90.5\n", tmp_path).timeout == 91
+    b = _parse("{}", tmp_path, "--timeout", "0.2")
+    assert b.timeout == 1 and isinstance(b.timeout, int)
+    assert isinstance(_parse("timeout: 1.5m\n", tmp_path).timeout, int)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "utf-32"])
+def test_batch_file_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    f = tmp_path / "b.yaml"
+    f.write_text("practices: ['01000001']\ndescription: zorggroep Ærø\n", encoding=encoding)
+    data = B.load_batch_file(f)
+    assert data == {"practices": ["01000001"], "description": "zorggroep Ærø"}
+
+
+@pytest.mark.parametrize("raw, says", [
+    ("description: café\n".encode("latin-1"), "line 1 is not UTF-8 text (byte 0xe9; Latin-1?): save the file as UTF-8"),
+    ("practices: all\n".encode("utf-16-le"), "looks like UTF-16 without a byte-order mark: save it as UTF-8"),
+])
+def test_batch_file_in_another_encoding_is_refused_in_one_line(tmp_path, raw, says):
+    f = tmp_path / "b.yaml"
+    f.write_bytes(raw)
+    with pytest.raises(ParameterError) as e:
+        B.load_batch_file(f)
+    assert str(e.value) == f"{f}: {says}"
+
+
+def test_agb_codes_quarters_and_workers_take_ascii_digits_only(tmp_path):
+    text = "\n".join(_problems("practices: ['０１０００００１']\nquarters: ['２０２５Q2']\nworkers: '٣'\n", tmp_path))
+    assert "practice '０１０００００１' is not an AGB code" in text
+    assert "quarter '２０２５Q2' is not a quarter" in text
+    assert "workers '٣' must be a whole number" in text
+    from helpers.reports import validate_params
+    with pytest.raises(ParameterError, match="is not an AGB code"):
+        validate_params("his_analyse", {"practice_agb": "٠١٠٠٠٠٠١", "quarter": "2025Q2"})
+
+
+def test_relative_outputs_are_resolved(tmp_path):
+    b = _parse("outputs: ../elsewhere\n", tmp_path)
+    assert b.outputs == (B.PROJECT_ROOT.parent / "elsewhere").resolve()
+    assert ".." not in str(b.outputs)
+
+
+def test_outputs_at_a_file_and_warehouse_at_a_folder_are_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    text = "\n".join(_problems(f"warehouse: {tmp_path}\n", tmp_path, "--outputs", str(tmp_path / "file" / "sub")))
+    assert f"outputs {tmp_path / 'file' / 'sub'}: {tmp_path / 'file'} is a file, not a folder" in text
+    assert f"warehouse {tmp_path} is a folder: give the DuckDB file" in text
+
+
+def test_unreachable_dask_scheduler_is_one_line(tmp_path, capsys):
+    f = tmp_path / "b.yaml"
+    f.write_text(f"outputs: {tmp_path / 'out'}\nexecutor: dask\nscheduler: tcp://127.0.0.1:1\n")
+    parser = argparse.ArgumentParser()
+    B.add_build_arguments(parser)
+    assert B.run_build(parser.parse_args([str(f)])) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["spiegel build: Dask scheduler tcp://127.0.0.1:1 is not reachable (Connection refused): "
+                   "start it (`dask scheduler`) or give the right address with --scheduler"]
+
+
+def test_build_help_lists_the_exit_codes():
+    parser = B.add_build_arguments(argparse.ArgumentParser())
+    assert "1 done, but a practice was refused or a run failed" in parser.epilog
+    assert "3 the warehouse is busy" in parser.epilog and "130 interrupted" in parser.epilog
+
+
+def test_a_refused_delivery_is_one_line_naming_the_file_and_the_fix():
+    from helpers.errors import ContractError, Problem
+    err = ContractError([Problem("practices.csv", None, None, None, "a file practices.csv"),
+                         Problem("practices.csv", 3, "name", "x", "text")], subject="dataset /d")
+    assert B.error_lines(err) == [
+        "dataset /d refused: practices.csv: expected a file practices.csv (and 1 more problem(s)); correct the "
+        "file and run the build again (the contract is spec/his-extract.md; `spiegel ingest <dataset>` lists "
+        "every problem)"]
+
+
+def test_quarter_after_every_extraction_date_is_refused(tmp_path):
+    with pytest.raises(ParameterError) as e:
+        B.resolve_selection(_batch(tmp_path, quarters=["2030Q1"]), PRACTICES, {})
+    assert str(e.value) == ("quarter 2030Q1 is not complete at the newest extraction date of the selected "
+                            "practices, 03-07-2025 (practice 01000002): the latest quarter possible is 2025Q2; "
+                            "choose it or an earlier one, or `latest`")
+    # the quarter that ends on the extraction date is complete (as for `latest`)
+    on_the_day = PRACTICES.assign(extraction_date=pd.to_datetime(["2025-06-30"] * 3))
+    assert B.resolve_selection(_batch(tmp_path, quarters=["2025Q2"]), on_the_day, {})[2] == ["2025Q2"]
+
+
+def test_partly_covered_quarter_fails_the_practices_it_is_not_complete_for(tmp_path, regional_report):
+    b = _batch(tmp_path, reports=["his_analyse", regional_report], quarters=["2025Q2"])
+    practices, regions, quarters = B.resolve_selection(b, PRACTICES, {})
+    specs = {s.name: s for s in B.plan_runs(b, PRACTICES, HASHES, {}, practices, regions, quarters)}
+    late = specs["01000003-his_analyse"].pre_failed
+    assert late == {"stage": "quarter", "message": "quarter 2025Q2 ends on 30-06-2025, after the extraction date "
+                    "20-05-2025 of practice 01000003: its data cover up to 2025Q1; deliver a newer extraction "
+                    "or build an earlier quarter"}
+    assert "of practice 01000003 of region Utrecht Oost" in specs["regio-Utrecht-Oost-regio_test"].pre_failed["message"]
+    assert specs["01000001-his_analyse"].pre_failed is None
+    assert specs["regio-Utrecht-West-regio_test"].pre_failed is None
+
+
+REFUSAL = ("practice 01000001 refused: 2 problem(s) with the data contract\n"
+           "  - extracts/01000001/patients.csv, line 14, column birth_year: found 'P00123', expected a whole number\n"
+           "  - extracts/01000001/patients.csv, line 15, column sex: found 'X', expected M, V or O\n"
+           "  Fix: correct the export in the HIS (or the file) and deliver it again; the contract is spec/his-extract.md.")
+
+
+def test_refused_reload_rebuilds_from_the_previous_delivery_and_says_so(tmp_path):
+    stale = B.stale_data({"01000001": REFUSAL, "09999999": "practice 09999999 refused: 1 problem"},
+                         {"01000001": "2025-07-02T10:00:00"})
+    assert list(stale) == ["01000001"], "a first delivery that was refused has no previous data"
+    info = stale["01000001"]
+    assert info["reason"] == "refused" and info["previous_loaded_at"] == "2025-07-02T10:00:00"
+    assert info["first_problem"] == ("extracts/01000001/patients.csv, line 14, column birth_year: found '…', "
+                                     "expected a whole number"), "file, line, column; the value scrubbed"
+    assert info["note_nl"] == ("Gebaseerd op de vorige levering (geladen 2025-07-02 10:00): de nieuwe levering "
+                               "is geweigerd.")
+    b = _batch(tmp_path, quarters=["2025Q1"], formats=["html"])
+    spec = B.plan_runs(b, PRACTICES, HASHES, {"01000001": REFUSAL}, ["01000001"], [], ["2025Q1"])[0]
+    assert spec.pre_failed is None, "the intact previous data still make a report"
+    assert spec.provenance["dataset"].endswith("; vorige levering (de nieuwe is geweigerd)")
+    assert B.stale_line("01000001", info) == (
+        "  practice 01000001: new delivery refused (extracts/01000001/patients.csv, line 14, column birth_year: "
+        "found '…', expected a whole number); its report is built from the previous delivery still in the "
+        "warehouse (loaded 2025-07-02 10:00)")
+    # the manifest entry carries it, and loses it once a delivery is accepted again
+    from helpers.runner import RunResult, file_record
+    Path(spec.outdir).mkdir(parents=True)
+    for fmt in ("ipynb", "html"):
+        Path(spec.files[fmt]).write_text(fmt)
+    m = B.Manifest(b.outputs, "2025Q1")
+    m.record(spec, RunResult(name=spec.name, status="done", outputs={f: file_record(Path(spec.files[f]))
+                                                                       for f in ("ipynb", "html")}),
+             "t", B.stale_of(spec, stale))
+    assert m.runs[spec.name]["stale_data"] == info
+    m.mark_skipped(spec, "t", B.stale_of(spec, {}))
+    assert "stale_data" not in m.runs[spec.name]
+    m.mark_skipped(spec, "t", B.stale_of(spec, stale))
+    assert m.runs[spec.name]["stale_data"] == info
+
+
+def test_the_interrupt_message_tells_how_to_resume_after_force(tmp_path):
+    forced = B.interrupt_message(_batch(tmp_path, force=True))
+    assert "run the same command without --force to resume" in forced
+    assert "rerun the same command" not in B.interrupt_message(_batch(tmp_path))
+    assert "run the same command again to resume (it runs only what is missing)" in B.interrupt_message(_batch(tmp_path))
+
+
+def test_files_written_after_an_interrupt_are_discarded_not_left_with_stale_hashes(tmp_path):
+    from helpers.runner import RunResult, file_record
+    b = _batch(tmp_path, quarters=["2025Q2"], formats=["html"])
+    kept, replaced, new = B.plan_runs(b, PRACTICES, HASHES, {}, ["01000001", "01000002", "01000003"], [],
+                                      ["2025Q2"])[:3]
+    m = B.Manifest(b.outputs, "2025Q2")
+    for spec in (kept, replaced):
+        Path(spec.outdir).mkdir(parents=True)
+        for fmt in ("ipynb", "html"):
+            Path(spec.files[fmt]).write_text(f"{fmt} of the last build")
+        m.record(spec, RunResult(name=spec.name, status="done",
+                                 outputs={f: file_record(Path(spec.files[f])) for f in ("ipynb", "html")}), "t")
+    # a worker finished after the interrupt: it replaced one report and wrote a new one, unrecorded
+    Path(replaced.files["html"]).write_text("html of the interrupted build")
+    Path(new.outdir).mkdir(parents=True)
+    Path(new.files["html"]).write_text("html of the interrupted build")
+    assert B.discard_unrecorded({"2025Q2": m}, [kept, replaced, new]) == 2
+    assert Path(kept.files["html"]).read_text() == "html of the last build"
+    assert not Path(replaced.files["html"]).exists() and not Path(new.files["html"]).exists()
+    assert Path(replaced.files["ipynb"]).exists(), "an untouched file keeps its record"
+    entry = m.runs[replaced.name]
+    assert entry["status"] == "failed" and set(entry["outputs"]) == {"ipynb"}
+    assert not m.up_to_date(replaced), "the next build redoes it"
+    assert m.up_to_date(kept)
+
+
+def test_sigterm_interrupts_the_build_like_ctrl_c_and_the_handler_is_restored():
+    import signal
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with B.sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)   # the handler raises at once; never reached
+    assert signal.getsignal(signal.SIGTERM) is before
