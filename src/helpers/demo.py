@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -42,10 +43,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from . import config
 from .config import PARAMETERS_DIR
-from .errors import ConfigError
+from .errors import ConfigError, ParameterError, SpiegelError
 from .programmes import Rules, load_programmes
 from .quarter import Quarter, add_months
+from .runner import write_atomic
 
 # =======================================================================================
 # Domain constants (demographics, epidemiology, care patterns). Codes and rules are not
@@ -238,6 +241,12 @@ PRACTICE_COLUMNS = ("practice_agb", "name", "region", "hagro", "his_system", "ft
 PAYMENT_COLUMNS = ("practice_agb", "programme", "quarter", "insurer_uzovi", "patients_declared",
                    "patients_awarded", "amount_eur", "paid_on", "invoice_number")
 GROUND_TRUTH_COLUMNS = ("practice_agb", "patient_id", "programme", "kind", "control", "quarter")
+#: Written into every generated dataset: only a folder holding it may be replaced without force.
+MARKER = ".spiegel-demo"
+#: The oldest patient is this old at the start of the history (the last band of NL_PYRAMID).
+MAX_AGE = 5 * len(NL_PYRAMID)
+#: Payment rounds fall up to a year after the extraction, and quarters end in 2100.
+LATEST_EXTRACTION = date(2099, 12, 31)
 MAIN_PRACTITIONER = ("huisarts", "specialist", None)  # 0, 1, 2 (= empty: unknown)
 
 
@@ -1680,12 +1689,16 @@ def generate(
     years: int = 3,
     *,
     parameters: Path | None = None,
+    force: bool = False,
 ) -> DemoSummary:
     """Write the demo care group to ``out`` and its ground truth to ``<out>.ground_truth.csv``.
 
     Deterministic: the same arguments give the same files, byte for byte. The dataset is
     written into ``<out>.tmp-<pid>`` and renamed into place at the end (an older ``out`` is
     removed first), so a crashed run never leaves a dataset that looks complete.
+    ``out`` may be new, an empty folder or a dataset this function wrote (it holds
+    :data:`MARKER`); anything else is refused unless ``force``, and even then ``out`` is never
+    the project, ``data/``, the working folder, the home folder or a folder above one of them.
     ``parameters`` points to another folder with codes.yaml and programmes.yaml (default:
     the project's ``parameters/``).
     """
@@ -1695,14 +1708,21 @@ def generate(
         raise ValueError("practices must be at least 1")
     if years < 1:
         raise ValueError("years must be at least 1")
+    if seed < 0:
+        raise ParameterError(f"seed {seed} is negative: give a whole number from 0 on (e.g. 20261123)")
+    earliest = _earliest_extraction(years)
+    if not earliest <= extraction_date <= LATEST_EXTRACTION:
+        raise ParameterError(
+            f"extraction date {extraction_date.isoformat()} is outside what the demo can generate: choose a "
+            f"date from {earliest.isoformat()} to {LATEST_EXTRACTION.isoformat()}")
+    truth_path = out.parent / f"{out.name}.ground_truth.csv"
+    _check_replaceable(out, truth_path, force)
     params = Path(parameters) if parameters else PARAMETERS_DIR
     rules = load_programmes(params / "programmes.yaml", params / "codes.yaml")
     plan = _make_plan(rules, seed, extraction_date, years)
     register = _practice_register(plan, practices, regions)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    truth_path = out.parent / f"{out.name}.ground_truth.csv"
     truth_tmp = out.parent / f"{out.name}.ground_truth.csv.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     rows = {t: 0 for t in TABLE_COLUMNS}
@@ -1719,6 +1739,9 @@ def generate(
     max_ext = max(i.ext for i in register)
     try:
         (tmp / "extracts").mkdir(parents=True)
+        (tmp / MARKER).write_text(
+            "Written by `spiegel demo-data`: the next run replaces this folder. Remove this file to keep it.\n",
+            encoding="utf-8")
         fte = {}
         for info in register:
             prac = _Practice(plan, info)
@@ -1766,9 +1789,12 @@ def generate(
             out.unlink()
         tmp.rename(out)
         os.replace(truth_tmp, truth_path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         truth_tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # unwritable, missing or full: the user's to fix, not a bug
+            raise SpiegelError(f"cannot write the demo dataset to {out}: "
+                               f"{exc.strerror or exc}; choose a folder you can write to with --out") from None
         raise
     planted = {k: 0 for k in GROUND_TRUTH_KINDS}
     for t in truth:
@@ -1778,6 +1804,59 @@ def generate(
         patients=patients, registered=registered, rows=rows, reference_quarter=str(plan.quarter),
         planted=planted, seconds=time.perf_counter() - t0, seed=seed, extraction_date=extraction_date,
     )
+
+
+def _earliest_extraction(years: int) -> date:
+    """The oldest patient, born MAX_AGE years before the history starts, must be born in or after
+    the contract's earliest birth year."""
+    from .contract import EARLIEST_BIRTH_YEAR
+    return date(EARLIEST_BIRTH_YEAR + MAX_AGE + years + 1, 1, 1)
+
+
+def _is_demo_dataset(folder: Path, truth_path: Path) -> bool:
+    if (folder / MARKER).is_file():
+        return True
+    # datasets written before the marker existed: the generator alone writes this pair
+    return (folder / "practices.csv").is_file() and _is_ground_truth(truth_path)
+
+
+def _is_ground_truth(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\n") == ";".join(GROUND_TRUTH_COLUMNS)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _check_replaceable(out: Path, truth_path: Path, force: bool) -> None:
+    """Refuse to replace what generate() did not write (unless ``force``), and never a folder
+    that holds the project, the data, the working folder or the home folder."""
+    target = out.resolve()
+    if target.parent == target or target.parent == Path(target.anchor):
+        raise ParameterError(f"--out {out} is a top-level folder: give a folder of its own, e.g. data/demo")
+    kept = (config.PROJECT_ROOT, config.DATA_DIR, config.OUTPUTS_DIR, config.PARAMETERS_DIR,
+            Path.cwd().resolve(), Path.home().resolve(), Path(sys.prefix).resolve())
+    for path in kept:
+        if target == path or target in path.parents:
+            raise ParameterError(
+                f"--out {out} would replace {path}: give a folder of its own for the demo dataset, e.g. data/demo")
+    if out.is_symlink():
+        if not force:
+            raise ParameterError(f"--out {out} is a symbolic link: give the folder itself, or add --force "
+                                 "to replace the link (its target is left alone)")
+    elif out.is_dir():
+        if any(out.iterdir()) and not _is_demo_dataset(out, truth_path) and not force:
+            raise ParameterError(
+                f"--out {out} is a folder that was not written by `spiegel demo-data` (no {MARKER} file): "
+                "choose a new or empty folder, or add --force to replace it")
+    elif out.exists() and not force:
+        raise ParameterError(f"--out {out} is a file: choose a new or empty folder, or add --force to replace it")
+    if truth_path.is_dir() or truth_path.is_symlink():
+        raise ParameterError(f"{truth_path} (where the ground truth goes) is a folder or a link: move it away")
+    if truth_path.exists() and not _is_ground_truth(truth_path) and not force:
+        raise ParameterError(
+            f"{truth_path} (where the ground truth goes) is not a demo ground truth: move it away, "
+            "or add --force to replace it")
 
 
 def edit_first_patient(dataset: Path, agb: str, edit=None) -> bytes:
@@ -1798,5 +1877,5 @@ def edit_first_patient(dataset: Path, agb: str, edit=None) -> bytes:
     lines = raw.decode("utf-8-sig").splitlines(keepends=True)
     lines[1] = (edit or new_postcode)(lines[1])
     bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
-    path.write_text(bom + "".join(lines), encoding="utf-8")
+    write_atomic(path, bom + "".join(lines))
     return raw

@@ -18,6 +18,7 @@ import pytest
 
 from helpers import demo
 from helpers.demo import generate
+from helpers.errors import ParameterError
 from helpers.programmes import load_programmes
 from helpers.quarter import Quarter
 
@@ -127,7 +128,8 @@ def test_other_seed_other_data(demo_small, tmp_path):
 
 def test_rewrite_replaces_and_leaves_nothing_behind(tmp_path):
     out = tmp_path / "demo"
-    (out / "extracts" / "99999999").mkdir(parents=True)  # an old dataset with a stray practice
+    (out / "extracts" / "99999999").mkdir(parents=True)  # an old demo dataset with a stray practice
+    (out / demo.MARKER).write_text("")
     generate(out, practices=1, extraction_date=EXTRACTION)
     assert "99999999" not in {p.name for p in (out / "extracts").iterdir()}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv"]
@@ -153,6 +155,120 @@ def test_crash_leaves_old_dataset_and_no_half_one(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv"]
 
 
+# ------------------------------------------------------------------------------ what --out may replace
+
+def _real_delivery(tmp_path: Path) -> Path:
+    """A folder that is no demo dataset: a delivery, a warehouse and a note."""
+    from _datasets import build
+    from helpers.warehouse import Warehouse
+    ds = build(tmp_path, name="delivery")
+    Warehouse(ds / "warehouse.duckdb").ingest(ds)
+    (ds / "notes.txt").write_text("do not lose me")
+    return ds
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_that_is_no_demo_dataset_is_refused_and_left_alone(tmp_path):
+    ds = _real_delivery(tmp_path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(ParameterError, match=rf"--out {ds} is a folder that was not written by `spiegel demo-data`.*--force"):
+        generate(ds, practices=1, extraction_date=EXTRACTION)
+    assert _snapshot(tmp_path) == before
+    generate(ds, practices=1, extraction_date=EXTRACTION, force=True)
+    assert (ds / demo.MARKER).is_file() and not (ds / "warehouse.duckdb").exists()
+
+
+def test_a_file_is_refused_unless_forced(tmp_path):
+    out = tmp_path / "report.pdf"
+    out.write_bytes(b"%PDF-1.7 precious")
+    with pytest.raises(ParameterError, match=rf"--out {out} is a file"):
+        generate(out, practices=1, extraction_date=EXTRACTION)
+    assert out.read_bytes() == b"%PDF-1.7 precious"
+    generate(out, practices=1, extraction_date=EXTRACTION, force=True)
+    assert (out / demo.MARKER).is_file()
+
+
+def test_an_empty_folder_and_a_new_path_are_fine(tmp_path):
+    (tmp_path / "empty").mkdir()
+    generate(tmp_path / "empty", practices=1, extraction_date=EXTRACTION)
+    generate(tmp_path / "new" / "demo", practices=1, extraction_date=EXTRACTION)
+    assert (tmp_path / "empty" / "practices.csv").is_file() and (tmp_path / "new" / "demo" / demo.MARKER).is_file()
+
+
+def test_a_demo_dataset_from_before_the_marker_is_replaced(tmp_path):
+    out = tmp_path / "demo"
+    generate(out, practices=1, extraction_date=EXTRACTION)
+    (out / demo.MARKER).unlink()  # as `make demo` left it before markers existed
+    generate(out, practices=1, seed=7, extraction_date=EXTRACTION)
+    assert (out / demo.MARKER).is_file()
+
+
+@pytest.mark.parametrize("where", ["data", "project", "cwd", "parent of cwd", "home", "root"])
+def test_never_the_project_data_working_or_home_folder_even_forced(tmp_path, monkeypatch, where):
+    from helpers import config
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    out = {"data": config.DATA_DIR, "project": config.PROJECT_ROOT, "cwd": Path("."),
+           "parent of cwd": Path(".."), "home": Path.home(), "root": Path("/")}[where]
+    for force in (False, True):
+        with pytest.raises(ParameterError, match=rf"--out {out} (would replace|is a top-level folder)"):
+            generate(out, practices=1, extraction_date=EXTRACTION, force=force)
+    assert (work / "keep.txt").read_text() == "keep" and config.DATA_DIR.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_a_symbolic_link_is_replaced_only_when_forced_and_its_target_is_kept(tmp_path):
+    ds = _real_delivery(tmp_path)
+    link = tmp_path / "demo"
+    link.symlink_to(ds, target_is_directory=True)
+    before = _snapshot(ds)
+    with pytest.raises(ParameterError, match="symbolic link"):
+        generate(link, practices=1, extraction_date=EXTRACTION)
+    generate(link, practices=1, extraction_date=EXTRACTION, force=True)
+    assert not link.is_symlink() and (link / demo.MARKER).is_file() and _snapshot(ds) == before
+
+
+def test_the_ground_truth_beside_it_gets_the_same_care(tmp_path):
+    out = tmp_path / "demo"
+    truth = tmp_path / "demo.ground_truth.csv"
+    truth.write_text("invoice;amount\n1;2\n")
+    with pytest.raises(ParameterError, match="is not a demo ground truth"):
+        generate(out, practices=1, extraction_date=EXTRACTION)
+    assert truth.read_text() == "invoice;amount\n1;2\n" and not out.exists()
+    generate(out, practices=1, extraction_date=EXTRACTION, force=True)
+    assert truth.read_text().startswith(";".join(demo.GROUND_TRUTH_COLUMNS))
+    truth.unlink()
+    truth.mkdir()
+    with pytest.raises(ParameterError, match="is a folder or a link"):
+        generate(out, practices=1, extraction_date=EXTRACTION, force=True)
+    assert truth.is_dir()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(seed=-1), "seed -1 is negative"),
+    (dict(extraction_date=date(1850, 1, 1)), "extraction date 1850-01-01 is outside"),
+    (dict(extraction_date=date(2101, 1, 1)), "extraction date 2101-01-01 is outside"),
+])
+def test_values_the_generator_cannot_honour_are_refused(tmp_path, kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        generate(tmp_path / "demo", practices=1, **{"extraction_date": EXTRACTION, **kwargs})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_extraction_date_bounds_give_a_valid_dataset(tmp_path):
+    """The earliest date the generator accepts still gives a delivery the contract accepts."""
+    from helpers.warehouse import Warehouse
+    earliest = demo._earliest_extraction(3)
+    generate(tmp_path / "demo", practices=1, extraction_date=earliest)
+    report = Warehouse(tmp_path / "w.duckdb").ingest(tmp_path / "demo")
+    assert report.ok, report.summary()
+
+
 def test_summary(demo_small):
     out, s = demo_small
     assert s.practices == 3 and s.reference_quarter == str(QUARTER) and s.ground_truth == Path(f"{out}.ground_truth.csv")
@@ -167,7 +283,7 @@ def test_summary(demo_small):
 def test_layout_headers_and_dialect(demo_small):
     out, _ = demo_small
     practices = read_raw(out / "practices.csv")
-    assert sorted(p.name for p in out.iterdir()) == ["extracts", "payments.csv", "practices.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [demo.MARKER, "extracts", "payments.csv", "practices.csv"]
     assert sorted(p.name for p in (out / "extracts").iterdir()) == sorted(practices.practice_agb)
     boms = []
     for name in ("practices", "payments"):
