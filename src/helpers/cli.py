@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEMO_DATASET, Settings
-from .errors import EXIT_CODES_HELP, SpiegelError, exit_code
+from .errors import EXIT_CODES_HELP, ParameterError, SpiegelError, exit_code
 
 
 def _cmd_demo_data(args, settings: Settings) -> int:
@@ -26,11 +26,15 @@ def _cmd_demo_data(args, settings: Settings) -> int:
     try:
         extraction = date.fromisoformat(args.extraction_date)
     except ValueError:
-        raise SpiegelError(f"--extraction-date {args.extraction_date!r} is not a date (YYYY-MM-DD)") from None
+        raise ParameterError(f"--extraction-date {args.extraction_date!r} is not a date (YYYY-MM-DD)") from None
     if not 1 <= args.practices <= 2000:
-        raise SpiegelError(f"--practices {args.practices} must be between 1 and 2000")
-    summary = generate(Path(args.out), practices=args.practices, regions=args.regions, seed=args.seed,
-                       extraction_date=extraction)
+        raise ParameterError(f"--practices {args.practices} must be between 1 and 2000")
+    regions = min(2, args.practices) if args.regions is None else args.regions
+    if not 1 <= regions <= args.practices:
+        raise ParameterError(f"--regions {regions} must be between 1 and --practices ({args.practices}): "
+                             "every region needs a practice")
+    summary = generate(Path(args.out), practices=args.practices, regions=regions, seed=args.seed,
+                       extraction_date=extraction, force=args.force)
     print(summary.describe())
     return 0
 
@@ -41,7 +45,7 @@ def _cmd_ingest(args, settings: Settings) -> int:
     if not dataset.is_dir():
         raise SpiegelError(f"dataset {dataset} is not a folder: give the folder that holds practices.csv "
                            f"(for the demo: {DEMO_DATASET.relative_to(Path.cwd()) if DEMO_DATASET.is_relative_to(Path.cwd()) else DEMO_DATASET})")
-    wh = Warehouse(Path(args.warehouse) if args.warehouse else settings.warehouse)
+    wh = Warehouse(Path(args.warehouse) if args.warehouse else settings.warehouse, lock_wait=settings.lock_wait)
     report = wh.ingest(dataset, practices=args.practice or None, force=args.force)
     print(report.summary())
     return 0 if report.ok else 1
@@ -77,9 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "plus a ground-truth file of planted registration defects beside it.")
     p.add_argument("--out", default=str(DEMO_DATASET), help="dataset folder to write (default: data/demo)")
     p.add_argument("--practices", type=int, default=12, help="number of practices (default 12)")
-    p.add_argument("--regions", type=int, default=2, help="number of regions (default 2)")
+    p.add_argument("--regions", type=int, help="number of regions (default 2, or 1 for one practice)")
     p.add_argument("--seed", type=int, default=20261123, help="random seed (default 20261123)")
     p.add_argument("--extraction-date", default="2026-10-05", help="extraction date YYYY-MM-DD (default 2026-10-05)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when it is not a dataset written by demo-data (never the project, "
+                        "data/, the working or home folder)")
     p.set_defaults(func=_cmd_demo_data)
 
     p = sub.add_parser("ingest", help="validate a dataset against the contract and load it into the warehouse",
@@ -126,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         return int(args.func(args, settings) or 0)
     except SpiegelError as exc:
         print(f"spiegel {args.command}: error: {exc}", file=sys.stderr)

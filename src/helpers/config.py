@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ParameterError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -32,6 +34,10 @@ PROGRAMMES_FILE = PARAMETERS_DIR / "programmes.yaml"
 INDICATORS_DIR = PARAMETERS_DIR / "indicators"
 
 
+#: Seconds to wait for a warehouse that another process holds, unless SPIEGEL_LOCK_WAIT says otherwise.
+DEFAULT_LOCK_WAIT = 30.0
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the environment may change, read once (``Settings.from_env()``) and passed down."""
@@ -39,6 +45,7 @@ class Settings:
     warehouse: Path = DEFAULT_WAREHOUSE
     outputs: Path = OUTPUTS_DIR
     chromium: str | None = None
+    lock_wait: float = DEFAULT_LOCK_WAIT
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -46,7 +53,21 @@ class Settings:
             warehouse=Path(os.environ.get("SPIEGEL_WAREHOUSE", DEFAULT_WAREHOUSE)),
             outputs=Path(os.environ.get("SPIEGEL_OUTPUTS", OUTPUTS_DIR)),
             chromium=os.environ.get("SPIEGEL_CHROMIUM"),
+            lock_wait=_seconds("SPIEGEL_LOCK_WAIT", DEFAULT_LOCK_WAIT),
         )
+
+
+def _seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ParameterError(f"{name}={text!r} is not a number of seconds: set it to e.g. 30, or 0 to fail at once")
+    return value
 
 
 def cube_dir(warehouse: Path, quarter: str) -> Path:

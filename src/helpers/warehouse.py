@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ import duckdb
 import pandas as pd
 
 from . import config, contract
-from .errors import ContractError, Problem, SpiegelError
+from .errors import ContractError, Problem, SpiegelError, WarehouseBusyError
 
 log = logging.getLogger("spiegel.warehouse")
 
@@ -125,24 +127,67 @@ class Warehouse:
     >>> wh.practice_hashes()              # {'12345678': 'ab12...'}     # doctest: +SKIP
     """
 
-    def __init__(self, path: Path | str | None = None):
+    def __init__(self, path: Path | str | None = None, lock_wait: float | None = None):
+        """``lock_wait``: seconds to wait while another process holds the file (default:
+        ``Settings.from_env().lock_wait``, i.e. $SPIEGEL_LOCK_WAIT or 30)."""
         self.path = Path(path) if path is not None else config.DEFAULT_WAREHOUSE
+        self.lock_wait = config.Settings.from_env().lock_wait if lock_wait is None else float(lock_wait)
 
     # -- connections and schema ---------------------------------------------------------
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection to the file; use it as ``with wh.connect() as con:``.
 
-        A writable connection creates the file and the schema when missing.
+        A writable connection creates the file and the schema when missing. While another
+        process holds the file, waits up to ``lock_wait`` seconds (saying so once on stderr),
+        then raises :class:`~helpers.errors.WarehouseBusyError` naming that process.
         """
+        if self.path.is_dir():
+            raise SpiegelError(f"warehouse {self.path} is a folder, not a DuckDB file: give a file path, "
+                               f"e.g. {self.path / 'warehouse.duckdb'}")
         if read_only:
             if not self.path.exists():
                 raise SpiegelError(f"no warehouse at {self.path}: run `spiegel ingest` first")
-            return duckdb.connect(str(self.path), read_only=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
-        self._ensure_schema(con)
+            return self._open(read_only=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SpiegelError(f"warehouse {self.path}: cannot create its folder {self.path.parent} "
+                               f"({e.strerror}): give a path you can write to") from None
+        con = self._open(read_only=False)
+        try:
+            self._ensure_schema(con)
+        except BaseException:
+            con.close()
+            raise
         return con
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_wait
+        announced = False
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as e:
+                holder = _lock_holder(str(e))
+                if holder is None:
+                    raise self._unusable(e) from None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WarehouseBusyError(self.path, holder, self.lock_wait) from None
+            if not announced:
+                print(f"warehouse {self.path} is in use by {holder}; waiting up to {self.lock_wait:g} s "
+                      "(SPIEGEL_LOCK_WAIT)", file=sys.stderr, flush=True)
+                announced = True
+            time.sleep(min(_LOCK_POLL, left))
+
+    def _unusable(self, error: duckdb.Error) -> SpiegelError:
+        text = str(error)
+        if "not a valid DuckDB database file" in text:
+            return SpiegelError(f"warehouse {self.path} is not a DuckDB database: give the path of a "
+                                "warehouse file, or a new path to create one")
+        first = text.splitlines()[0] if text else type(error).__name__
+        return SpiegelError(f"warehouse {self.path} cannot be opened ({first}): check the path and its permissions")
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create missing tables; refuse a file whose tables have another layout."""
@@ -336,6 +381,33 @@ class Warehouse:
             con.execute(f"INSERT INTO {_q(table)} ({names}) SELECT {select} FROM {view}")
         finally:
             con.unregister(view)
+
+
+_LOCK_POLL = 0.25  # seconds between attempts while another process holds the file
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>[0-9]+)\)", re.ASCII)
+
+
+def _lock_holder(message: str) -> str | None:
+    """Who holds the file, from DuckDB's lock error ("... held in <program> (PID n)"); None when
+    the error is not about a lock.
+
+    >>> _lock_holder('IO Error: Could not set lock on file "w.duckdb": Conflicting lock is held in /usr/bin/python3 (PID 42). See also ...')
+    'process 42 (/usr/bin/python3)'
+    """
+    m = _LOCK_HOLDER.search(message)
+    if m is None:
+        return None
+    pid = m["pid"]
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:  # not Linux, or the holder just ended
+        argv = []
+    if len(argv) >= 2 and Path(argv[1]).name == "spiegel":
+        what = " ".join(["spiegel", *argv[2:]])
+    else:
+        what = m["exe"]
+    return f"process {pid} ({what if len(what) <= 120 else what[:119] + '…'})"
 
 
 def _has_table(con, name: str) -> bool:
