@@ -3,10 +3,16 @@
 HTML: nbconvert's ``HTMLExporter`` in-process (0.1 s against 2.5 s for the
 ``jupyter nbconvert`` command), without input cells or prompts, through a template held
 here: one file per report that opens offline at a practice. Figures stay embedded as
-base64 PNG or inline SVG; no script, stylesheet or font is fetched from anywhere
-(``strip_external`` removes any a cell's output smuggled in). Every report ends with a
-provenance stamp: data extraction date, dataset and code version, parameter hash,
-generation time and the small-number rule (``suppression.RULE_TEXT``).
+base64 PNG or SVG; no script, stylesheet or font is fetched from anywhere
+(``strip_external`` removes any a cell's output smuggled in). A report runs no script at
+all: the template has none, JavaScript and widget outputs are dropped, ``strip_scripts``
+removes script elements, event-handler attributes and ``javascript:`` URLs from what the
+cells put out, and a Content-Security-Policy in the head blocks whatever got past (the
+values from a delivery are escaped where they are written, ``helpers.escape``). Every
+report ends with a provenance stamp: data extraction date, dataset and code version,
+parameter hash, generation time and the small-number rule (``suppression.RULE_TEXT``).
+The same notebook gives the same bytes: cell ids are numbered, and the generation time
+is ``SOURCE_DATE_EPOCH`` when that is set (the reproducible-builds convention).
 
 PDF: Playwright drives Debian's Chromium (``SPIEGEL_CHROMIUM``, else ``chromium`` on the
 PATH; nothing is downloaded). ``PdfPrinter`` launches the browser once per worker and
@@ -26,10 +32,11 @@ import html as _html
 import os
 import re
 import shutil
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
+from . import escape
 from .errors import SpiegelError
 from .suppression import RULE_TEXT
 
@@ -102,6 +109,7 @@ TEMPLATE = r"""{%- extends 'base.html.j2' -%}
 <html lang="nl">
 <head>
 <meta charset="utf-8">
+{{ resources.spiegel.csp }}
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <meta name="generator" content="spiegel">
 <title>{{ resources.spiegel.page_title | e }}</title>
@@ -124,6 +132,8 @@ TEMPLATE = r"""{%- extends 'base.html.j2' -%}
 {%- block footer -%}
 </html>
 {%- endblock footer -%}
+{%- block data_javascript -%}{%- endblock data_javascript -%}
+{%- block data_widget_view -%}{%- endblock data_widget_view -%}
 """
 
 PROVENANCE_LABELS = (
@@ -156,10 +166,21 @@ def html_exporter():
     return exporter
 
 
+def generated_at() -> str:
+    """The generation time for the stamp: now, or ``SOURCE_DATE_EPOCH`` (seconds since
+    1970, UTC) when set, so a rebuild of the same inputs can give the same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isascii() and epoch.isdigit():
+        when = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+    else:
+        when = datetime.now().astimezone()
+    return when.strftime("%d-%m-%Y %H:%M %Z").strip()
+
+
 def provenance_html(provenance: dict) -> str:
     """The stamp at the end of every report."""
     values = dict(provenance)
-    values.setdefault("generated_at", datetime.now().astimezone().strftime("%d-%m-%Y %H:%M %Z").strip())
+    values.setdefault("generated_at", generated_at())
     values.setdefault("rule", RULE_TEXT)
     rows = "".join(f"<dt>{_html.escape(label)}</dt><dd>{_html.escape(str(values.get(key, '–') or '–'))}</dd>"
                    for key, label in PROVENANCE_LABELS)
@@ -169,9 +190,16 @@ def provenance_html(provenance: dict) -> str:
             f"<dl>{rows}</dl></section>")
 
 
+#: outputs that only run code in the browser: a report has no use for them
+_SCRIPT_MIMES = ("application/javascript", "text/javascript", "application/vnd.jupyter.widget-view+json",
+                 "application/vnd.jupyter.widget-state+json")
+
+
 def _drop_diagnostics(nb):
     """The consultant's report shows results, not warnings: drop stderr streams and the
-    papermill error banner; cells tagged ``remove``/``remove-cell`` go entirely."""
+    papermill error banner; cells tagged ``remove``/``remove-cell`` go entirely. Script
+    outputs go too, and the cells are numbered (``cell-0``, ...) instead of carrying
+    papermill's random ids, which nbconvert writes into the page."""
     import copy
     nb = copy.deepcopy(nb)
     cells = []
@@ -184,8 +212,14 @@ def _drop_diagnostics(nb):
                                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
             if tags & {"remove-output", "remove_output"}:
                 cell["outputs"] = []
+            for o in cell["outputs"]:
+                for mime in _SCRIPT_MIMES:
+                    o.get("data", {}).pop(mime, None)
+            cell["outputs"] = [o for o in cell["outputs"] if o.get("data", True)]
+        cell["id"] = f"cell-{len(cells)}"
         cells.append(cell)
     nb.cells = cells
+    nb.metadata.pop("widgets", None)
     return nb
 
 
@@ -206,17 +240,50 @@ def strip_external(page: str) -> str:
     return _CSS_URL.sub("none", page)
 
 
+# an opening or closing tag with its attributes; quoted values may hold '>'
+_TAG = re.compile(r"<(/?[a-zA-Z][^\s/>]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+_SCRIPT_ELEMENT = re.compile(r"<script\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>.*?</script\s*>", re.I | re.S)
+_EMBEDDING = {"script", "iframe", "frame", "object", "embed", "base"}
+_EVENT_ATTR = re.compile(r"(?<=[\s\"'/])on[a-z0-9_-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]*)", re.I)
+_URL_ATTR = re.compile(r"(?<=[\s\"'/])((?:xlink:)?href|src|action|formaction|data|srcdoc)\s*=\s*"
+                       r"(\"[^\"]*\"|'[^']*'|[^\s>]*)", re.I)
+_SCRIPT_URL = re.compile(r"^(?:javascript|vbscript|data:text/html|data:application)", re.I)
+
+
+def _neutral_url(m: re.Match) -> str:
+    value = m.group(2).strip("\"'")
+    plain = re.sub(r"[\x00-\x20]+", "", _html.unescape(value))
+    if m.group(1).lower() == "srcdoc" or _SCRIPT_URL.match(plain):
+        return f'{m.group(1)}="#"'
+    return m.group(0)
+
+
+def strip_scripts(page: str) -> str:
+    """Remove what could run script from the exported page: script elements (and frames,
+    objects, embeds, <base>), ``on*=`` event-handler attributes and ``javascript:`` (or
+    HTML ``data:``) URLs. The report's own markup has none of these."""
+    page = _SCRIPT_ELEMENT.sub("", page)
+
+    def tag(m: re.Match) -> str:
+        if m.group(1).lstrip("/").lower() in _EMBEDDING:
+            return ""
+        attrs = _URL_ATTR.sub(_neutral_url, _EVENT_ATTR.sub("", m.group(2)))
+        return f"<{m.group(1)}{attrs}>"
+    return _TAG.sub(tag, page)
+
+
 def render_html(nb, title: str, subtitle: str = "", provenance: dict | None = None) -> str:
     """An executed notebook as one self-contained HTML page in the house style."""
     meta = nb.get("metadata", {}).get("spiegel", {}) if hasattr(nb, "get") else {}
-    title = meta.get("title") or title
+    title = escape.single_line(meta.get("title") or title)
+    subtitle = escape.single_line(subtitle)
     resources = {"spiegel": {
-        "title": title, "subtitle": subtitle, "css": HOUSE_CSS,
+        "title": title, "subtitle": subtitle, "css": HOUSE_CSS, "csp": escape.csp_meta(),
         "page_title": f"{title} · {subtitle}" if subtitle else title,
         "provenance_html": provenance_html(provenance or {}),
     }}
     body, _ = html_exporter().from_notebook_node(_drop_diagnostics(nb), resources=resources)
-    return strip_external(body)
+    return strip_scripts(strip_external(body))
 
 
 # ---------------------------------------------------------------------------------------
@@ -244,7 +311,7 @@ def find_chromium(explicit: str | None = None) -> str:
 def _footer_template(left: str) -> str:
     style = ("font-family: 'DejaVu Sans', Arial, sans-serif; font-size: 7.5pt; color: #5b6675; width: 100%; "
              "padding: 0 12mm; display: flex; justify-content: space-between;")
-    return (f'<div style="{style}"><span>{_html.escape(left)}</span>'
+    return (f'<div style="{style}"><span>{escape.pdf_text(left)}</span>'
             f'<span>pagina <span class="pageNumber"></span> van <span class="totalPages"></span></span></div>')
 
 

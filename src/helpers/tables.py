@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
+
+from .escape import html_text
 
 
 def nl_number(x, decimals: int = 0) -> str:
@@ -37,12 +37,12 @@ def to_html(df: pd.DataFrame, align_right: tuple[str, ...] = (), empty: str = "G
             css_class: str = "spiegel-table") -> str:
     """A display-ready DataFrame as an HTML table without index; cells are escaped."""
     if df is None or df.empty:
-        return f'<p class="spiegel-empty">{html.escape(empty)}</p>'
-    head = "".join(f'<th class="{"num" if c in align_right else ""}">{html.escape(str(c))}</th>' for c in df.columns)
+        return f'<p class="spiegel-empty">{html_text(empty)}</p>'
+    head = "".join(f'<th class="{"num" if c in align_right else ""}">{html_text(c)}</th>' for c in df.columns)
     body = []
     for row in df.itertuples(index=False):
         cells = "".join(
-            f'<td class="{"num" if c in align_right else ""}">{html.escape("" if pd.isna(v) else str(v))}</td>'
+            f'<td class="{"num" if c in align_right else ""}">{html_text("" if pd.isna(v) else v)}</td>'
             for c, v in zip(df.columns, row))
         body.append(f"<tr>{cells}</tr>")
     return (f'<table class="{css_class}"><thead><tr>{head}</tr></thead>'
