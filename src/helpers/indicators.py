@@ -276,25 +276,16 @@ def indicator_sql(ind: Indicator, quarter: Quarter) -> str:
     """
 
 
-def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicators: dict[str, Indicator]) -> pd.DataFrame:
-    """Every indicator for every practice in one query; adds pct and the peer position.
+def peer_statistics(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the care-group figures to one row per practice and indicator (numerator,
+    denominator, pct, low_is_good): peer_median, peer_p10, peer_p90, peer_n and rank, all
+    over the publishable rates only (``suppression.PEER_RULE``). A practice whose rate is
+    withheld is neither in the figures nor ranked."""
+    from .suppression import MIN_PRACTICES_FOR_PEERS, peer_rates
 
-    Peer figures (median, P10, P90, rank) use practices whose denominator reaches the
-    small-number rule (helpers.suppression); others are ranked but not part of the peers.
-    """
-    from .suppression import MIN_DENOMINATOR_FOR_RATE, MIN_PRACTICES_FOR_PEERS
-
-    sql = " UNION ALL ".join(indicator_sql(i, quarter) for i in indicators.values())
-    df = con.execute(sql).df()
-    df["numerator"] = df["numerator"].astype("int64")
-    df["denominator"] = df["denominator"].astype("int64")
-    df["pct"] = (100.0 * df["numerator"] / df["denominator"].where(df["denominator"] > 0)).astype(float)
-    meta = pd.DataFrame([{"indicator_id": i.id, "order": n, "chain": i.chain, "title": i.title, "type": i.type,
-                          "target_pct": i.target_pct, "low_is_good": i.low_is_good}
-                         for n, i in enumerate(indicators.values())])
-    df = df.merge(meta, on="indicator_id")
-    eligible = df["denominator"] >= MIN_DENOMINATOR_FOR_RATE
-    peers = df[eligible].groupby("indicator_id")["pct"]
+    df = df.copy()
+    df["_peer_pct"] = peer_rates(df["numerator"], df["denominator"])
+    peers = df.groupby("indicator_id")["_peer_pct"]
     stats = pd.DataFrame({
         "peer_median": peers.median(), "peer_p10": peers.quantile(0.1), "peer_p90": peers.quantile(0.9),
         "peer_n": peers.count(),
@@ -304,10 +295,27 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicat
     df.loc[too_few, ["peer_median", "peer_p10", "peer_p90"]] = float("nan")
     # rank 1 = best; ties share the better rank
     df["rank"] = pd.NA
-    for iid, grp in df[eligible].groupby("indicator_id"):
+    for _iid, grp in df[df["_peer_pct"].notna()].groupby("indicator_id"):
         asc = bool(grp["low_is_good"].iloc[0])
-        df.loc[grp.index, "rank"] = grp["pct"].rank(ascending=asc, method="min")
+        df.loc[grp.index, "rank"] = grp["_peer_pct"].rank(ascending=asc, method="min")
     df["rank"] = df["rank"].astype("Int64")
+    return df.drop(columns="_peer_pct")
+
+
+def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicators: dict[str, Indicator]) -> pd.DataFrame:
+    """Every indicator for every practice in one query; adds pct and the peer position.
+
+    Peer figures (median, P10, P90, rank): ``peer_statistics``.
+    """
+    sql = " UNION ALL ".join(indicator_sql(i, quarter) for i in indicators.values())
+    df = con.execute(sql).df()
+    df["numerator"] = df["numerator"].astype("int64")
+    df["denominator"] = df["denominator"].astype("int64")
+    df["pct"] = (100.0 * df["numerator"] / df["denominator"].where(df["denominator"] > 0)).astype(float)
+    meta = pd.DataFrame([{"indicator_id": i.id, "order": n, "chain": i.chain, "title": i.title, "type": i.type,
+                          "target_pct": i.target_pct, "low_is_good": i.low_is_good}
+                         for n, i in enumerate(indicators.values())])
+    df = peer_statistics(df.merge(meta, on="indicator_id"))
     df = df.sort_values(["order", "practice_agb"]).reset_index(drop=True)
     df["meets_target"] = df.apply(
         lambda r: pd.NA if pd.isna(r["pct"]) or pd.isna(r["target_pct"]) else
