@@ -105,7 +105,7 @@ def _data_quality(con, quarter: Quarter, rules: Rules):
     issues = con.execute(f"""
         SELECT practice_agb, patient_id, date, concept, value, issue FROM meas
         WHERE NOT plausible AND date BETWEEN DATE '{W}' AND DATE '{L}'
-        ORDER BY practice_agb, concept, date, patient_id
+        ORDER BY practice_agb, concept, date, patient_id, value, issue
     """).df()
     other = con.execute(f"""
         SELECT c.practice_agb, 'contacts' AS source, 'date_after_death' AS issue, count(*) AS n
@@ -126,15 +126,20 @@ def _data_quality(con, quarter: Quarter, rules: Rules):
         UNION ALL
         SELECT practice_agb, 'measurements:' || concept, issue, count(*) FROM meas
         WHERE NOT plausible AND date BETWEEN DATE '{W}' AND DATE '{L}' GROUP BY ALL
+        ORDER BY practice_agb, source, issue
     """).df()
     return recorded, issues, other
 
 
 def _practices(con, quarter: Quarter) -> pd.DataFrame:
     df = con.execute("""
-        SELECT pr.*, coalesce(ls.list_size, 0) AS list_size FROM practices pr
+        SELECT pr.*, coalesce(ls.list_size, 0) AS list_size,
+               coalesce(en.enrolled_patients, 0) AS enrolled_patients FROM practices pr
         LEFT JOIN (SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size
                    FROM pat GROUP BY 1) ls USING (practice_agb)
+        LEFT JOIN (SELECT e.practice_agb, count(DISTINCT e.patient_id) AS enrolled_patients
+                   FROM enr e JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population
+                   GROUP BY 1) en USING (practice_agb)
         ORDER BY pr.practice_agb
     """).df()
     df["quarter_complete"] = pd.to_datetime(df["extraction_date"]).dt.date >= quarter.last_day

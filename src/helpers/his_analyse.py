@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import escape
 from .cube import read_meta, read_slice
 from .errors import ParameterError
 from .findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
@@ -78,18 +79,28 @@ def load(cube: Path | str, practice_agb: str) -> HisData:
 
 
 def key_figures(data: HisData) -> dict:
-    """Headline numbers (also shown in the portal)."""
+    """Headline numbers, exact: for the practice's own report. The portal shows them
+    suppressed (``portal.key_figures``).
+
+    A patient in two chains (DM2 and CVRM) is one patient with two deelnames: both are
+    counted, as ``enrolled_patients`` and ``enrolments``."""
     f = data.findings
     reg = f[f["kind"].isin(REGISTRATION_KINDS)]
     ctl = f[f["kind"].isin(CONTROL_KINDS)]
     return {
         "list_size": int(data.practice["list_size"]),
-        "enrolled": int(data.summary["enrolled"].sum()),
+        "enrolled_patients": int(data.practice["enrolled_patients"]),
+        "enrolments": int(data.summary["enrolled"].sum()),
         "registration_findings": int(len(reg)),
         "patients_with_registration_findings": int(reg["patient_id"].nunique()),
         "patients_to_call": int(ctl["patient_id"].nunique()),
         "over_cap": [p for p, o in zip(data.summary["programme"], data.summary["over_cap"]) if o],
     }
+
+
+def heading(data: HisData) -> str:
+    """The report's title and the practice with the quarter (Markdown)."""
+    return f"# HIS-analyse ketenzorg\n## {escape.markdown(data.practice['name'])} · {data.quarter.label_nl}"
 
 
 def intro_text(data: HisData) -> str:
@@ -98,20 +109,21 @@ def intro_text(data: HisData) -> str:
     p = data.practice
     q = data.quarter
     lines = [
-        f"Deze HIS-analyse beschrijft de ketenzorgregistratie van **{p['name']}** voor het "
+        f"Deze HIS-analyse beschrijft de ketenzorgregistratie van **{escape.markdown(p['name'])}** voor het "
         f"**{q.label_nl}**. De populatie is geteld op {q.first_day:%d-%m-%Y} (de peildatum van de "
         f"declaratie); metingen tellen mee als ze zijn vastgelegd tussen {q.window_start:%d-%m-%Y} "
         f"en {q.last_day:%d-%m-%Y}. De gegevens komen uit de HIS-extractie van "
         f"{pd.Timestamp(p['extraction_date']):%d-%m-%Y}.",
         "",
-        f"- **{nl_number(k['list_size'])}** ingeschreven patiënten, van wie **{nl_number(k['enrolled'])}** "
-        f"deelnames aan ketenzorg.",
+        f"- **{nl_number(k['list_size'])}** ingeschreven patiënten, van wie **{nl_number(k['enrolled_patients'])}** "
+        f"in ketenzorg, met samen **{nl_number(k['enrolments'])}** deelnames (een patiënt kan aan meer "
+        f"dan één keten deelnemen).",
         f"- **{nl_number(k['registration_findings'])}** registratiebevindingen bij "
         f"{nl_number(k['patients_with_registration_findings'])} patiënten.",
         f"- **{nl_number(k['patients_to_call'])}** patiënten met een controle die ontbreekt of verlopen is.",
     ]
     if k["over_cap"]:
-        lines.append(f"- Inclusie boven het afgesproken maximum: **{', '.join(k['over_cap'])}**.")
+        lines.append(f"- Inclusie boven het afgesproken maximum: **{', '.join(map(escape.markdown, k['over_cap']))}**.")
     if not bool(p.get("quarter_complete", True)):
         lines += ["", "> **Let op:** de extractie is van vóór het einde van het kwartaal; "
                       "cijfers over metingen kunnen onvolledig zijn."]

@@ -3,10 +3,12 @@
 Built from the manifests only (no patient data there): per quarter, every practice (and
 region) x report with its status, a few key figures and links to the HTML, the PDF and
 the worklists, plus a search box to find a practice. One self-contained file per page:
-inline CSS and a few lines of inline JavaScript, nothing fetched.
+inline CSS and a few lines of inline JavaScript, nothing fetched; a Content-Security-Policy
+lets only that script run.
 
-Counts shown here go through ``suppression.suppress_counts`` (the portal is shared with
-care-group staff).
+The portal and the manifests are shared with care-group staff: the key figures are
+suppressed (``suppression.suppress_counts``) before they are stored in the manifest, and
+every value from a delivery (a practice name) is escaped (``escape.html_text``).
 
 >>> build_portal(Path("outputs"))          # doctest: +SKIP
 PosixPath('outputs/index.html')
@@ -14,7 +16,6 @@ PosixPath('outputs/index.html')
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -23,13 +24,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from .escape import csp_meta, html_text
 from .reports import REPORTS
 from .suppression import RULE_TEXT, suppress_counts
 
 #: the key figures per report, in portal column order: (manifest key, column title)
 FIGURE_COLUMNS = {
-    "his_analyse": (("list_size", "Ingeschreven"), ("enrolled", "In ketenzorg"),
-                    ("registration_findings", "Registratiebevindingen"), ("patients_to_call", "Op te roepen")),
+    "his_analyse": (("list_size", "Ingeschreven"), ("enrolled_patients", "Patiënten in ketenzorg"),
+                    ("enrolments", "Deelnames ketenzorg"), ("registration_findings", "Registratiebevindingen"),
+                    ("patients_to_call", "Op te roepen")),
 }
 
 STATUS_NL = {"done": "klaar", "failed": "mislukt", "skipped": "ongewijzigd"}
@@ -37,13 +40,21 @@ STATUS_NL = {"done": "klaar", "failed": "mislukt", "skipped": "ongewijzigd"}
 _QUARTER_DIR = re.compile(r"^\d{4}Q[1-4]$")
 
 
-def key_figures(report_id: str, cube: Path, key: str) -> dict:
-    """Headline counts of one run for the portal (aggregates, never rows). Runs in a worker."""
+def key_figures(report_id: str, cube: Path, key: str) -> dict[str, str]:
+    """Headline counts of one run for the manifest and the portal, both shared outputs:
+    aggregates only, suppressed here as display text (``<10``). Runs in a worker."""
     if report_id == "his_analyse":
         from . import his_analyse
         k = his_analyse.key_figures(his_analyse.load(cube, key))
-        return {name: int(k[name]) for name, _ in FIGURE_COLUMNS["his_analyse"] if name in k}
+        names = [name for name, _ in FIGURE_COLUMNS["his_analyse"] if name in k]
+        return dict(zip(names, suppress_counts(pd.Series([k[n] for n in names], dtype="float64"))))
     return {}
+
+
+def _shown(value) -> str:
+    """A stored key figure as the portal shows it; a number from a manifest written before
+    figures were stored suppressed is suppressed here."""
+    return value if isinstance(value, str) else suppress_counts(pd.Series([value], dtype="float64")).iloc[0]
 
 
 CSS = """
@@ -82,13 +93,12 @@ document.getElementById('zoek').addEventListener('input', function () {
 """
 
 
-def _e(x) -> str:
-    return html.escape("" if x is None else str(x))
+_e = html_text
 
 
 def _page(title: str, subtitle: str, body: str, search: bool) -> str:
     script = f"<script>{SEARCH_JS}</script>" if search else ""
-    return (f'<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8">'
+    return (f'<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8">{csp_meta(SEARCH_JS)}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
             f"<style>{CSS}</style></head><body><header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header>"
             f"<main>{body}</main><footer>Gemaakt door spiegel op {datetime.now():%d-%m-%Y %H:%M}. "
@@ -127,13 +137,6 @@ def quarter_page(outputs: Path, quarter: str) -> Path | None:
     figure_cols = []
     for rep in reports:
         figure_cols += [(rep, k, t) for k, t in FIGURE_COLUMNS.get(rep, ())]
-    # suppress every count column at once
-    shown: dict[tuple, str] = {}
-    for rep, k, _t in figure_cols:
-        keys = [rk for rk, row in rows.items() if rep in row["runs"] and k in (row["runs"][rep].get("figures") or {})]
-        values = pd.Series([rows[rk]["runs"][rep]["figures"][k] for rk in keys], dtype="float64")
-        for rk, text in zip(keys, suppress_counts(values)):
-            shown[(rk, rep, k)] = text
     head = "<th>Praktijk / regio</th><th>AGB</th>"
     head += "".join(f"<th>{_e(REPORTS[rep].title_nl if rep in REPORTS else rep)}</th>" for rep in reports)
     head += "".join(f'<th class="num">{_e(t)}</th>' for _rep, _k, t in figure_cols)
@@ -163,11 +166,12 @@ def quarter_page(outputs: Path, quarter: str) -> Path | None:
             if status != "done" and r.get("error"):
                 err = r["error"]
                 where = f"cel {err['cell_index']}: " if err.get("cell_index") is not None else ""
-                cell += f'<div class="err">{_e(err.get("stage"))}: {_e(where)}{_e(err.get("message", ""))[:200]}</div>'
+                cell += f'<div class="err">{_e(err.get("stage"))}: {_e(where)}{_e(err.get("message", "")[:200])}</div>'
                 cell += _link(root, r.get("log"), "log")
             cells.append(f"<td>{cell}</td>")
         for rep, k, _t in figure_cols:
-            cells.append(f'<td class="num">{_e(shown.get((rk, rep, k), ""))}</td>')
+            value = ((row["runs"].get(rep) or {}).get("figures") or {}).get(k)
+            cells.append(f'<td class="num">{_e("" if value is None else _shown(value))}</td>')
         search = f"{row['label']} {row['key']}".lower()
         body_rows.append(f'<tr data-search="{_e(search)}">{"".join(cells)}</tr>')
     n_practices = sum(1 for rk in rows if rk[0] == 0)

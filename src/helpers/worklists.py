@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cube import read_slice
+from .escape import csv_cell
 from .findings import KIND_LABELS_NL, WORKLISTS
 from .programmes import load_programmes
 
@@ -68,6 +69,9 @@ def worklist(findings: pd.DataFrame, action: str) -> pd.DataFrame:
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # a worklist is opened in Excel: no delivered text may become a formula there
+    df = df.map(csv_cell)
+    df.columns = [csv_cell(c) for c in df.columns]
     # Dutch spreadsheet dialect: ';' and UTF-8 with BOM so Excel opens it right
     df.to_csv(tmp, sep=";", index=False, encoding="utf-8-sig")
     os.replace(tmp, path)
