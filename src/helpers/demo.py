@@ -1723,6 +1723,7 @@ def generate(
     register = _practice_register(plan, practices, regions)
 
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"  # what out held, until the new one is in place
     truth_tmp = out.parent / f"{out.name}.ground_truth.csv.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     rows = {t: 0 for t in TABLE_COLUMNS}
@@ -1783,19 +1784,25 @@ def generate(
         truth.sort()
         tr = list(zip(*truth)) if truth else [[] for _ in GROUND_TRUTH_COLUMNS]
         _write_csv(truth_tmp, {c: pa.array(list(v), pa.string()) for c, v in zip(GROUND_TRUTH_COLUMNS, tr)})
-        if out.is_dir() and not out.is_symlink():
-            shutil.rmtree(out)
-        elif out.exists() or out.is_symlink():
-            out.unlink()
+        if out.exists() or out.is_symlink():
+            out.rename(old)
         tmp.rename(out)
         os.replace(truth_tmp, truth_path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         truth_tmp.unlink(missing_ok=True)
+        if old.exists() or old.is_symlink():  # put the previous dataset back
+            if out.is_dir() and not out.is_symlink():
+                shutil.rmtree(out)
+            old.rename(out)
         if isinstance(exc, OSError):  # unwritable, missing or full: the user's to fix, not a bug
             raise SpiegelError(f"cannot write the demo dataset to {out}: "
                                f"{exc.strerror or exc}; choose a folder you can write to with --out") from None
         raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    elif old.exists() or old.is_symlink():
+        old.unlink()
     planted = {k: 0 for k in GROUND_TRUTH_KINDS}
     for t in truth:
         planted[t[3]] += 1

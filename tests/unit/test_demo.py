@@ -9,6 +9,7 @@ checked against the same ground truth in tests/spec/test_ground_truth.py).
 from __future__ import annotations
 
 import filecmp
+import os
 from datetime import date
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 from helpers import demo
 from helpers.demo import generate
-from helpers.errors import ParameterError
+from helpers.errors import ParameterError, SpiegelError
 from helpers.programmes import load_programmes
 from helpers.quarter import Quarter
 
@@ -267,6 +268,22 @@ def test_the_extraction_date_bounds_give_a_valid_dataset(tmp_path):
     generate(tmp_path / "demo", practices=1, extraction_date=earliest)
     report = Warehouse(tmp_path / "w.duckdb").ingest(tmp_path / "demo")
     assert report.ok, report.summary()
+
+
+def test_write_error_at_the_last_step_keeps_the_old_dataset_and_is_one_line(tmp_path, monkeypatch):
+    import errno
+    out = tmp_path / "demo"
+    generate(out, practices=1, extraction_date=EXTRACTION)
+    before = _snapshot(tmp_path)
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(demo.os, "replace", disk_full)
+    with pytest.raises(SpiegelError, match=rf"cannot write the demo dataset to {out}: No space left on device") as caught:
+        generate(out, practices=2, extraction_date=EXTRACTION)
+    assert "\n" not in str(caught.value)
+    assert _snapshot(tmp_path) == before  # the old dataset whole, nothing half or hidden beside it
 
 
 def test_summary(demo_small):
