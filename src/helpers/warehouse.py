@@ -148,15 +148,16 @@ class Warehouse:
         if read_only:
             if not self.path.exists():
                 raise SpiegelError(f"no warehouse at {self.path}: run `spiegel ingest` first")
-            return self._open(read_only=True)
+            con = self._open(read_only=True)
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SpiegelError(f"warehouse {self.path}: cannot create its folder {self.path.parent} "
+                                   f"({e.strerror}): give a path you can write to") from None
+            con = self._open(read_only=False)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SpiegelError(f"warehouse {self.path}: cannot create its folder {self.path.parent} "
-                               f"({e.strerror}): give a path you can write to") from None
-        con = self._open(read_only=False)
-        try:
-            self._ensure_schema(con)
+            self._check_layout(con, create=not read_only)
         except BaseException:
             con.close()
             raise
@@ -189,14 +190,22 @@ class Warehouse:
         first = text.splitlines()[0] if text else type(error).__name__
         return SpiegelError(f"warehouse {self.path} cannot be opened ({first}): check the path and its permissions")
 
-    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Create missing tables; refuse a file whose tables have another layout."""
+    def _check_layout(self, con: duckdb.DuckDBPyConnection, create: bool) -> None:
+        """Refuse a DuckDB file that is no warehouse, or whose tables have another layout;
+        create the missing tables when ``create``."""
         have = self._layout(con)
+        if have and not any(t in have for t in SCHEMA):
+            raise SpiegelError(
+                f"warehouse {self.path} is a DuckDB database but not a Spiegel warehouse (it holds "
+                f"{', '.join(sorted(have)[:5])}): give the path of a warehouse file, or a new path to create one")
+        if not create and not have:
+            raise SpiegelError(f"warehouse {self.path} is empty: run `spiegel ingest <dataset> --warehouse "
+                               f"{self.path}` first")
         missing = [t for t in SCHEMA if t not in have]
-        for table in missing:
-            body = ", ".join(f"{_q(c)} {t}" for c, t in SCHEMA[table])
-            con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({body})")
-        if missing:
+        if create and missing:
+            for table in missing:
+                body = ", ".join(f"{_q(c)} {t}" for c, t in SCHEMA[table])
+                con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({body})")
             have = self._layout(con)
         for table, cols in SCHEMA.items():
             if have.get(table) != [c for c, _ in cols]:
@@ -224,8 +233,6 @@ class Warehouse:
         if not self.path.exists():
             return {}
         with self.connect(read_only=True) as con:
-            if not _has_table(con, "loads"):
-                return {}
             rows = con.execute("SELECT practice_agb, content_hash FROM loads").fetchall()
         return {agb: h for agb, h in rows}
 
@@ -234,8 +241,6 @@ class Warehouse:
         if not self.path.exists():
             return pd.DataFrame(columns=[c for c, _ in SCHEMA["practices"]])
         with self.connect(read_only=True) as con:
-            if not _has_table(con, "practices"):
-                return pd.DataFrame(columns=[c for c, _ in SCHEMA["practices"]])
             return con.execute("SELECT * FROM practices ORDER BY practice_agb").df()
 
     # -- loading ------------------------------------------------------------------------
@@ -408,12 +413,6 @@ def _lock_holder(message: str) -> str | None:
     else:
         what = m["exe"]
     return f"process {pid} ({what if len(what) <= 120 else what[:119] + '…'})"
-
-
-def _has_table(con, name: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()[0])
 
 
 def content_hash(dataset: Path, agb: str, register_row: str, payment_rows: str = "") -> str:

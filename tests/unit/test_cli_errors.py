@@ -94,6 +94,15 @@ def test_warehouse_that_is_not_duckdb(capsys, tmp_path, dataset, command, conten
     assert path.read_bytes() == content
 
 
+def test_prepare_on_a_duckdb_file_without_the_warehouse_tables(capsys, tmp_path):
+    import duckdb
+    path = tmp_path / "other.duckdb"
+    duckdb.connect(str(path)).close()
+    code, err = run(capsys, "prepare", "2025Q1", "--warehouse", path)
+    assert code == 2
+    one_line(err, path, "is empty", "spiegel ingest")
+
+
 def test_warehouse_in_a_folder_that_cannot_be_made(capsys, tmp_path, dataset):
     blocker = tmp_path / "file"
     blocker.write_text("x")

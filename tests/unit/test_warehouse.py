@@ -247,3 +247,23 @@ def test_parquet_extraction_loads_like_csv(tmp_path):
     with wh.connect(read_only=True) as con:
         assert str(con.execute("SELECT date FROM referrals").fetchone()[0]) == "2024-05-01"
     assert contract.practice_files(ds, A)[-1].name == "referrals.parquet"
+
+
+def test_a_duckdb_file_that_is_no_warehouse_is_left_alone(tmp_path):
+    path = tmp_path / "analysis.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE visits (id INTEGER)")
+    for read_only in (False, True):
+        with pytest.raises(SpiegelError, match="is a DuckDB database but not a Spiegel warehouse .it holds visits"):
+            Warehouse(path).connect(read_only=read_only)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM information_schema.tables").fetchall() == [("visits",)]
+
+
+def test_an_empty_duckdb_file_is_not_read_as_a_warehouse(tmp_path):
+    path = tmp_path / "empty.duckdb"
+    duckdb.connect(str(path)).close()
+    with pytest.raises(SpiegelError, match="is empty: run `spiegel ingest <dataset> --warehouse"):
+        Warehouse(path).practice_hashes()
+    with Warehouse(path).connect() as con:  # a writable connection makes it one
+        assert con.execute("SELECT count(*) FROM loads").fetchone() == (0,)
