@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import DEMO_DATASET, Settings
+from .config import DEFAULT_LOCK_WAIT, DEMO_DATASET, Settings
 from .errors import EXIT_CODES_HELP, ParameterError, SpiegelError, exit_code
 
 
@@ -65,6 +65,10 @@ def _cmd_prepare(args, settings: Settings) -> int:
     return 0
 
 
+_LOCK_WAIT_HELP = (f"While another process holds the warehouse, waits up to $SPIEGEL_LOCK_WAIT seconds "
+                   f"(default {DEFAULT_LOCK_WAIT:g}), then exits with status 3.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spiegel",
@@ -93,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Validate every file of a dataset against the data contract "
                                    "(spec/his-extract.md) and load each valid practice into the DuckDB "
                                    "warehouse in one transaction. A refused practice loads nothing; the "
-                                   "others load. Exit status 1 when any practice was refused.")
+                                   "others load. Exit status 1 when any practice was refused. " + _LOCK_WAIT_HELP)
     p.add_argument("dataset", help="dataset folder (holds practices.csv and extracts/)")
     p.add_argument("--warehouse", help="DuckDB file (default: data/warehouse.duckdb or $SPIEGEL_WAREHOUSE)")
     p.add_argument("--practice", action="append", help="load only this practice (AGB; repeatable)")
@@ -102,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="compute a quarter's figures for all practices (the quarter cube)",
                        description="Compute every finding, indicator and data-quality figure of one quarter "
-                                   "for all practices in one set-based pass; `build` does this itself.")
+                                   "for all practices in one set-based pass; `build` does this itself. "
+                                   + _LOCK_WAIT_HELP)
     p.add_argument("quarter", help="quarter as YYYYQn, e.g. 2026Q3")
     p.add_argument("--warehouse", help="DuckDB file (default: data/warehouse.duckdb)")
     p.add_argument("--force", action="store_true", help="recompute even when up to date")
