@@ -846,6 +846,16 @@ class Manifest:
                 return False
         return True
 
+    def renderable(self, spec) -> bool:
+        """The run was executed with this very cache key and its notebook kept, but a later stage
+        failed (no browser for the PDF): the next build renders from that notebook, not executing it."""
+        entry = self.runs.get(spec.name)
+        if not entry or entry.get("status") == "done" or entry.get("cache_key") != spec.cache_key:
+            return False
+        rec = entry.get("outputs", {}).get("ipynb")
+        path = self.path.parent / rec["path"] if rec else None
+        return bool(path and path.is_file() and _file_sha(path) == rec.get("sha256"))
+
     def record(self, spec, result, batch_name: str, extra: dict | None = None) -> None:
         root = self.path.parent
 
@@ -862,7 +872,7 @@ class Manifest:
             "report": spec.report, "scope": spec.scope, "key": spec.key, "label": spec.label,
             "quarter": spec.quarter, "params": spec.params, "status": result.status,
             "cache_key": spec.cache_key, "timings_s": result.timings,
-            "outputs": {k: rel(v) for k, v in result.outputs.items()},
+            "outputs": {k: rel(v) for k, v in result.outputs.items()}, "outputs_done": result.outputs_done,
             "extras": [rel(x) for x in result.extras], "figures": result.figures,
             "error": result.error, "log": rel({"path": spec.log_path})["path"],
             "partial_notebook": rel({"path": result.error["partial_notebook"]})["path"]
@@ -1319,14 +1329,16 @@ def _build(b: Batch) -> int:
         manifests = {q: Manifest(b.outputs, q) for q in quarters}
         to_run, skipped = [], []
         for s in specs:
-            if not b.force and s.pre_failed is None and manifests[s.quarter].up_to_date(s):
+            if b.force or s.pre_failed is not None:
+                to_run.append(s)
+            elif manifests[s.quarter].up_to_date(s):
                 skipped.append(s)
                 manifests[s.quarter].mark_skipped(s, b.name, stale_of(s, stale))
             else:
-                to_run.append(s)
+                to_run.append(replace(s, render_only=manifests[s.quarter].renderable(s)))
         print(f"spiegel build {b.name}: {len(specs)} runs ({len(practices)} practices, {len(regions)} regions, "
               f"quarters {', '.join(quarters)}, reports {', '.join(b.reports)}, formats {', '.join(b.formats)}): "
-              f"{len(to_run)} to run, {len(skipped)} up to date", flush=True)
+              f"{len(to_run)} to run{_render_only_note(to_run)}, {len(skipped)} up to date", flush=True)
         results: dict = {}
         worker_mem = []
         # 4. prepare + run
@@ -1395,6 +1407,11 @@ def _build(b: Batch) -> int:
     finally:
         if executor is not None:
             executor.close()
+
+
+def _render_only_note(to_run: list) -> str:
+    n = sum(1 for s in to_run if s.render_only)
+    return f" ({n} only rendered again from their executed notebook)" if n else ""
 
 
 def interrupt_message(b: Batch, discarded: int = 0) -> str:

@@ -110,6 +110,15 @@ def test_pdf_without_a_browser_fails_with_install_hint_and_html_completes(tiny_g
     outputs = tiny_group.root / "out-nobrowser"
     assert (outputs / q / agb / "tiny.html").exists()
     assert not (outputs / q / agb / "tiny.pdf").exists()
+    # the browser is there again: the next build prints the PDF without executing the notebook again
+    monkeypatch.delenv("SPIEGEL_CHROMIUM")
+    code, out = build(batch)
+    assert code == 0, out
+    assert "1 to run (1 only rendered again from their executed notebook)" in out
+    assert (outputs / q / agb / "tiny.pdf").exists()
+    entry = manifest(outputs, q)["runs"][f"{agb}-tiny"]
+    assert entry["status"] == "done" and "execute" not in entry["timings_s"]
+    assert "not executed again" in (outputs / q / "logs" / f"{agb}-tiny.log").read_text()
 
 
 def test_dask_executor_on_a_local_cluster(tiny_group):

@@ -523,3 +523,27 @@ def test_sigterm_interrupts_the_build_like_ctrl_c_and_the_handler_is_restored():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)   # the handler raises at once; never reached
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_run_whose_pdf_failed_is_rendered_again_not_executed(tmp_path):
+    from helpers.runner import RunResult, file_record
+    b = _batch(tmp_path, quarters=["2025Q2"], formats=["html", "pdf"])
+    spec = B.plan_runs(b, PRACTICES, HASHES, {}, ["01000001"], [], ["2025Q2"])[0]
+    Path(spec.outdir).mkdir(parents=True)
+    for fmt in ("ipynb", "html"):
+        Path(spec.files[fmt]).write_text(fmt)
+    m = B.Manifest(b.outputs, "2025Q2")
+    no_browser = RunResult(name=spec.name, outputs={f: file_record(Path(spec.files[f])) for f in ("ipynb", "html")},
+                           outputs_done={"ipynb": True, "html": True, "pdf": False},
+                           error={"stage": "pdf", "message": "no Chromium: apt-get install chromium"})
+    m.record(spec, no_browser, "t")
+    assert m.runs[spec.name]["outputs_done"] == {"ipynb": True, "html": True, "pdf": False}
+    assert not m.up_to_date(spec) and m.renderable(spec)
+    other = B.plan_runs(b, PRACTICES, {**HASHES, "01000001": "new"}, {}, ["01000001"], [], ["2025Q2"])[0]
+    assert not m.renderable(other), "new data: execute again"
+    Path(spec.files["ipynb"]).write_text("damaged")
+    assert not m.renderable(spec), "a notebook that is not the one recorded is executed again"
+    Path(spec.files["ipynb"]).write_text("ipynb")
+    assert m.renderable(spec)
+    m.record(spec, RunResult(name=spec.name, error={"stage": "execute", "message": "boom"}), "t")
+    assert not m.renderable(spec), "a failed execution kept no notebook"
