@@ -418,3 +418,10 @@ def test_agb_and_quarter_in_non_ascii_digits_are_refused(tmp_path, digits):
                for p in reg.problems[digits])
     pay = contract.read_payments(ds, [A, digits])
     assert any(p.column == "quarter" and p.value.startswith(digits[:4]) for p in pay.all_problems())
+
+
+def test_dates_and_numbers_in_non_ascii_digits_are_not_values():
+    s = pd.Series(["\uff12\uff10\uff12\uff14-01-05", "\u0662\u0660\u0662\u0664-01-05", "2024-01-05"], dtype="str")
+    assert contract.parse_dates(s).isna().tolist() == [True, True, False]
+    assert contract.parse_ints(pd.Series(["\uff11\uff19\uff15\uff10", "1950"], dtype="str")).isna().tolist() == [True, False]
+    assert contract.parse_numbers(pd.Series(["\uff17,4", "7,4"], dtype="str")).isna().tolist() == [True, False]
