@@ -95,6 +95,28 @@ def test_manifest_and_logs_hold_no_patient_ids(first, care_group):
         assert not (tokens & ids), f"patient ids of {agb} in the manifest or logs"
 
 
+def _numbers(obj, path=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, (*path, str(k)))
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v, path)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield path, obj
+
+
+def test_manifest_holds_no_unsuppressed_count(first, care_group):
+    """The manifest is a shared output: its numbers are sizes, timings and attempts only; the
+    key figures are stored as the portal shows them (small counts as <10)."""
+    allowed = {"timings_s", "memory_mb", "bytes", "pages", "attempts", "prepare_s", "cell_index"}
+    top = manifest(care_group.outputs, care_group.quarter)
+    for path, _value in _numbers(top):
+        assert allowed & set(path[-2:]), f"a number at {'.'.join(path)} in the manifest"
+    for r in top["runs"].values():
+        assert r["figures"] and all(isinstance(v, str) for v in r["figures"].values()), r["figures"]
+
+
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -211,7 +233,7 @@ def test_changing_one_practice_reruns_only_its_runs(first, care_group):
     assert changed == {f"{agb}-his_analyse"}
 
 
-def test_broken_extraction_fails_that_practice_only_and_recovers(first, care_group):
+def test_broken_reload_keeps_the_previous_report_marked_and_recovers(first, care_group):
     agb = care_group.practices[2]
     patients = care_group.dataset / "extracts" / agb / "patients.csv"
 
@@ -222,14 +244,17 @@ def test_broken_extraction_fails_that_practice_only_and_recovers(first, care_gro
     original = edit_first_patient(care_group.dataset, agb, break_birth_year)
     code, out = build(care_group.batch_file)
     assert code == 1, out
-    assert counts(out) == {"runs": 3, "done": 0, "skipped": 2, "failed": 1}
-    assert f"{agb}" in out and "stage ingest" in out
+    # the warehouse still holds the previous delivery intact: its report stays, marked as such
+    assert counts(out) == {"runs": 3, "done": 0, "skipped": 3, "failed": 0}
+    first_problem = f"extracts/{agb}/patients.csv, line 2, column birth_year: found '…', expected"
+    assert f"practice {agb}: new delivery refused ({first_problem}" in out
+    assert "refused: 1 problem(s)" not in out
     entry = _runs(care_group)[f"{agb}-his_analyse"]
-    assert entry["status"] == "failed" and entry["error"]["stage"] == "ingest"
-    quarter_page = (care_group.outputs / care_group.quarter / "index.html").read_text()
-    assert "mislukt" in quarter_page
-    # the delivery is fixed: the next build recovers the practice
+    assert entry["status"] == "done" and entry["stale_data"]["first_problem"].startswith(first_problem)
+    assert (care_group.outputs / care_group.quarter / entry["outputs"]["html"]["path"]).exists()
+    # the delivery is fixed: the mark goes, nothing needs to run
     patients.write_bytes(original)
     code, out = build(care_group.batch_file)
     assert code == 0, out
-    assert counts(out) == {"runs": 3, "done": 1, "skipped": 2, "failed": 0}
+    assert counts(out) == {"runs": 3, "done": 0, "skipped": 3, "failed": 0}
+    assert "stale_data" not in _runs(care_group)[f"{agb}-his_analyse"]
