@@ -97,7 +97,7 @@ class WarehouseBusyError(SpiegelError):
         self.holder = holder
         self.waited = waited
         super().__init__(
-            f"warehouse {path} is in use by {holder} (waited {waited:g} s): let that finish and run "
+            f"warehouse {path} is in use by {holder}, still after {waited:g} s: let that finish and run "
             "the command again, or wait longer with SPIEGEL_LOCK_WAIT=<seconds>"
         )
 
