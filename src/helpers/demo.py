@@ -1695,7 +1695,8 @@ def generate(
 
     Deterministic: the same arguments give the same files, byte for byte. The dataset is
     written into ``<out>.tmp-<pid>`` and renamed into place at the end (an older ``out`` is
-    removed first), so a crashed run never leaves a dataset that looks complete.
+    moved aside first and removed once the new one is in place, or put back when that fails),
+    so a crashed run never leaves a dataset that looks complete.
     ``out`` may be new, an empty folder or a dataset this function wrote (it holds
     :data:`MARKER`); anything else is refused unless ``force``, and even then ``out`` is never
     the project, ``data/``, the working folder, the home folder or a folder above one of them.
@@ -1839,7 +1840,7 @@ def _check_replaceable(out: Path, truth_path: Path, force: bool) -> None:
     """Refuse to replace what generate() did not write (unless ``force``), and never a folder
     that holds the project, the data, the working folder or the home folder."""
     target = out.resolve()
-    if target.parent == target or target.parent == Path(target.anchor):
+    if target.parent == Path(target.anchor):
         raise ParameterError(f"--out {out} is a top-level folder: give a folder of its own, e.g. data/demo")
     kept = (config.PROJECT_ROOT, config.DATA_DIR, config.OUTPUTS_DIR, config.PARAMETERS_DIR,
             Path.cwd().resolve(), Path.home().resolve(), Path(sys.prefix).resolve())

@@ -396,8 +396,8 @@ def _lock_holder(message: str) -> str | None:
     """Who holds the file, from DuckDB's lock error ("... held in <program> (PID n)"); None when
     the error is not about a lock.
 
-    >>> _lock_holder('IO Error: Could not set lock on file "w.duckdb": Conflicting lock is held in /usr/bin/python3 (PID 42). See also ...')
-    'process 42 (/usr/bin/python3)'
+    >>> _lock_holder('IO Error: Could not set lock on file "w.duckdb": Conflicting lock is held in /usr/bin/python3 (PID 0). See also ...')
+    'process 0 (/usr/bin/python3)'
     """
     m = _LOCK_HOLDER.search(message)
     if m is None:
