@@ -20,7 +20,25 @@ The build, in order:
 5. record every run in ``outputs/<quarter>/manifest.json`` as it finishes (atomically:
    an interrupted batch resumes where it stopped), rebuild the portal, print the summary.
 
-Exit status: 0 all done or skipped, 1 a run failed, 2 a parameter problem, 130 interrupted.
+Decisions worth knowing:
+
+- A quarter must be complete at a practice's extraction date (``latest`` picks the latest
+  quarter complete at the newest extraction date). A quarter no selected practice covers
+  refuses the build in one line (``--quarter 2030Q1``); a quarter only some practices cover
+  runs for those, and the others' runs fail with their extraction date and latest quarter:
+  a partly extracted quarter would report controls as missing that were not extracted yet.
+- A practice whose new delivery is refused (or cannot be read) while its previous delivery is
+  intact in the warehouse keeps its report: it is (re)built from that previous delivery when
+  needed, its manifest entry holds ``stale_data`` (reason, first problem with file, line and
+  column, when the previous data were loaded, a Dutch note), the summary names the first
+  problem, and the exit status is 1. A first delivery that is refused is a failed run.
+- SIGTERM stops a build like Ctrl-C. After an interrupt no run starts and none is kept any
+  more; a file a run replaced without being recorded is removed, so every file the manifest
+  describes has the hash it states. The same command without ``--force`` resumes.
+
+Exit status (``errors.EXIT_CODES``, shown in ``spiegel build --help``): 0 all done or skipped,
+1 a run failed or a practice was refused, 2 a user error (batch file, flags, dataset, outputs),
+3 the warehouse is busy, 130 interrupted (Ctrl-C or SIGTERM).
 
 >>> parser = argparse.ArgumentParser(); add_build_arguments(parser)      # doctest: +SKIP
 >>> run_build(parser.parse_args(["parameters/demo.yaml", "--practice", "01000001"]))  # doctest: +SKIP
@@ -1398,7 +1416,9 @@ def _build(b: Batch) -> int:
     except KeyboardInterrupt:
         with _signals_held():
             if executor is not None:
-                executor.close(grace=0)   # no worker takes another run while we record
+                # from now on no run starts and none that finishes is kept; the grace lets the
+                # workers end their kernels themselves before they are terminated
+                executor.close(grace=2)
             discarded = discard_unrecorded(manifests, in_flight.values())
             for m in manifests.values():
                 m.save(meta_common)
@@ -1407,6 +1427,8 @@ def _build(b: Batch) -> int:
     finally:
         if executor is not None:
             executor.close()
+        for q in manifests:   # the workers are gone: what a killed one was writing goes too
+            clean_stale_temporaries(b.outputs / q)
 
 
 def _render_only_note(to_run: list) -> str:

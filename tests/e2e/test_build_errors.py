@@ -191,6 +191,23 @@ def test_a_busy_warehouse_waits_then_fails_in_one_line_not_exit_1(built, group):
     assert "Traceback" not in out
 
 
+def _alive_in_group(pgid: int, wait: float = 5) -> list[str]:
+    """Processes of the group that still run (zombies are dead: here nobody may reap them)."""
+    deadline = time.time() + wait
+    while True:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                    alive.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+            except OSError:   # it ended while we looked
+                continue
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
 def _hashes_match(outputs: Path, quarter: str) -> None:
     for name, entry in manifest(outputs, quarter)["runs"].items():
         for rec in [*entry.get("outputs", {}).values(), *entry.get("extras", [])]:
@@ -221,6 +238,7 @@ def test_sigterm_stops_the_build_like_ctrl_c_and_the_rerun_completes_it(built, g
             proc.wait()
     assert proc.returncode == 130, text
     assert "Traceback" not in text
+    assert _alive_in_group(proc.pid) == [], "workers, kernel factory and kernels ended with the build"
     assert "interrupted; finished runs are kept" in text
     assert "run the same command without --force to resume" in text
     q = files[0].parent.name
