@@ -4,6 +4,7 @@ exit status, never a traceback; an interrupted build leaves no file with a stale
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -53,6 +54,17 @@ def test_a_fractional_time_limit_is_rounded_up_and_the_runs_work(built, group):
     assert "time limit 91s" in log
 
 
+def _children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append((int(stat.parent.name), (stat.parent / "cmdline").read_bytes().decode(errors="replace")))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 @pytest.mark.parametrize("damage", ["missing", "wrong header"])
 def test_a_dataset_without_a_usable_register_is_one_line_exit_2(group, damage):
     dataset = _copy(group, f"register-{damage.replace(' ', '-')}")
@@ -72,16 +84,55 @@ def test_a_dataset_without_a_usable_register_is_one_line_exit_2(group, damage):
     assert "correct the file and run the build again" in line
 
 
-def test_a_refused_register_survives_the_process_pool(group):
+@pytest.mark.parametrize("kind", ["local", "dask"])
+def test_a_refused_register_survives_the_process_pool_and_dask(group, kind):
     """The ingest runs in a worker: its ContractError must reach the coordinator whole."""
     from helpers.errors import ContractError
-    from helpers.runner import LocalExecutor
-    dataset = _copy(group, "register-pool")
-    (dataset / "practices.csv").unlink()
-    with LocalExecutor(1) as ex:
+    from helpers.runner import DaskExecutor, LocalExecutor
+    dataset = group.root / "register-pool"
+    if not dataset.exists():
+        shutil.copytree(group.dataset, dataset)
+        (dataset / "practices.csv").unlink()
+    with contextlib.ExitStack() as stack:
+        if kind == "dask":
+            from distributed import LocalCluster
+            cluster = stack.enter_context(LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                                       dashboard_address=":0"))
+            ex = stack.enter_context(DaskExecutor(cluster.scheduler_address))
+        else:
+            ex = stack.enter_context(LocalExecutor(1))
         with pytest.raises(ContractError) as e:
-            ex.call("helpers.batch:ingest_task", str(group.root / "pool.duckdb"), str(dataset))
+            ex.call("helpers.batch:ingest_task", str(group.root / f"pool-{kind}.duckdb"), str(dataset))
     assert e.value.problems[0].file == "practices.csv"
+    assert e.value.subject == f"dataset {dataset}"
+
+
+def test_a_run_resubmitted_after_a_worker_crash_counts_both_attempts(built, group):
+    from helpers import cube
+    outputs = group.root / "out-crash"
+    batch = group.batch("crash", reports=["tiny"], formats=["html"], workers=1, params={"tiny": {"delay": "3"}})
+    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.code_hash()}
+    proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            files = list(outputs.glob("*/manifest.json"))
+            if files and any(r["status"] == "done" for r in json.loads(files[0].read_text())["runs"].values()):
+                break
+            time.sleep(0.2)
+        workers = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd]
+        assert len(workers) == 1, _children(proc.pid)
+        os.kill(workers[0], signal.SIGKILL)   # the worker dies halfway through the second run
+        text, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, text
+    runs = manifest(outputs, files[0].parent.name)["runs"]
+    assert all(r["status"] == "done" for r in runs.values())
+    assert max(r["attempts"] for r in runs.values()) == 2, {n: r["attempts"] for n, r in runs.items()}
 
 
 def test_an_unknown_practice_is_found_before_the_dataset_is_ingested(group):
