@@ -547,17 +547,6 @@ def run_dir(outputs: Path, quarter: str, scope: str, key: str) -> Path:
     return outputs / quarter / key if scope == "practice" else outputs / quarter / "regio" / slug(key)
 
 
-@dataclass
-class Plan:
-    batch: Batch
-    quarters: list[str]
-    practices: list[str]
-    regions: list[str]
-    specs: list          # RunSpec, in sweep order
-    refused: dict        # agb -> message (ingest)
-    ingest: dict | None = None
-
-
 def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
     """Practices, regions and quarters of the batch, checked against the warehouse."""
     problems = []

@@ -14,7 +14,7 @@ helpers.errors.ParameterError: his_analyse: parameter quarter: quarter '2026Q5' 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
