@@ -547,3 +547,14 @@ def test_a_run_whose_pdf_failed_is_rendered_again_not_executed(tmp_path):
     assert m.renderable(spec)
     m.record(spec, RunResult(name=spec.name, error={"stage": "execute", "message": "boom"}), "t")
     assert not m.renderable(spec), "a failed execution kept no notebook"
+
+
+def test_a_warehouse_that_is_not_duckdb_is_one_line_exit_2(tmp_path, capsys):
+    junk = tmp_path / "warehouse.duckdb"
+    junk.write_text("practice_agb;name\n01000001;De Linde\n")
+    f = tmp_path / "b.yaml"
+    f.write_text(f"warehouse: {junk}\noutputs: {tmp_path / 'out'}\n")
+    parser = B.add_build_arguments(argparse.ArgumentParser())
+    assert B.run_build(parser.parse_args([str(f)])) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"spiegel build: warehouse {junk} is not a DuckDB database")
