@@ -11,8 +11,9 @@ cells put out, and a Content-Security-Policy in the head blocks whatever got pas
 values from a delivery are escaped where they are written, ``helpers.escape``). Every
 report ends with a provenance stamp: data extraction date, dataset and code version,
 parameter hash, generation time and the small-number rule (``suppression.RULE_TEXT``).
-The same notebook gives the same bytes: cell ids are numbered, and the generation time
-is ``SOURCE_DATE_EPOCH`` when that is set (the reproducible-builds convention).
+The same notebook gives the same HTML bytes (cell ids are numbered) apart from the
+generation time in the stamp; with ``SOURCE_DATE_EPOCH`` set (the reproducible-builds
+convention) that time and the PDF's dates are fixed too, and a rebuild is byte-identical.
 
 PDF: Playwright drives Debian's Chromium (``SPIEGEL_CHROMIUM``, else ``chromium`` on the
 PATH; nothing is downloaded). ``PdfPrinter`` launches the browser once per worker and
@@ -166,15 +167,17 @@ def html_exporter():
     return exporter
 
 
-def generated_at() -> str:
-    """The generation time for the stamp: now, or ``SOURCE_DATE_EPOCH`` (seconds since
-    1970, UTC) when set, so a rebuild of the same inputs can give the same bytes."""
+def source_date() -> datetime | None:
+    """``SOURCE_DATE_EPOCH`` (seconds since 1970, UTC) as a time, when set: the time a
+    reproducible build stamps instead of now, so a rebuild of the same inputs gives the
+    same bytes."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch.isascii() and epoch.isdigit():
-        when = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
-    else:
-        when = datetime.now().astimezone()
-    return when.strftime("%d-%m-%Y %H:%M %Z").strip()
+    return datetime.fromtimestamp(int(epoch), tz=timezone.utc) if epoch.isascii() and epoch.isdigit() else None
+
+
+def generated_at() -> str:
+    """The generation time for the stamp: now, or ``source_date()``."""
+    return (source_date() or datetime.now().astimezone()).strftime("%d-%m-%Y %H:%M %Z").strip()
 
 
 def provenance_html(provenance: dict) -> str:
@@ -315,6 +318,23 @@ def _footer_template(left: str) -> str:
             f'<span>pagina <span class="pageNumber"></span> van <span class="totalPages"></span></span></div>')
 
 
+_PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \((D:[0-9]{14}[^)]*)\)")
+
+
+def _pdf_dates(data: bytes) -> bytes:
+    """Chromium stamps the PDF with the time it printed: with ``source_date()`` set, that
+    time instead. Only a replacement of the same length is made, so the byte offsets of the
+    PDF's cross-reference table stay right."""
+    when = source_date()
+    if when is None:
+        return data
+    stamp = when.strftime("D:%Y%m%d%H%M%S+00'00'").encode()
+
+    def fix(m: re.Match) -> bytes:
+        return m.group(0).replace(m.group(2), stamp) if len(stamp) == len(m.group(2)) else m.group(0)
+    return _PDF_DATE.sub(fix, data)
+
+
 def count_pdf_pages(data: bytes) -> int:
     """Pages of a PDF Chromium wrote (its page objects are not compressed)."""
     return len(re.findall(rb"/Type\s*/Page(?![s\w])", data))
@@ -359,6 +379,7 @@ class PdfPrinter:
                             margin={"top": "14mm", "bottom": "16mm", "left": "12mm", "right": "12mm"})
         finally:
             page.close()
+        data = _pdf_dates(data)
         pdf_path = Path(pdf_path)
         pdf_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = pdf_path.with_name(f".{pdf_path.stem}.tmp-{os.getpid()}{pdf_path.suffix}")
