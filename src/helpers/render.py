@@ -251,6 +251,7 @@ _EVENT_ATTR = re.compile(r"(?<=[\s\"'/])on[a-z0-9_-]+\s*=\s*(?:\"[^\"]*\"|'[^']*
 _URL_ATTR = re.compile(r"(?<=[\s\"'/])((?:xlink:)?href|src|action|formaction|data|srcdoc)\s*=\s*"
                        r"(\"[^\"]*\"|'[^']*'|[^\s>]*)", re.I)
 _SCRIPT_URL = re.compile(r"^(?:javascript|vbscript|data:text/html|data:application)", re.I)
+_REFRESH = re.compile(r"http-equiv\s*=\s*[\"']?\s*refresh", re.I)
 
 
 def _neutral_url(m: re.Match) -> str:
@@ -263,12 +264,14 @@ def _neutral_url(m: re.Match) -> str:
 
 def strip_scripts(page: str) -> str:
     """Remove what could run script from the exported page: script elements (and frames,
-    objects, embeds, <base>), ``on*=`` event-handler attributes and ``javascript:`` (or
-    HTML ``data:``) URLs. The report's own markup has none of these."""
+    objects, embeds, <base>, a <meta> refresh that would navigate away), ``on*=``
+    event-handler attributes and ``javascript:`` (or HTML ``data:``) URLs. The report's own
+    markup has none of these."""
     page = _SCRIPT_ELEMENT.sub("", page)
 
     def tag(m: re.Match) -> str:
-        if m.group(1).lstrip("/").lower() in _EMBEDDING:
+        name = m.group(1).lstrip("/").lower()
+        if name in _EMBEDDING or (name == "meta" and _REFRESH.search(m.group(2))):
             return ""
         attrs = _URL_ATTR.sub(_neutral_url, _EVENT_ATTR.sub("", m.group(2)))
         return f"<{m.group(1)}{attrs}>"

@@ -97,6 +97,7 @@ def test_csp_meta_allows_only_the_named_scripts():
     ('<iframe srcdoc="<script>alert(1)</script>"></iframe>', "iframe"),
     ('<object data="x.swf"></object>', "<object"),
     ('<base href="http://evil.example/">', "<base"),
+    ('<meta http-equiv="refresh" content="0;url=http://evil.example/">', "refresh"),
 ])
 def test_strip_scripts(hostile, gone):
     page = f"<p>voor</p>{hostile}<p>na</p>"
