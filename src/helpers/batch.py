@@ -707,7 +707,7 @@ def refusal_line(agb: str, message: str) -> str:
     """One line for a practice whose delivery was refused: the first problem, and how many more."""
     m = re.search(r"refused: ([0-9]+) problem", str(message))
     more = int(m.group(1)) - 1 if m else 0
-    verb = "refused" if m or "refused" in str(message) else "not loaded"
+    verb = "refused" if m else "not loaded"
     return f"delivery of practice {agb} {verb}: {first_problem(message)}" + (f" (and {more} more)" if more > 0 else "")
 
 
@@ -721,19 +721,21 @@ def previous_loads(warehouse: Path) -> dict[str, str]:
     return {str(agb): (at.isoformat(timespec="seconds") if hasattr(at, "isoformat") else str(at)) for agb, at in rows}
 
 
-def stale_data(refused: dict[str, str], loads: dict[str, str]) -> dict[str, dict]:
-    """The refused practices whose previous delivery is still intact in the warehouse: their
-    reports are (re)built from it, and the manifest entry says so (``stale_data``)."""
+def stale_data(refused: dict[str, str], loads: dict[str, str], unreadable=frozenset()) -> dict[str, dict]:
+    """The practices whose new delivery was refused (or, in ``unreadable``, could not be read)
+    while their previous delivery is intact in the warehouse: their reports are (re)built from
+    it, and the manifest entry says so (``stale_data``)."""
     out = {}
     for agb, message in refused.items():
         if agb in loads:
-            loaded = loads[agb][:16].replace("T", " ")
+            failed = agb in unreadable
+            loaded = datetime.fromisoformat(loads[agb]).strftime("%d-%m-%Y %H:%M")
             out[agb] = {
-                "reason": "refused" if "refused" in str(message) else "failed",
+                "reason": "failed" if failed else "refused",
                 "first_problem": first_problem(message),
                 "previous_loaded_at": loads[agb],
                 "note_nl": f"Gebaseerd op de vorige levering (geladen {loaded}): de nieuwe levering is "
-                           f"{'geweigerd' if 'refused' in str(message) else 'niet geladen'}.",
+                           f"{'niet te lezen' if failed else 'geweigerd'}.",
             }
     return out
 
@@ -746,7 +748,8 @@ def stale_of(spec, stale: dict[str, dict]) -> dict | None:
 
 
 def stale_line(agb: str, info: dict) -> str:
-    return (f"  practice {agb}: new delivery {info['reason']} ({info['first_problem']}); its report is built "
+    what = "not readable" if info["reason"] == "failed" else "refused"
+    return (f"  practice {agb}: new delivery {what} ({info['first_problem']}); its report is built "
             f"from the previous delivery still in the warehouse (loaded {info['previous_loaded_at'][:16].replace('T', ' ')})")
 
 
@@ -1309,6 +1312,7 @@ def _build(b: Batch) -> int:
     try:
         # 1. ingest
         refused: dict[str, str] = {}
+        ingest: dict = {}
         if b.dataset is not None and b.ingest:
             ingest = _ingest_if_changed(b, get_executor, print)
             refused = {**ingest.get("refused", {}), **ingest.get("failed", {})}
@@ -1326,7 +1330,7 @@ def _build(b: Batch) -> int:
         wh = Warehouse(b.warehouse)
         practices_df = wh.practices()
         hashes = wh.practice_hashes()
-        stale = stale_data(refused, previous_loads(b.warehouse))
+        stale = stale_data(refused, previous_loads(b.warehouse) if hashes else {}, set(ingest.get("failed", {})))
         practices, regions, quarters = resolve_selection(b, practices_df, refused)
         specs = plan_runs(b, practices_df, hashes, refused, practices, regions, quarters)
         extra_lines += [stale_line(agb, stale[agb]) for agb in practices if agb in stale]

@@ -456,8 +456,14 @@ def test_refused_reload_rebuilds_from_the_previous_delivery_and_says_so(tmp_path
     assert info["reason"] == "refused" and info["previous_loaded_at"] == "2025-07-02T10:00:00"
     assert info["first_problem"] == ("extracts/01000001/patients.csv, line 14, column birth_year: found '…', "
                                      "expected a whole number"), "file, line, column; the value scrubbed"
-    assert info["note_nl"] == ("Gebaseerd op de vorige levering (geladen 2025-07-02 10:00): de nieuwe levering "
+    assert info["note_nl"] == ("Gebaseerd op de vorige levering (geladen 02-07-2025 10:00): de nieuwe levering "
                                "is geweigerd.")
+    unreadable = B.stale_data({"01000001": "OSError: cannot read the files of practice 01000001 (Permission "
+                                           "denied)"}, {"01000001": "2025-07-02T10:00:00"}, {"01000001"})
+    assert unreadable["01000001"]["reason"] == "failed"
+    assert unreadable["01000001"]["note_nl"].endswith("de nieuwe levering is niet te lezen.")
+    assert "new delivery not readable (OSError: cannot read the files" in B.stale_line("01000001",
+                                                                                     unreadable["01000001"])
     b = _batch(tmp_path, quarters=["2025Q1"], formats=["html"])
     spec = B.plan_runs(b, PRACTICES, HASHES, {"01000001": REFUSAL}, ["01000001"], [], ["2025Q1"])[0]
     assert spec.pre_failed is None, "the intact previous data still make a report"
