@@ -1144,8 +1144,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--timeout", metavar="SECONDS", help="time limit per run (default 900)")
     parser.add_argument("--outputs", metavar="DIR", help="outputs folder (default outputs/)")
     parser.add_argument("--warehouse", metavar="FILE", help="the DuckDB warehouse (overrides `warehouse`)")
-    parser.epilog = (f"{EXIT_CODES_HELP}. A delivery refused at ingest gives 1 too; its practice's report "
-                     "is then built from the previous delivery still in the warehouse.")
+    parser.epilog = (f"{EXIT_CODES_HELP} (Ctrl-C or SIGTERM; the same command without --force resumes). "
+                     "A practice whose new delivery is refused keeps a report built from its previous "
+                     "delivery, still in the warehouse.")
     return parser
 
 
