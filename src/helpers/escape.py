@@ -26,14 +26,13 @@ import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
-# CommonMark's ASCII punctuation that can open or close inline or block syntax, plus `$`
-# (nbconvert's Markdown treats $...$ as math). Numeric character references: every
+# HTML's specials, CommonMark's ASCII punctuation that can open or close inline or block
+# syntax, `$` (nbconvert's Markdown treats $...$ as math) and `:` (the autolinks of some
+# renderers, `javascript:` among them), each as a numeric character reference: every
 # Markdown renderer (mistune in nbconvert, marked in JupyterLab) shows them as the
 # literal character and never parses them as syntax, unlike backslash escapes, which
 # some renderers ignore inside some constructs.
 _MARKDOWN_SPECIAL = re.compile(r"[&<>\"'\\`*_{}\[\]()#+\-.!|~$:=]")
-
-NO_SCRIPT = "'none'"
 
 #: first characters that make Excel/LibreOffice read a cell as a formula (OWASP CSV injection)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -76,6 +75,9 @@ def pdf_text(value) -> str:
     """Text for the PDF's title (the HTML ``<title>``) and its header/footer templates,
     which Chromium renders as HTML: one line, HTML-escaped."""
     return html_text(value)
+
+
+NO_SCRIPT = "'none'"
 
 
 def csp_meta(*scripts: str) -> str:
