@@ -1306,7 +1306,14 @@ def _build(b: Batch) -> int:
         nonlocal executor
         if executor is None:
             preload = notebook_imports([get_report(r).notebook for r in b.reports])
-            executor = make_executor(b.executor, b.workers, b.scheduler, preload)
+            try:
+                executor = make_executor(b.executor, b.workers, b.scheduler, preload)
+            except Exception as exc:  # noqa: BLE001 - whatever the Dask client raises, the address is wrong
+                if b.executor != "dask":
+                    raise
+                raise ParameterError(f"Dask scheduler {b.scheduler} does not answer as a Dask scheduler "
+                                     f"({type(exc).__name__}): give its address with --scheduler "
+                                     "(tcp://host:8786)") from None
         return executor
 
     print(f"spiegel build {b.name}: outputs {b.outputs}, warehouse {b.warehouse}", flush=True)

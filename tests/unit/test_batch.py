@@ -564,3 +564,32 @@ def test_a_warehouse_that_is_not_duckdb_is_one_line_exit_2(tmp_path, capsys):
     assert B.run_build(parser.parse_args([str(f)])) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"spiegel build: warehouse {junk} is not a DuckDB database")
+
+
+def test_an_address_that_is_no_dask_scheduler_is_one_line(tmp_path, capsys):
+    import socket
+    import threading
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_like_a_web_server():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            conn.close()
+    threading.Thread(target=answer_like_a_web_server, daemon=True).start()
+    f = tmp_path / "b.yaml"
+    f.write_text(f"outputs: {tmp_path / 'out'}\nexecutor: dask\nscheduler: tcp://127.0.0.1:{port}\n"
+                 f"dataset: {tmp_path}\nwarehouse: {tmp_path / 'w.duckdb'}\n")
+    (tmp_path / "practices.csv").write_text("practice_agb;name;region;hagro;his_system;fte_gp;extraction_date\n")
+    parser = B.add_build_arguments(argparse.ArgumentParser())
+    try:
+        code = B.run_build(parser.parse_args([str(f)]))
+    finally:
+        server.close()
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"spiegel build: Dask scheduler tcp://127.0.0.1:{port} does not answer as a Dask scheduler")
