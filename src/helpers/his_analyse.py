@@ -226,15 +226,14 @@ def indicator_table(data: HisData, chain: str) -> pd.DataFrame:
 
 def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For the indicator figure: this practice's rows, and the other practices' percentages
-    that the small-number rules allow (none with fewer than MIN_PRACTICES_FOR_PEERS)."""
-    from .suppression import suppress_rate
+    that the small-number rules allow: only publishable rates, and only for an indicator
+    whose care-group figures are shown (``peer_n``, see ``suppression.PEER_RULE``)."""
+    from .suppression import peer_rates
     ind = data.indicators[data.indicators["chain"] == chain]
     mine = ind["practice_agb"] == data.practice["practice_agb"]
     own = ind[mine][["indicator_id", "title", "pct", "target_pct"]]
-    others = ind[~mine].copy()
-    others["pct"] = [suppress_rate(n, d) for n, d in zip(others["numerator"], others["denominator"])]
-    if others["practice_agb"].nunique() + 1 < MIN_PRACTICES_FOR_PEERS:
-        others = others.iloc[0:0]
+    others = ind[~mine & (ind["peer_n"].fillna(0) >= MIN_PRACTICES_FOR_PEERS)].copy()
+    others["pct"] = peer_rates(others["numerator"], others["denominator"])
     return own, others[["indicator_id", "pct"]]
 
 

@@ -51,3 +51,25 @@ def test_too_few_publishable_rates_give_no_peer_figure():
 
 def test_rule_is_in_the_stamp():
     assert PEER_RULE in RULE_TEXT
+
+
+def test_figure_dots_follow_the_peer_rule(demo_cube):
+    """The indicator figure of one practice shows other practices' rates only where the
+    care-group figures are shown, and never a withheld rate."""
+    from helpers.cube import read_slice
+    from helpers.his_analyse import indicator_points, load
+    from helpers.suppression import MIN_PRACTICES_FOR_PEERS
+    data = load(demo_cube, read_slice(demo_cube, "practices")["practice_agb"].iloc[0])
+    ind = data.indicators
+    others = ind[ind["practice_agb"] != data.practice["practice_agb"]]
+    withheld = {(r.indicator_id, 100.0 * r.numerator / r.denominator) for r in others.itertuples()
+                if r.denominator and suppress_rate(r.numerator, r.denominator) is None}
+    few = set(ind.loc[ind["peer_n"].fillna(0) < MIN_PRACTICES_FOR_PEERS, "indicator_id"])
+    shown = 0
+    for chain in ind["chain"].unique():
+        _own, dots = indicator_points(data, chain)
+        dots = dots.dropna()
+        shown += len(dots)
+        assert not set(dots["indicator_id"]) & few
+        assert not {(i, p) for i, p in zip(dots["indicator_id"], dots["pct"])} & withheld
+    assert shown > 0
