@@ -1423,6 +1423,9 @@ def _build(b: Batch) -> int:
             discarded = discard_unrecorded(manifests, in_flight.values())
             for m in manifests.values():
                 m.save(meta_common)
+            if manifests:   # no link to a discarded file
+                from .portal import build_portal
+                build_portal(b.outputs)
         print(f"\n{interrupt_message(b, discarded)}", file=sys.stderr)
         return exit_code(KeyboardInterrupt())
     finally:

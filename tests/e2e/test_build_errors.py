@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -294,6 +295,9 @@ def test_sigterm_stops_the_build_like_ctrl_c_and_the_rerun_completes_it(built, g
     assert "run the same command without --force to resume" in text
     q = files[0].parent.name
     _hashes_match(outputs, q)
+    page = (outputs / q / "index.html").read_text()
+    for href in re.findall(r'href="([^"]+)"', page):
+        assert (outputs / q / href).exists(), f"the portal links {href}, which is not there"
     code, out = build(batch)
     assert code == 0, out
     c = counts(out)
