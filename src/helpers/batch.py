@@ -1108,6 +1108,9 @@ def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extr
             out(f"    error: {e.get('message', '')}")
             if e.get("partial_notebook"):
                 out(f"    partial notebook: {_rel(e['partial_notebook'])}")
+            kept = [fmt for fmt, written in r.outputs_done.items() if written]
+            if kept:
+                out(f"    written: {', '.join(kept)} (the next build only renders what is missing)")
             out(f"    log: {_rel(s.log_path)}")
     if portal is not None:
         out(f"portal: {_rel(portal)}  (open in a browser: file://{Path(portal).resolve()})")

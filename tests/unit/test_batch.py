@@ -593,3 +593,14 @@ def test_an_address_that_is_no_dask_scheduler_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"spiegel build: Dask scheduler tcp://127.0.0.1:{port} does not answer as a Dask scheduler")
+
+
+def test_the_summary_says_which_formats_of_a_failed_run_were_written(tmp_path):
+    from helpers.runner import RunResult
+    b = _batch(tmp_path, quarters=["2025Q2"], formats=["html", "pdf"])
+    spec = B.plan_runs(b, PRACTICES, HASHES, {}, ["01000001"], [], ["2025Q2"])[0]
+    result = RunResult(name=spec.name, outputs_done={"ipynb": True, "html": True, "pdf": False},
+                       error={"stage": "pdf", "message": "no Chromium: apt-get install chromium"})
+    lines = []
+    B.print_summary([spec], {spec.name: result}, [], 1.0, [], b.outputs, None, out=lines.append)
+    assert "    written: ipynb, html (the next build only renders what is missing)" in lines
