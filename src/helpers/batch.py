@@ -565,7 +565,8 @@ def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[
         for agb in b.practices:
             if agb not in known:
                 problems.append(f"practice {agb} is not in the warehouse {b.warehouse.name} "
-                                f"(known: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''})")
+                                f"(known: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''}): "
+                                f"check --practice or `practices:` in {b.source}")
             else:
                 practices.append(agb)
     regions_of = {str(r["practice_agb"]): r.get("region") for r in practices_df.to_dict("records")}

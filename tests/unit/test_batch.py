@@ -208,8 +208,10 @@ def test_latest_quarter_from_extraction_dates(tmp_path):
 
 
 def test_unknown_practice_is_refused_and_refused_practice_is_known(tmp_path):
-    with pytest.raises(ParameterError, match="practice 09999999 is not in the warehouse"):
+    with pytest.raises(ParameterError) as e:
         B.resolve_selection(_batch(tmp_path, practices=["09999999"], quarters=["2025Q2"]), PRACTICES, {})
+    assert str(e.value) == ("practice 09999999 is not in the warehouse w.duckdb (known: 01000001, 01000002, "
+                            "01000003): check --practice or `practices:` in t.yaml")
     practices, _, _ = B.resolve_selection(_batch(tmp_path, practices=["09999999"], quarters=["2025Q2"]),
                                           PRACTICES, {"09999999": "practice 09999999 refused: 1 problem"})
     assert practices == ["09999999"]
