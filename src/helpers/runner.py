@@ -780,6 +780,20 @@ _RENDER_LOCK = threading.Lock()
 _STOP = None
 
 
+class _DaskStop:
+    """The stop flag of a build on a Dask cluster: a ``distributed.Event`` by name."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def is_set(self) -> bool:
+        from distributed import Event
+        try:
+            return Event(self.name).is_set()
+        except Exception:  # noqa: BLE001 - no scheduler to ask: the build is gone
+            return True
+
+
 def _block_slow_optional_imports() -> None:
     """jsonschema loads ``rfc3987_syntax`` (a grammar compiled at import, ~1.6 s here) for
     IRI formats that notebook validation never uses; skipping it saves that per worker."""
@@ -1019,7 +1033,10 @@ class WorkerState:
 
     # -- one run ----------------------------------------------------------------------
 
-    def run(self, spec: RunSpec) -> RunResult:
+    def run(self, spec: RunSpec, stop=None) -> RunResult:
+        """Run ``spec``; ``stop`` (an object with ``is_set()``, default: the pool's) tells
+        that the build is stopping: the run is then discarded."""
+        stop = stop if stop is not None else _STOP
         started = time.perf_counter()
         deadline = time.monotonic() + spec.timeout
         result = RunResult(name=spec.name, worker=f"{socket.gethostname()}:{os.getpid()}")
@@ -1031,14 +1048,14 @@ class WorkerState:
         try:
             if spec.pre_failed:
                 raise RunFailure(**spec.pre_failed)
-            _check_stop()
+            _check_stop(stop)
             try:
                 Path(spec.outdir).mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, spec.outdir) from None
             nb = self._executed_notebook(spec, result, log) if spec.render_only else None
             if nb is None:
-                nb = self._execute(spec, result, log, deadline, staging)
+                nb = self._execute(spec, result, log, deadline, staging, stop)
             html_tmp = self._render(spec, nb, result, log, deadline, staging)
             self._extras(spec, result, log, deadline, staging)
             pdf_failure = None
@@ -1049,7 +1066,7 @@ class WorkerState:
                     pdf_failure = failure
             if log.error is not None:
                 raise log.error
-            _check_stop()
+            _check_stop(stop)
             staging.commit(result)
             if pdf_failure is not None:
                 raise pdf_failure
@@ -1100,7 +1117,7 @@ class WorkerState:
         log(f"rendering from the executed notebook {final.name} (not executed again)")
         return nb
 
-    def _execute(self, spec: RunSpec, result: RunResult, log, deadline: float, staging: _Staging):
+    def _execute(self, spec: RunSpec, result: RunResult, log, deadline: float, staging: _Staging, stop=None):
         import logging
 
         import nbformat
@@ -1171,7 +1188,7 @@ class WorkerState:
                         if kernel_peak:
                             result.memory_mb["kernel_peak"] = kernel_peak["mb"]
                     # the next run's kernel boots while this report renders
-                    if not (_STOP is not None and _STOP.is_set()):
+                    if not (stop is not None and stop.is_set()):
                         self._start_spare(log)
             result.attempts = attempts
             try:
@@ -1382,8 +1399,8 @@ class WorkerState:
         _check_deadline(spec, deadline, "extras", "while writing the extra files")
 
 
-def _check_stop() -> None:
-    if _STOP is not None and _STOP.is_set():
+def _check_stop(stop) -> None:
+    if stop is not None and stop.is_set():
         raise _Stopped()
 
 
@@ -1490,10 +1507,11 @@ def _on_sigterm(signum, _frame) -> None:
     os._exit(128 + signum)
 
 
-def execute_run(spec: RunSpec, preload=()) -> RunResult:
-    """Run one named run in this worker process (local pool or Dask task)."""
+def execute_run(spec: RunSpec, preload=(), stop: str | None = None) -> RunResult:
+    """Run one named run in this worker process (local pool or Dask task; ``stop`` names
+    the Dask build's stop event)."""
     worker_init(preload)
-    return _STATE.run(spec)
+    return _STATE.run(spec, _DaskStop(stop) if stop else None)
 
 
 def call_task(fn_path: str, *args, **kwargs):
@@ -1624,6 +1642,7 @@ class LocalExecutor:
                 if proc.is_alive():
                     proc.kill()
             self._pool = None
+        self._stop = None   # a pool started after this gets a fresh one
         if self.factory is not None:
             self.factory.close()
             self.factory = None
@@ -1644,6 +1663,7 @@ class DaskExecutor:
         from distributed import Client
         self.client = Client(scheduler, timeout="30s")
         self.preload = tuple(preload)
+        self._stop = f"spiegel-stop-{os.getpid()}-{os.urandom(4).hex()}"
         try:
             self.client.run(worker_init, self.preload)   # start factories while we prepare
         except Exception:  # noqa: BLE001 - warm-up is best effort
@@ -1656,7 +1676,7 @@ class DaskExecutor:
         from distributed import as_completed
         futures = {}
         for s in specs:
-            fut = self.client.submit(execute_run, s, self.preload, pure=False,
+            fut = self.client.submit(execute_run, s, self.preload, self._stop, pure=False,
                                      key=f"spiegel-{s.name}-{os.urandom(4).hex()}", retries=1)
             futures[fut.key] = (fut, s)
         for fut in as_completed([f for f, _ in futures.values()]):
@@ -1674,6 +1694,12 @@ class DaskExecutor:
             return []
 
     def close(self, grace: float = 20):
+        """Runs still going on the cluster finish, but none of them is kept."""
+        from distributed import Event
+        try:
+            Event(self._stop, client=self.client).set()
+        except Exception:  # noqa: BLE001 - the scheduler is gone: so are the runs
+            pass
         self.client.close()
 
     def __enter__(self):

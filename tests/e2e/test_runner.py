@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -297,3 +298,23 @@ def test_a_full_disk_under_the_log_is_the_runs_failure(worker, small_disk):
     assert _temporaries(small_disk) == []
     filler.unlink()
     assert state.run(_spec(group, quarter, cube, small_disk, agb)).status == "done"
+
+
+def test_a_run_that_finishes_after_the_build_stopped_keeps_no_file(worker, tmp_path):
+    state, group, quarter, cube = worker
+    agb = group.practices[1]
+    stop = threading.Event()
+
+    def stop_while_it_runs():
+        deadline = time.monotonic() + 60
+        while state._kernel is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)   # in the sleeping cell
+        stop.set()
+
+    threading.Thread(target=stop_while_it_runs, daemon=True).start()
+    result = state.run(_spec(group, quarter, cube, tmp_path, agb, delay="4"), stop=stop)
+    assert result.status == "failed" and result.error["stage"] == "interrupted"
+    assert "execute" in result.timings, "the notebook ran to its end, and was then discarded"
+    assert list((tmp_path / quarter / agb).glob("tiny.*")) == []
+    assert _temporaries(tmp_path) == []
