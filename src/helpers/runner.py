@@ -994,7 +994,8 @@ class WorkerState:
                 km_class = self.factory.kernel_manager_class(pidfile, log_fh, base)
             else:
                 km_class = _plain_kernel_manager_class(log_fh, base)
-            km = km_class(kernel_name="python3")
+            # the connection file too in the private folder: a killed worker leaves nothing in /tmp
+            km = km_class(kernel_name="python3", connection_file=base + ".json")
             try:
                 run_sync(km.start_kernel)(cwd=workdir,
                                                  extra_arguments=["--HistoryManager.hist_file=:memory:"])
