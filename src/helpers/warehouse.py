@@ -3,7 +3,9 @@
 ``ingest`` loads a dataset practice by practice. Each accepted practice replaces all of its
 rows (register row, extraction tables, payments, ``loads`` entry) in one transaction, so
 the warehouse holds either the old or the new delivery of a practice, never a mix. A
-refused practice (see :mod:`helpers.contract`) leaves the warehouse untouched.
+refused practice (see :mod:`helpers.contract`) leaves the warehouse untouched. Tables added
+by a later contract version (``veelgebruikers_plan``, version 2) are created in an older
+warehouse by the next writable connection; until then a read-only one sees them empty.
 
 >>> wh = Warehouse(tmp_path / "warehouse.duckdb")              # doctest: +SKIP
 >>> report = wh.ingest(Path("data/demo"))                       # doctest: +SKIP
@@ -36,6 +38,9 @@ from .errors import ContractError, Problem, SpiegelError, WarehouseBusyError
 log = logging.getLogger("spiegel.warehouse")
 
 #: Bump when typing or the table layout changes: every practice then loads again.
+#: (Not bumped for contract version 2: adding the veelgebruikers_plan table changes no row of
+#: a version-1 delivery, and a practice that delivers a plan gets a new content hash anyway,
+#: since :func:`content_hash` covers every contract file of its folder.)
 LOADER_VERSION = "1"
 
 _SQL_TYPES = {"str": "VARCHAR", "code": "VARCHAR", "int": "INTEGER", "num": "DOUBLE", "date": "DATE"}
@@ -52,6 +57,11 @@ def _columns(table: str) -> list[tuple[str, str]]:
         cols.append(("value_num", "DOUBLE"))
     return cols
 
+
+#: Tables added after the first warehouse layout. A writable connection creates them in an
+#: older warehouse (:meth:`Warehouse.connect`); a read-only one sees them as empty temporary
+#: tables until then, so readers need not know which version made the file.
+ADDED_TABLES = contract.VERSION_2_TABLES
 
 #: table -> [(column, SQL type)], the warehouse layout.
 SCHEMA: dict[str, list[tuple[str, str]]] = {t: _columns(t) for t in DATA_TABLES}
@@ -102,7 +112,8 @@ class IngestReport:
         ]
         for agb in self.loaded:
             counts = self.row_counts.get(agb, {})
-            detail = ", ".join(f"{n} {t}" for t, n in counts.items() if t != "practices")
+            detail = ", ".join(f"{n} {t}" for t, n in counts.items()
+                               if t != "practices" and not (t in ADDED_TABLES and n == 0))
             lines.append(f"  loaded    {agb}" + (f" ({detail})" if detail else ""))
         for agb in self.unchanged:
             lines.append(f"  unchanged {agb} (same files as the last load; use force to reload)")
@@ -206,6 +217,12 @@ class Warehouse:
             for table in missing:
                 body = ", ".join(f"{_q(c)} {t}" for c, t in SCHEMA[table])
                 con.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({body})")
+            have = self._layout(con)
+        elif missing and have and all(t in ADDED_TABLES for t in missing):
+            # An older warehouse opened read-only: the tables added since hold no rows yet.
+            for table in missing:
+                body = ", ".join(f"{_q(c)} {t}" for c, t in SCHEMA[table])
+                con.execute(f"CREATE TEMP TABLE {_q(table)} ({body})")
             have = self._layout(con)
         for table, cols in SCHEMA.items():
             if have.get(table) != [c for c, _ in cols]:

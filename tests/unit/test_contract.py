@@ -252,9 +252,22 @@ BAD_CASES = [
     ("bad_quarter",                 "payments.csv",                3, "quarter",         "2025-1",     "a quarter as YYYYQn"),
     ("bad_practice_agb",            "practices.csv",               3, "practice_agb",    "8765432",    "an AGB code of 8 digits"),
 ]
+# Contract version 2: one fixture, one problem per line of veelgebruikers_plan.csv (line 2 is valid).
+V = P + "veelgebruikers_plan.csv"
+PLAN_CASES = [
+    ("bad_veelgebruikers_plan", V, 3, "patient_id",  "P999",            "a patient_id that is in patients.csv"),
+    ("bad_veelgebruikers_plan", V, 4, "selected_on", "2025/01/10",      "a date as YYYY-MM-DD or DD-MM-YYYY"),
+    ("bad_veelgebruikers_plan", V, 5, "ended_on",    "2025-01-01",      "a date not before selected_on (2025-02-01)"),
+    ("bad_veelgebruikers_plan", V, 6, "patient_id",  "P001",            "a patient_id that occurs once in the file (already on line 2)"),
+    ("bad_veelgebruikers_plan", V, 7, "profile",     "Somatisch Hoog!", "a profile code: 1 to 40 of a-z, 0-9, _ or -"),
+    ("bad_veelgebruikers_plan", V, 8, "selected_on", "2025-08-01",      "a date from 1900-01-01 to the extraction date 2025-07-01"),
+    ("bad_veelgebruikers_plan", V, 9, "selected_on", "",                "a value: selected_on is required"),
+]
+BAD_CASES += PLAN_CASES
 
 
-@pytest.mark.parametrize("case,file,line,column,value,expected", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+@pytest.mark.parametrize("case,file,line,column,value,expected", BAD_CASES,
+                         ids=[c[0] if c[0] != "bad_veelgebruikers_plan" else f"{c[0]}-line{c[2]}" for c in BAD_CASES])
 def test_bad_input_is_named_precisely(tmp_path, case, file, line, column, value, expected):
     assert (BAD / case).is_dir(), f"fixture {case} missing"
     problems, message = check_all(build(tmp_path, case))
@@ -425,3 +438,77 @@ def test_dates_and_numbers_in_non_ascii_digits_are_not_values():
     assert contract.parse_dates(s).isna().tolist() == [True, True, False]
     assert contract.parse_ints(pd.Series(["\uff11\uff19\uff15\uff10", "1950"], dtype="str")).isna().tolist() == [True, False]
     assert contract.parse_numbers(pd.Series(["\uff17,4", "7,4"], dtype="str")).isna().tolist() == [True, False]
+
+
+# ---------------------------------------------------------------------------------------
+# Contract version 2: veelgebruikers_plan.csv (optional)
+# ---------------------------------------------------------------------------------------
+
+PLAN = "patient_id;selected_on;profile;ended_on\nP001;2025-01-10;somatisch_1;\nP002;10-01-2025;;2025-06-30\nP003;2024-11-01;ggz;\n"
+
+
+def test_a_version_1_delivery_has_an_empty_plan(tmp_path):
+    ds = build(tmp_path)
+    data = contract.load_practice(ds, practice_row(ds, A))
+    plan = data.veelgebruikers_plan
+    assert len(plan) == 0 and list(plan.columns) == ["practice_agb"] + contract.TABLES["veelgebruikers_plan"].column_names
+    assert "veelgebruikers_plan" in data.absent and "veelgebruikers_plan" not in data.row_counts()
+    assert "veelgebruikers_plan" in data.tables  # the warehouse still replaces the practice's (no) rows
+
+
+def test_a_valid_plan_loads_typed(tmp_path):
+    ds = build(tmp_path)
+    (ds / "extracts" / A / "veelgebruikers_plan.csv").write_text(PLAN)
+    data = contract.load_practice(ds, practice_row(ds, A))
+    plan = data.veelgebruikers_plan
+    assert data.row_counts()["veelgebruikers_plan"] == 3 and not data.warnings
+    assert plan["patient_id"].tolist() == ["P001", "P002", "P003"]
+    assert plan["selected_on"].tolist() == [pd.Timestamp("2025-01-10"), pd.Timestamp("2025-01-10"), pd.Timestamp("2024-11-01")]
+    assert plan["profile"].isna().tolist() == [False, True, False]
+    assert plan["ended_on"].isna().tolist() == [True, False, True]
+    assert contract.practice_files(ds, A)[-1].name == "veelgebruikers_plan.csv"
+
+
+def test_a_plan_as_parquet_loads(tmp_path):
+    ds = build(tmp_path)
+    pd.DataFrame({"patient_id": ["P001", "P004"], "selected_on": pd.to_datetime(["2025-01-10", "2025-02-01"]),
+                  "profile": ["somatisch", None], "ended_on": [None, None]}).to_parquet(
+        ds / "extracts" / A / "veelgebruikers_plan.parquet", index=False)
+    plan = contract.load_practice(ds, practice_row(ds, A)).veelgebruikers_plan
+    assert plan["patient_id"].tolist() == ["P001", "P004"]
+    assert plan["selected_on"].tolist() == [pd.Timestamp("2025-01-10"), pd.Timestamp("2025-02-01")]
+
+
+def test_bad_plan_refuses_the_practice_with_every_problem(tmp_path):
+    ds = build(tmp_path, "bad_veelgebruikers_plan")
+    with pytest.raises(ContractError) as err:
+        contract.load_practice(ds, practice_row(ds, A))
+    lines = sorted({p.line for p in err.value.problems if p.file == V})
+    assert lines == [3, 4, 5, 6, 7, 8, 9]  # line 2 is valid; every other line has its problem
+    contract.load_practice(ds, practice_row(ds, B))  # the other practice is not affected
+
+
+def test_plan_profiles_follow_the_parameters_file_when_it_exists(tmp_path, monkeypatch):
+    ds = build(tmp_path)
+    (ds / "extracts" / A / "veelgebruikers_plan.csv").write_text(PLAN)
+    params = tmp_path / "veelgebruikers.yaml"
+    params.write_text("profiles:\n  - id: somatisch_1\n  - id: psychisch\n")
+    monkeypatch.setattr(contract, "VEELGEBRUIKERS_FILE", params)
+    with pytest.raises(ContractError) as err:
+        contract.load_practice(ds, practice_row(ds, A))
+    assert [(p.line, p.column, p.value) for p in err.value.problems] == [(4, "profile", "ggz")]
+    assert "one of the profiles in veelgebruikers.yaml: somatisch_1, psychisch" in err.value.problems[0].expected
+    params.write_text("profiles:\n  somatisch_1: {}\n  ggz: {}\n")  # a mapping keyed by id works too
+    assert len(contract.load_practice(ds, practice_row(ds, A)).veelgebruikers_plan) == 3
+    # an explicit list wins over the file
+    assert len(contract.load_practice(ds, practice_row(ds, A), profiles=["somatisch_1", "ggz"]).veelgebruikers_plan) == 3
+
+
+def test_without_the_parameters_file_any_code_like_profile_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.setattr(contract, "VEELGEBRUIKERS_FILE", tmp_path / "absent.yaml")
+    ds = build(tmp_path)
+    (ds / "extracts" / A / "veelgebruikers_plan.csv").write_text(
+        "patient_id;selected_on;profile\nP001;2025-01-10;" + "x" * 40 + "\nP002;2025-01-10;a b\n")
+    with pytest.raises(ContractError) as err:
+        contract.load_practice(ds, practice_row(ds, A))
+    assert [(p.line, p.column, p.value) for p in err.value.problems] == [(3, "profile", "a b")]

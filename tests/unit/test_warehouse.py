@@ -37,9 +37,9 @@ def snapshot(wh: Warehouse, agb: str) -> dict[str, list]:
 
 GOOD_COUNTS = {
     A: {"practices": 1, "patients": 4, "episodes": 4, "contacts": 5, "measurements": 5, "prescriptions": 3,
-        "referrals": 1, "enrolments": 3, "payments": 2, "loads": 1},
+        "referrals": 1, "enrolments": 3, "veelgebruikers_plan": 0, "payments": 2, "loads": 1},
     B: {"practices": 1, "patients": 3, "episodes": 2, "contacts": 3, "measurements": 3, "prescriptions": 0,
-        "referrals": 0, "enrolments": 1, "payments": 1, "loads": 1},
+        "referrals": 0, "enrolments": 1, "veelgebruikers_plan": 0, "payments": 1, "loads": 1},
 }
 
 
@@ -267,3 +267,79 @@ def test_an_empty_duckdb_file_is_not_read_as_a_warehouse(tmp_path):
         Warehouse(path).practice_hashes()
     with Warehouse(path).connect() as con:  # a writable connection makes it one
         assert con.execute("SELECT count(*) FROM loads").fetchone() == (0,)
+
+
+# ---------------------------------------------------------------------------------------
+# Contract version 2: veelgebruikers_plan
+# ---------------------------------------------------------------------------------------
+
+PLAN = "patient_id;selected_on;profile;ended_on\nP001;2025-01-10;somatisch_1;\nP002;10-01-2025;;2025-06-30\n"
+
+
+def test_a_version_1_delivery_leaves_the_plan_table_empty(good):
+    wh, report = good  # good_minimal has no veelgebruikers_plan.csv
+    assert counts(wh, A)["veelgebruikers_plan"] == 0 and counts(wh, B)["veelgebruikers_plan"] == 0
+    assert "veelgebruikers_plan" not in report.summary()  # a version-1 summary reads as before
+
+
+def test_a_plan_loads_in_the_practice_transaction_and_is_replaced(tmp_path):
+    ds = build(tmp_path)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.ingest(ds)
+    plan = ds / "extracts" / A / "veelgebruikers_plan.csv"
+    plan.write_text(PLAN)
+    report = wh.ingest(ds)
+    assert report.loaded == [A] and report.unchanged == [B]  # the new file changes A's content hash
+    assert "2 veelgebruikers_plan" in report.summary()
+    assert counts(wh, A) == GOOD_COUNTS[A] | {"veelgebruikers_plan": 2}
+    with wh.connect(read_only=True) as con:
+        rows = con.execute("SELECT patient_id, selected_on, profile, ended_on FROM veelgebruikers_plan "
+                           "WHERE practice_agb = ? ORDER BY patient_id", [A]).fetchall()
+        assert [(r[0], str(r[1]), r[2], r[3] and str(r[3])) for r in rows] == [
+            ("P001", "2025-01-10", "somatisch_1", None), ("P002", "2025-01-10", None, "2025-06-30")]
+        assert [r[1] for r in con.execute('DESCRIBE "veelgebruikers_plan"').fetchall()] == [
+            "VARCHAR", "VARCHAR", "DATE", "VARCHAR", "DATE"]
+    plan.unlink()  # the practice stops delivering a plan: its rows go with the next load
+    assert wh.ingest(ds).loaded == [A]
+    assert counts(wh, A)["veelgebruikers_plan"] == 0
+
+
+def test_a_bad_plan_refuses_the_practice_and_keeps_its_previous_data(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    ds = build(tmp_path, name="v1")
+    (ds / "extracts" / A / "veelgebruikers_plan.csv").write_text(PLAN)
+    wh.ingest(ds)
+    before = snapshot(wh, A)
+    report = wh.ingest(build(tmp_path, "bad_veelgebruikers_plan", name="v2"))
+    assert list(report.refused) == [A] and B in report.unchanged + report.loaded
+    assert ("extracts/12345678/veelgebruikers_plan.csv, line 3, column patient_id: found 'P999', "
+            "expected a patient_id that is in patients.csv") in report.refused[A]
+    assert snapshot(wh, A) == before
+
+
+def _old_warehouse(path: Path) -> None:
+    """A warehouse as the first layout made it: every table but the ones added since."""
+    from helpers.warehouse import ADDED_TABLES
+    with duckdb.connect(str(path)) as con:
+        for table, cols in SCHEMA.items():
+            if table not in ADDED_TABLES:
+                con.execute(f'CREATE TABLE "{table}" ({", ".join(f"{c} {t}" for c, t in cols)})')
+        con.execute("INSERT INTO practices (practice_agb, name) VALUES ('12345678', 'Oud')")
+
+
+def test_an_older_warehouse_reads_as_an_empty_plan_and_gets_the_table_on_write(tmp_path):
+    path = tmp_path / "old.duckdb"
+    _old_warehouse(path)
+    wh = Warehouse(path)
+    with wh.connect(read_only=True) as con:  # readers need not know which version made the file
+        assert con.execute("SELECT count(*) FROM veelgebruikers_plan").fetchone() == (0,)
+    with duckdb.connect(str(path), read_only=True) as con:  # nothing was written by reading
+        assert "veelgebruikers_plan" not in {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    ds = build(tmp_path)
+    (ds / "extracts" / A / "veelgebruikers_plan.csv").write_text(PLAN)
+    report = wh.ingest(ds)
+    assert report.loaded == [A, B], report.summary()
+    assert counts(wh, A)["veelgebruikers_plan"] == 2
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT name FROM practices WHERE practice_agb = ?", [A]).fetchone() == (
+            "Huisartsenpraktijk De Linde",)
