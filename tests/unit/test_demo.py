@@ -141,15 +141,15 @@ def test_crash_leaves_old_dataset_and_no_half_one(tmp_path, monkeypatch):
     generate(out, practices=1, extraction_date=EXTRACTION)
     before = _files(out)
     calls = {"n": 0}
-    real = demo._Practice.run
+    real = demo.practice.make_practice
 
-    def flaky(self):
+    def flaky(plan, info):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk full")
-        real(self)
+        return real(plan, info)
 
-    monkeypatch.setattr(demo._Practice, "run", flaky)
+    monkeypatch.setattr(demo.practice, "make_practice", flaky)
     with pytest.raises(RuntimeError):
         generate(out, practices=3, extraction_date=EXTRACTION)
     assert _files(out) == before
@@ -264,7 +264,7 @@ def test_values_the_generator_cannot_honour_are_refused(tmp_path, kwargs, match)
 def test_the_extraction_date_bounds_give_a_valid_dataset(tmp_path):
     """The earliest date the generator accepts still gives a delivery the contract accepts."""
     from helpers.warehouse import Warehouse
-    earliest = demo._earliest_extraction(3)
+    earliest = demo.writer._earliest_extraction(3)
     generate(tmp_path / "demo", practices=1, extraction_date=earliest)
     report = Warehouse(tmp_path / "w.duckdb").ingest(tmp_path / "demo")
     assert report.ok, report.summary()
@@ -279,7 +279,7 @@ def test_write_error_at_the_last_step_keeps_the_old_dataset_and_is_one_line(tmp_
     def disk_full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
 
-    monkeypatch.setattr(demo.os, "replace", disk_full)
+    monkeypatch.setattr(demo.writer.os, "replace", disk_full)
     with pytest.raises(SpiegelError, match=rf"cannot write the demo dataset to {out}: No space left on device") as caught:
         generate(out, practices=2, extraction_date=EXTRACTION)
     assert "\n" not in str(caught.value)
