@@ -52,8 +52,8 @@ Playwright driver exits when its worker's pipe closes and kills its Chromium. Ea
 keeps its temporary folders in one ``spiegel-<pid>-*`` folder, removed by the next worker
 once that pid is gone.
 
-Files: every output is written under a temporary name (``temp_path``: one scheme,
-``.<stem>.tmp-<pid>-<n><suffix>``) and renamed into place only when the run has finished
+Files: every output is written under a temporary name (``helpers.atomic.temp_path``, the
+one scheme: ``.<stem>.tmp-<pid>-<random><suffix>``) and renamed into place only when the run has finished
 and the build is not stopping, so an interrupted build never replaces a file without its
 manifest entry. A write error (disk full, read-only, I/O error), the run's log included,
 is that run's failure, named with its path; its temporaries go.
@@ -92,6 +92,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .atomic import temp_path, temporary_pid, write_atomic  # noqa: F401 - write_atomic: batch imports it from here
 
 #: seconds a launcher waits for the factory to hand out a kernel (a fork takes milliseconds;
 #: a factory that is alive but stuck is then replaced)
@@ -183,17 +185,6 @@ WRITE_ERRORS = {
     errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
     errno.EIO: "input/output error", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
 }
-_TEMPORARY = re.compile(r"^\..*\.tmp-(\d+)")
-
-
-def temp_path(final: Path) -> Path:
-    """The one naming scheme for temporaries: ``.<stem>.tmp-<pid>-<n><suffix>`` beside the
-    final file (same file system, so the rename is atomic; the suffix stays because papermill
-    and Chromium look at it; the pid tells whose it is once that process is gone)."""
-    final = Path(final)
-    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{threading.get_ident() % 10000}{final.suffix}")
-
-
 def _write_new(path: Path, data: str | bytes, shown: Path) -> None:
     """Write ``path``; on a write error remove what was written and raise the error with
     ``shown`` (the final name, not the temporary) as its file name."""
@@ -203,22 +194,6 @@ def _write_new(path: Path, data: str | bytes, shown: Path) -> None:
     except OSError as exc:
         _unlink(path)
         raise OSError(exc.errno, exc.strerror, str(shown)) from None
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``path`` completely or not at all (a write error leaves no temporary)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path.parent)) from None
-    tmp = temp_path(path)
-    _write_new(tmp, data, path)
-    try:
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _unlink(path) -> None:
@@ -261,10 +236,9 @@ def remove_temporaries(folder: Path, pids: set[int] | None = None) -> int:
     except OSError:
         return 0
     for entry in entries:
-        m = _TEMPORARY.match(entry.name)
-        if not m:
+        pid = temporary_pid(entry.name)
+        if pid is None:
             continue
-        pid = int(m.group(1))
         if (pid in pids) if pids is not None else not pid_alive(pid):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
