@@ -62,6 +62,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from . import __version__
+from .atomic import clean_stale, write_atomic
 from .config import DEFAULT_WAREHOUSE, PARAMETERS_DIR, PROJECT_ROOT, Settings, cube_dir
 from .errors import EXIT_CODES_HELP, ContractError, ParameterError, SpiegelError, exit_code
 from .identifiers import ISO_DATE_RE, is_agb, is_ascii_int
@@ -907,7 +908,6 @@ class Manifest:
         entry.update(extra or {})
 
     def save(self, meta: dict | None = None) -> None:
-        from .runner import write_atomic
         if meta:
             self.data.update(meta)
         self.data["updated_at"] = _now_iso()
@@ -1009,7 +1009,6 @@ def _ingest_if_changed(b: Batch, executor_factory, out) -> dict | None:
     result = executor_factory().call("helpers.batch:ingest_task", str(b.warehouse), str(b.dataset))
     result["seconds"] = round(time.perf_counter() - t0, 3)
     hashes = Warehouse(b.warehouse).practice_hashes()
-    from .runner import write_atomic
     write_atomic(state_path, json.dumps({
         "dataset": str(b.dataset.resolve()), "fingerprint": fingerprint, "practice_hashes": hashes,
         "refused": result["refused"], "failed": result["failed"], "checked_at": _now_iso()}, indent=1))
@@ -1183,28 +1182,6 @@ class _BuildLock:
         self.fh.close()
 
 
-def clean_stale_temporaries(folder: Path) -> int:
-    """Remove what an interrupted build left: ``.<name>.tmp-<pid>...`` files and staging folders."""
-    import shutil
-    n = 0
-    if not folder.exists():
-        return 0
-    for root, dirs, files in os.walk(folder):
-        for d in list(dirs):
-            if d.startswith(".extras-tmp-") or (d.startswith(".") and ".tmp-" in d):
-                shutil.rmtree(Path(root) / d, ignore_errors=True)
-                dirs.remove(d)
-                n += 1
-        for f in files:
-            if f.startswith(".") and ".tmp-" in f:
-                try:
-                    (Path(root) / f).unlink()
-                    n += 1
-                except OSError:
-                    pass
-    return n
-
-
 def error_lines(exc: SpiegelError) -> list[str]:
     """What the build prints for a user error: one line per problem, a refused delivery in one line."""
     if isinstance(exc, ContractError) and exc.problems:
@@ -1347,8 +1324,8 @@ def _build(b: Batch) -> int:
         specs = plan_runs(b, practices_df, hashes, refused, practices, regions, quarters)
         extra_lines += [stale_line(agb, stale[agb]) for agb in practices if agb in stale]
         # 3. skip what is up to date
-        for q in quarters:
-            clean_stale_temporaries(b.outputs / q)
+        for q in quarters:   # what an interrupted build left (the outputs lock says it is gone)
+            clean_stale(b.outputs / q, everyone=True)
         manifests = {q: Manifest(b.outputs, q) for q in quarters}
         to_run, skipped = [], []
         for s in specs:
@@ -1436,7 +1413,7 @@ def _build(b: Batch) -> int:
         if executor is not None:
             executor.close()
         for q in manifests:   # the workers are gone: what a killed one was writing goes too
-            clean_stale_temporaries(b.outputs / q)
+            clean_stale(b.outputs / q, everyone=True)
 
 
 def _render_only_note(to_run: list) -> str:
@@ -1527,7 +1504,7 @@ def _record(manifests, spec, result, b: Batch, prepared: dict, meta_common: dict
 
 
 def _fail_without_kernel(spec):
-    from .runner import RunResult, write_atomic
+    from .runner import RunResult
     result = RunResult(name=spec.name, error=dict(spec.pre_failed), finished_at=_now_iso(), attempts=0)
     write_atomic(Path(spec.log_path),
                  f"{time.strftime('%H:%M:%S')} run {spec.name}: not started\n"

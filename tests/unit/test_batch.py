@@ -282,15 +282,6 @@ def test_dataset_fingerprint_sees_any_edit(tmp_path):
     assert B.dataset_fingerprint(tmp_path) != before
 
 
-def test_stale_temporaries_are_cleaned(tmp_path):
-    (tmp_path / "01000001").mkdir()
-    (tmp_path / "01000001" / ".his_analyse.tmp-123-4.html").write_text("half")
-    (tmp_path / "01000001" / ".extras-tmp-123-4").mkdir()
-    (tmp_path / "01000001" / "his_analyse.html").write_text("whole")
-    assert B.clean_stale_temporaries(tmp_path) == 2
-    assert [p.name for p in (tmp_path / "01000001").iterdir()] == ["his_analyse.html"]
-
-
 def test_progress_prints_plain_lines_off_a_terminal(capsys):
     from helpers.runner import RunResult, RunSpec
     spec = RunSpec(name="01000001-his_analyse", quarter="2025Q2", report="his_analyse", scope="practice",
