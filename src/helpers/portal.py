@@ -17,14 +17,14 @@ PosixPath('outputs/index.html')
 from __future__ import annotations
 
 import json
-import os
 import re
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from .atomic import write_text
 from .escape import csp_meta, html_text
+from .render import generated_at
 from .reports import REPORTS
 from .suppression import RULE_TEXT, suppress_counts
 
@@ -75,6 +75,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .status.done { background: #e3f3e8; color: var(--ok); }
 .status.failed { background: #fbe4e2; color: var(--bad); }
 .status.missing { background: #eef0f3; color: var(--muted); }
+.stale { color: #8a5a00; font-size: 12px; }
 .links a { margin-right: 8px; }
 .muted { color: var(--muted); }
 .err { color: var(--bad); font-size: 12px; }
@@ -101,15 +102,8 @@ def _page(title: str, subtitle: str, body: str, search: bool) -> str:
     return (f'<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8">{csp_meta(SEARCH_JS)}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
             f"<style>{CSS}</style></head><body><header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header>"
-            f"<main>{body}</main><footer>Gemaakt door spiegel op {datetime.now():%d-%m-%Y %H:%M}. "
+            f"<main>{body}</main><footer>Gemaakt door spiegel op {_e(generated_at())}. "
             f"Kleine aantallen: {_e(RULE_TEXT)}.</footer>{script}</body></html>")
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _link(root: Path, rel: str | None, label: str) -> str:
@@ -163,6 +157,13 @@ def quarter_page(outputs: Path, quarter: str) -> Path | None:
             cell += '<span class="links">' + "".join(x for x in links if x) + "</span>"
             if extras:
                 cell += f"<details><summary>werklijsten ({len(extras)})</summary>{'<br>'.join(extras)}</details>"
+            stale = r.get("stale_data")
+            if status == "done" and stale:
+                # the report stands on the previous delivery: say so, and why the new one was refused
+                cell += f'<div class="stale">{_e(stale.get("note_nl", "Gebaseerd op de vorige levering."))}'
+                if stale.get("first_problem"):
+                    cell += f'<br>Eerste probleem: {_e(str(stale["first_problem"])[:200])}'
+                cell += "</div>"
             if status != "done" and r.get("error"):
                 err = r["error"]
                 where = f"cel {err['cell_index']}: " if err.get("cell_index") is not None else ""
@@ -182,7 +183,7 @@ def quarter_page(outputs: Path, quarter: str) -> Path | None:
     subtitle = (f"{n_practices} praktijken · {counts.get('done', 0)} rapporten klaar, "
                 f"{counts.get('failed', 0)} mislukt · bijgewerkt {updated[:16].replace('T', ' ')}")
     out = root / "index.html"
-    _write(out, _page(f"Spiegel · {quarter}", subtitle, body, search=True))
+    write_text(out, _page(f"Spiegel · {quarter}", subtitle, body, search=True))
     return out
 
 
@@ -209,5 +210,5 @@ def build_portal(outputs: Path) -> Path:
     if not items:
         body = '<p class="muted">Nog geen rapporten: draai <code>spiegel build parameters/demo.yaml</code>.</p>'
     out = outputs / "index.html"
-    _write(out, _page("Spiegel · rapporten", f"{len(items)} {'kwartaal' if len(items) == 1 else 'kwartalen'}", body, search=False))
+    write_text(out, _page("Spiegel · rapporten", f"{len(items)} {'kwartaal' if len(items) == 1 else 'kwartalen'}", body, search=False))
     return out

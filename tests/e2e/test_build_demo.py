@@ -252,6 +252,11 @@ def test_broken_reload_keeps_the_previous_report_marked_and_recovers(first, care
     entry = _runs(care_group)[f"{agb}-his_analyse"]
     assert entry["status"] == "done" and entry["stale_data"]["first_problem"].startswith(first_problem)
     assert (care_group.outputs / care_group.quarter / entry["outputs"]["html"]["path"]).exists()
+    # the portal serves the previous report and says it stands on the previous delivery, and why
+    page = (care_group.outputs / care_group.quarter / "index.html").read_text()
+    row = next(r for r in page.split("<tr ") if f"<td>{agb}</td>" in r)
+    assert f"{agb}/his_analyse.html" in row
+    assert "vorige levering" in row and "Eerste probleem: extracts/" in row and "line 2, column birth_year" in row
     # the delivery is fixed: the mark goes, nothing needs to run
     patients.write_bytes(original)
     code, out = build(care_group.batch_file)
