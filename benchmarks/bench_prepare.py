@@ -19,8 +19,8 @@ import pandas as pd
 
 from helpers.cube import compute_cube
 from helpers.demo import generate
-from helpers.indicators import load_indicators
-from helpers.programmes import load_programmes
+from helpers.rules.indicators import load_indicators
+from helpers.rules.programmes import load_programmes
 from helpers.quarter import Quarter
 from helpers.warehouse import DATA_TABLES, Warehouse
 

@@ -27,9 +27,9 @@ from . import __version__
 from .config import CODES_FILE, INDICATORS_DIR, PROGRAMMES_FILE, cube_dir
 from .errors import ParameterError, SpiegelError
 from .findings import FINDING_KINDS, compute_findings, prepare_state
-from .indicators import compute_indicators, load_indicators
+from .rules.indicators import compute_indicators, load_indicators
 from .population import age_band_sql
-from .programmes import Rules, load_programmes
+from .rules.programmes import Rules, load_programmes
 from .quarter import Quarter
 
 CUBE_TABLES = ("practices", "summary", "findings", "indicators", "dq_recorded", "dq_issues",

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 
 from .population import build_active_diagnoses, build_enrolment_state, build_patient_state
-from .programmes import Rules
+from .rules.programmes import Rules
 from .quarter import Quarter
 
 REGISTRATION_KINDS = (

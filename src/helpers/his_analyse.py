@@ -19,7 +19,7 @@ from . import escape
 from .cube import read_meta, read_slice
 from .errors import ParameterError
 from .findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
-from .programmes import load_programmes
+from .rules.programmes import load_programmes
 from .quarter import Quarter
 from .suppression import MIN_PRACTICES_FOR_PEERS
 from .tables import nl_delta, nl_number, nl_pct
@@ -240,7 +240,7 @@ def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFr
 @lru_cache(maxsize=1)
 def _indicator_definitions() -> dict:
     """The indicator files, read once per process (the notes of every chain need them)."""
-    from .indicators import load_indicators
+    from .rules.indicators import load_indicators
     return load_indicators()
 
 

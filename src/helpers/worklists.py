@@ -15,7 +15,7 @@ import pandas as pd
 from .cube import read_slice
 from .escape import csv_cell
 from .findings import KIND_LABELS_NL, WORKLISTS
-from .programmes import load_programmes
+from .rules.programmes import load_programmes
 
 SEX_NL = {"M": "man", "V": "vrouw", "O": "onbekend"}
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from helpers.findings import prepare_state
-from helpers.indicators import compute_indicators, load_indicators
-from helpers.programmes import load_programmes
+from helpers.rules.indicators import compute_indicators, load_indicators
+from helpers.rules.programmes import load_programmes
 from helpers.quarter import Quarter
 
 Q = Quarter.parse("2026Q3")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.findings import compute_findings
-from helpers.programmes import load_programmes
+from helpers.rules.programmes import load_programmes
 from helpers.quarter import Quarter
 
 Q = Quarter.parse("2026Q3")

@@ -20,7 +20,7 @@ import pytest
 from helpers import demo
 from helpers.demo import generate
 from helpers.errors import ParameterError, SpiegelError
-from helpers.programmes import load_programmes
+from helpers.rules.programmes import load_programmes
 from helpers.quarter import Quarter
 
 EXTRACTION = date(2026, 10, 5)

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.codes import load_codes, parse_codes
+from helpers.rules.codes import load_codes, parse_codes
 from helpers.errors import ConfigError, IndicatorError
-from helpers.indicators import load_indicators
-from helpers.programmes import load_programmes, parse_programmes
+from helpers.rules.indicators import load_indicators
+from helpers.rules.programmes import load_programmes, parse_programmes
 
 BAD = Path(__file__).resolve().parents[1] / "fixtures" / "bad_indicators"
 

@@ -22,7 +22,7 @@ trick). Defects are then planted on patients picked once (a patient carries one 
 kind), by changing exactly the row that makes the rule fire: an open enrolment of someone
 who died, a removed enrolment, an ended one, a near-miss ICPC code, an anchor moved before
 the window, and so on. The rules and code lists come from parameters/programmes.yaml and
-parameters/codes.yaml (through helpers.programmes), never from this package.
+parameters/codes.yaml (through helpers.rules.programmes), never from this package.
 
 Everything is vectorised per practice (numpy); the per-practice random stream is derived
 from (seed, practice number), so a practice does not change when another one does.

@@ -1,7 +1,7 @@
 """Domain constants of the demo care group: demographics, epidemiology, care patterns, the
 contract's columns and the files the generator writes.
 
-Codes and rules are not here: they come from parameters/ (through helpers.programmes).
+Codes and rules are not here: they come from parameters/ (through helpers.rules.programmes).
 [E] = estimate, see shared/reference/domain-notes.md.
 """
 

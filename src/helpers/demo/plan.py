@@ -10,7 +10,7 @@ from datetime import date
 import numpy as np
 
 from ..errors import ConfigError
-from ..programmes import Rules
+from ..rules.programmes import Rules
 from ..quarter import Quarter
 from .arrays import _choice, _day
 from .constants import (BOM_HIS, DEFAULT_PREVALENCE, HIS_SYSTEMS, INSURERS, NL_PYRAMID, PRACTICE_NAMES,

@@ -21,7 +21,7 @@ from .. import config
 from ..atomic import write_atomic
 from ..config import PARAMETERS_DIR
 from ..errors import ParameterError, SpiegelError
-from ..programmes import load_programmes
+from ..rules.programmes import load_programmes
 from ..quarter import Quarter
 from . import practice
 from .constants import (EPOCH, GROUND_TRUTH_COLUMNS, GROUND_TRUTH_KINDS, LATEST_EXTRACTION, MARKER, MAX_AGE,

@@ -19,10 +19,10 @@ import duckdb
 import pandas as pd
 
 from .codes import read_yaml
-from .config import INDICATORS_DIR
-from .errors import IndicatorError
+from ..config import INDICATORS_DIR
+from ..errors import IndicatorError
 from .programmes import PROGRAMME_IDS, Rules
-from .quarter import Quarter
+from ..quarter import Quarter
 
 TYPES = ("process", "outcome", "structure")
 CHAIN_ORDER = ("DM2", "CVRM", "COPD", "ASTMA")  # the order reports show the chains in
@@ -281,7 +281,7 @@ def peer_statistics(df: pd.DataFrame) -> pd.DataFrame:
     denominator, pct, low_is_good): peer_median, peer_p10, peer_p90, peer_n and rank, all
     over the publishable rates only (``suppression.PEER_RULE``). A practice whose rate is
     withheld is neither in the figures nor ranked."""
-    from .suppression import MIN_PRACTICES_FOR_PEERS, peer_rates
+    from ..suppression import MIN_PRACTICES_FOR_PEERS, peer_rates
 
     df = df.copy()
     df["_peer_pct"] = peer_rates(df["numerator"], df["denominator"])

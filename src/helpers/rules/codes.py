@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import CODES_FILE
-from .errors import ConfigError
+from ..config import CODES_FILE
+from ..errors import ConfigError
 
 ICPC_RE = re.compile(r"[A-Z][0-9]{2}(\.[0-9]{2})?", re.ASCII)
 ATC_RE = re.compile(r"[A-Z][0-9]{2}[A-Z0-9]{0,4}", re.ASCII)

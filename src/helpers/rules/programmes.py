@@ -14,8 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from .codes import Codes, load_codes, read_yaml
-from .config import PROGRAMMES_FILE
-from .errors import ConfigError
+from ..config import PROGRAMMES_FILE
+from ..errors import ConfigError
 
 PROGRAMME_IDS = ("DM2", "COPD", "CVRM", "ASTMA")
 CONTACT_ROLES = ("huisarts", "poh-s", "poh-ggz", "assistent")
