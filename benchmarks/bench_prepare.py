@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.cube import compute_cube
+from helpers.cube.prepare import compute_cube
 from helpers.demo import generate
 from helpers.rules.indicators import load_indicators
 from helpers.rules.programmes import load_programmes

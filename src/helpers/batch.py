@@ -603,7 +603,7 @@ def _beyond_every_extraction(q: Quarter, dates: dict[str, date]) -> str | None:
 def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str, str],
               practices: list[str], regions: list[str], quarters: list[str]) -> list:
     """Every named run of the sweep with its parameters validated, paths and cache key."""
-    from .cube import code_hash, parameters_hash
+    from .cube.prepare import code_hash, parameters_hash
     from .runner import RunSpec
     env = environment_fingerprint()
     p_hash, c_hash = parameters_hash(), code_hash()
@@ -974,7 +974,7 @@ def prepare_task(warehouse: str, quarter: str, force: bool = False) -> dict:
 
 def _fresh_cube(warehouse: Path, quarter: str) -> dict | None:
     """The cube's record when it is up to date (same key as the data, rules and code now)."""
-    from .cube import cube_key
+    from .cube.prepare import cube_key
     meta_file = cube_dir(warehouse, quarter) / "cube.json"
     try:
         meta = json.loads(meta_file.read_text())

@@ -18,7 +18,7 @@ import pandas as pd
 from . import escape
 from .cube import read_meta, read_slice
 from .errors import ParameterError
-from .findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
+from .cube.findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
 from .rules.programmes import load_programmes
 from .quarter import Quarter
 from .suppression import MIN_PRACTICES_FOR_PEERS

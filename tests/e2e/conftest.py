@@ -93,10 +93,10 @@ def stable_code_hash():
     """Other work may edit ``src/helpers`` while these tests run (an editable install): the
     incremental tests are about data, so the helpers' code hash is pinned in the coordinator.
     That a code change reruns everything is tested in tests/unit/test_batch.py."""
-    from helpers import cube
-    pinned = cube.code_hash()
+    from helpers.cube import prepare
+    pinned = prepare.code_hash()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cube, "code_hash", lambda: pinned)
+        mp.setattr(prepare, "code_hash", lambda: pinned)
         yield
 
 

@@ -112,7 +112,7 @@ def test_a_run_resubmitted_after_a_worker_crash_counts_both_attempts(built, grou
     from helpers import cube
     outputs = group.root / "out-crash"
     batch = group.batch("crash", reports=["tiny"], formats=["html"], workers=1, params={"tiny": {"delay": "3"}})
-    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.code_hash()}
+    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.prepare.code_hash()}
     proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -271,7 +271,7 @@ def test_sigterm_stops_the_build_like_ctrl_c_and_the_rerun_completes_it(built, g
     from helpers import cube
     outputs = group.root / "out-sigterm"
     batch = group.batch("sigterm", reports=["tiny"], formats=["html"], workers=1, params={"tiny": {"delay": "2"}})
-    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.code_hash()}
+    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.prepare.code_hash()}
     proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch), "--force"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -67,7 +67,7 @@ def test_interrupted_batch_leaves_no_half_report_and_resumes(tiny_group):
                              params={"tiny": {"delay": "2"}})
     outputs = tiny_group.root / "out-resume"
     from helpers import cube
-    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.code_hash()}
+    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.prepare.code_hash()}
     proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:

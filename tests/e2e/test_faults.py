@@ -61,7 +61,7 @@ class Build:
     def __init__(self, batch: Path, *args: str, env: dict | None = None):
         self.tag = uuid.uuid4().hex
         self.log = batch.with_suffix(f".{self.tag[:8]}.out")
-        environ = {**os.environ, "SPIEGEL_TEST_TAG": self.tag, "SPIEGEL_TEST_CODE_HASH": cube.code_hash(),
+        environ = {**os.environ, "SPIEGEL_TEST_TAG": self.tag, "SPIEGEL_TEST_CODE_HASH": cube.prepare.code_hash(),
                    **(env or {})}
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch), *args],

@@ -24,7 +24,7 @@ def stable_code_version():
     """Other work commits to this repository while the tests run; the stamp's code version
     (``git describe``) is pinned like the code hash (tests/e2e/conftest.py)."""
     from helpers import batch, cube
-    pinned = batch.code_version(cube.code_hash())
+    pinned = batch.code_version(cube.prepare.code_hash())
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(batch, "code_version", lambda _code_hash: pinned)
         yield

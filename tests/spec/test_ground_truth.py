@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers.cube import read_slice
-from helpers.findings import FINDING_KINDS
+from helpers.cube.findings import FINDING_KINDS
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.findings import prepare_state
-from helpers.rules.indicators import compute_indicators, load_indicators
+from helpers.cube.findings import prepare_state
+from helpers.cube.indicators import compute_indicators
+from helpers.rules.indicators import load_indicators
 from helpers.rules.programmes import load_programmes
 from helpers.quarter import Quarter
 

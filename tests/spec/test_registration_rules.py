@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.findings import compute_findings
+from helpers.cube.findings import compute_findings
 from helpers.rules.programmes import load_programmes
 from helpers.quarter import Quarter
 

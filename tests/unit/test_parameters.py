@@ -86,3 +86,11 @@ def test_icpc_matching():
     assert codes.icpc["hypertension"].matches("K86.01")
     assert not codes.icpc["hypertension"].matches("K861")
     assert not codes.icpc["astma"].matches("R96.01")
+
+
+def test_every_indicator_name_has_its_sql_builder():
+    """The rules name numerators and denominators; the cube has one SQL builder per name."""
+    from helpers.cube.indicators import DENOMINATORS, NUMERATORS
+    from helpers.rules.indicators import DENOMINATOR_NAMES, NUMERATOR_NAMES
+    assert tuple(NUMERATORS) == NUMERATOR_NAMES
+    assert tuple(DENOMINATORS) == DENOMINATOR_NAMES

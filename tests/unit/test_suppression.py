@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from helpers.rules.indicators import peer_statistics
+from helpers.cube.indicators import peer_statistics
 from helpers.suppression import PEER_RULE, RULE_TEXT, peer_rates, rate_publishable, suppress_rate
 
 

@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 
 from helpers.cube import read_slice
-from helpers.findings import WORKLISTS
+from helpers.cube.findings import WORKLISTS
 from helpers.his_analyse import intro_text, key_figures, load, summary_table
 from helpers.worklists import write_worklists
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import duckdb
 
-from .rules.codes import Codes
-from .quarter import Quarter
+from ..rules.codes import Codes
+from ..quarter import Quarter
 
 AGE_BANDS = [(0, 4), (5, 17), (18, 44), (45, 64), (65, 74), (75, 84), (85, 200)]
 

@@ -21,20 +21,17 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow.parquet as pq
 
-from . import __version__
-from .config import CODES_FILE, INDICATORS_DIR, PROGRAMMES_FILE, cube_dir
-from .errors import ParameterError, SpiegelError
+from .. import __version__
+from ..config import CODES_FILE, INDICATORS_DIR, PROGRAMMES_FILE, cube_dir
+from ..errors import ParameterError, SpiegelError
+from ..quarter import Quarter
+from ..rules.indicators import load_indicators
+from ..rules.programmes import Rules, load_programmes
 from .findings import FINDING_KINDS, compute_findings, prepare_state
-from .rules.indicators import compute_indicators, load_indicators
+from .indicators import compute_indicators
 from .population import age_band_sql
-from .rules.programmes import Rules, load_programmes
-from .quarter import Quarter
-
-CUBE_TABLES = ("practices", "summary", "findings", "indicators", "dq_recorded", "dq_issues",
-               "dq_issue_counts", "pyramid")
-
+from .quality import data_quality
 
 def parameters_hash() -> str:
     """Hash of every rules file the figures depend on (codes, programmes, indicators)."""
@@ -48,7 +45,7 @@ def parameters_hash() -> str:
 def code_hash() -> str:
     """Hash of the helpers package source: a change in the logic invalidates the cube."""
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.glob("*.py")):
+    for f in sorted(Path(__file__).resolve().parent.parent.glob("*.py")):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()
@@ -80,55 +77,6 @@ def _summary(con, quarter: Quarter, rules: Rules, findings: pd.DataFrame) -> pd.
     out[list(FINDING_KINDS)] = out[list(FINDING_KINDS)].fillna(0).astype("int64")
     out["quarter"] = str(quarter)
     return out.sort_values(["practice_agb", "order"]).drop(columns="order").reset_index(drop=True)
-
-
-def _data_quality(con, quarter: Quarter, rules: Rules):
-    W, L = quarter.window_start.isoformat(), quarter.last_day.isoformat()
-    concepts = []
-    for p in rules.programmes.values():
-        for c in p.controls:
-            for k in c.concepts:
-                concepts.append((p.id, k))
-    con.register("dq_concepts", pd.DataFrame(concepts, columns=["programme", "concept"]))
-    recorded = con.execute(f"""
-        WITH target AS (SELECT e.practice_agb, e.patient_id, e.programme FROM enr e
-                        JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population)
-        SELECT t.practice_agb, t.programme, dc.concept, count(*) AS enrolled,
-               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM meas m WHERE m.practice_agb = t.practice_agb
-                   AND m.patient_id = t.patient_id AND m.concept = dc.concept AND m.plausible
-                   AND m.date BETWEEN DATE '{W}' AND DATE '{L}')) AS recorded
-        FROM target t JOIN dq_concepts dc USING (programme)
-        GROUP BY ALL ORDER BY 1, 2, 3
-    """).df()
-    con.unregister("dq_concepts")
-    recorded["recorded_pct"] = 100.0 * recorded["recorded"] / recorded["enrolled"]
-    issues = con.execute(f"""
-        SELECT practice_agb, patient_id, date, concept, value, issue FROM meas
-        WHERE NOT plausible AND date BETWEEN DATE '{W}' AND DATE '{L}'
-        ORDER BY practice_agb, concept, date, patient_id, value, issue
-    """).df()
-    other = con.execute(f"""
-        SELECT c.practice_agb, 'contacts' AS source, 'date_after_death' AS issue, count(*) AS n
-        FROM contacts c JOIN patients p USING (practice_agb, patient_id)
-        WHERE p.deceased_on IS NOT NULL AND c.date > p.deceased_on GROUP BY 1
-        UNION ALL
-        SELECT c.practice_agb, 'contacts', 'date_before_birth', count(*)
-        FROM contacts c JOIN patients p USING (practice_agb, patient_id)
-        WHERE year(c.date) < p.birth_year GROUP BY 1
-        UNION ALL
-        SELECT r.practice_agb, 'prescriptions', 'date_after_death', count(*)
-        FROM prescriptions r JOIN patients p USING (practice_agb, patient_id)
-        WHERE p.deceased_on IS NOT NULL AND r.date > p.deceased_on GROUP BY 1
-        UNION ALL
-        SELECT e.practice_agb, 'episodes', 'date_before_birth', count(*)
-        FROM episodes e JOIN patients p USING (practice_agb, patient_id)
-        WHERE year(e.start_date) < p.birth_year GROUP BY 1
-        UNION ALL
-        SELECT practice_agb, 'measurements:' || concept, issue, count(*) FROM meas
-        WHERE NOT plausible AND date BETWEEN DATE '{W}' AND DATE '{L}' GROUP BY ALL
-        ORDER BY practice_agb, source, issue
-    """).df()
-    return recorded, issues, other
 
 
 def _practices(con, quarter: Quarter) -> pd.DataFrame:
@@ -184,7 +132,7 @@ def compute_cube(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules 
         columns={"practice_agb_prev": "practice_agb", "programme_prev": "programme"}),
         on=["practice_agb", "programme"], how="left")
     tables["summary"] = summary
-    tables["dq_recorded"], tables["dq_issues"], tables["dq_issue_counts"] = _data_quality(con, quarter, rules)
+    tables["dq_recorded"], tables["dq_issues"], tables["dq_issue_counts"] = data_quality(con, quarter, rules)
     tables["practices"] = _practices(con, quarter)
     tables["pyramid"] = _pyramid(con)
     lap("summary_and_quality")
@@ -208,7 +156,7 @@ def _write_atomic(target: Path, tables: dict[str, pd.DataFrame], meta: dict) -> 
 
 def cube_key(warehouse: Path, quarter: Quarter) -> str:
     """What the cube depends on: the data of every practice, the rules and the code."""
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
     hashes = Warehouse(warehouse).practice_hashes()
     h = hashlib.sha256(json.dumps(sorted(hashes.items())).encode())
     h.update(str(quarter).encode())
@@ -232,7 +180,7 @@ def prepare_quarter(warehouse: Path | str, quarter: Quarter | str, force: bool =
                 return target
         except json.JSONDecodeError:
             pass
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
     start = time.perf_counter()
     with Warehouse(warehouse).connect(read_only=True) as con:
         n = con.execute("SELECT count(*) FROM practices").fetchone()[0]
@@ -247,19 +195,5 @@ def prepare_quarter(warehouse: Path | str, quarter: Quarter | str, force: bool =
 
 
 def read_meta(cube: Path) -> dict:
+    """The cube's ``cube.json``: quarter, key, timings, versions."""
     return json.loads((Path(cube) / "cube.json").read_text())
-
-
-def read_slice(cube: Path, table: str, practice_agb: str | None = None,
-               practices: list[str] | None = None) -> pd.DataFrame:
-    """One cube table, filtered at read time to one practice (or a list) so a notebook never
-    holds another practice's patient rows."""
-    if table not in CUBE_TABLES:
-        raise ParameterError(f"cube table {table!r} unknown; choose from {', '.join(CUBE_TABLES)}")
-    path = Path(cube) / f"{table}.parquet"
-    filters = None
-    if practice_agb is not None:
-        filters = [("practice_agb", "=", str(practice_agb))]
-    elif practices is not None:
-        filters = [("practice_agb", "in", [str(p) for p in practices])]
-    return pq.read_table(path, filters=filters).to_pandas()

@@ -14,8 +14,8 @@ import duckdb
 import pandas as pd
 
 from .population import build_active_diagnoses, build_enrolment_state, build_patient_state
-from .rules.programmes import Rules
-from .quarter import Quarter
+from ..rules.programmes import Rules
+from ..quarter import Quarter
 
 REGISTRATION_KINDS = (
     "diagnosis_not_enrolled",
