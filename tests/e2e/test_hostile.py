@@ -197,7 +197,7 @@ def test_worklist_cells_are_neutral(built):
 
 
 def _exact_figures(built, agb) -> dict:
-    from helpers import his_analyse
+    from helpers.reports import his_analyse
     from helpers.config import cube_dir
     return his_analyse.key_figures(his_analyse.load(cube_dir(built.group.warehouse, built.quarter), agb))
 

@@ -57,7 +57,7 @@ def test_figure_dots_follow_the_peer_rule(demo_cube):
     """The indicator figure of one practice shows other practices' rates only where the
     care-group figures are shown, and never a withheld rate."""
     from helpers.cube import read_slice
-    from helpers.his_analyse import indicator_points, load
+    from helpers.reports.his_analyse import indicator_points, load
     from helpers.suppression import MIN_PRACTICES_FOR_PEERS
     data = load(demo_cube, read_slice(demo_cube, "practices")["practice_agb"].iloc[0])
     ind = data.indicators

@@ -7,8 +7,8 @@ import pandas as pd
 
 from helpers.cube import read_slice
 from helpers.cube.findings import WORKLISTS
-from helpers.his_analyse import intro_text, key_figures, load, summary_table
-from helpers.worklists import write_worklists
+from helpers.reports.his_analyse import intro_text, key_figures, load, summary_table
+from helpers.reports.worklists import write_worklists
 
 
 def test_worklists_written_per_action(demo_cube, tmp_path):

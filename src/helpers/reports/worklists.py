@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cube import read_slice
-from .escape import csv_cell
-from .cube.findings import KIND_LABELS_NL, WORKLISTS
-from .rules.programmes import load_programmes
+from ..cube import read_slice
+from ..escape import csv_cell
+from ..cube.findings import KIND_LABELS_NL, WORKLISTS
+from ..rules.programmes import load_programmes
 
 SEX_NL = {"M": "man", "V": "vrouw", "O": "onbekend"}
 

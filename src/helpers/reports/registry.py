@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import DEFAULT_WAREHOUSE, NOTEBOOKS_DIR
-from .errors import ParameterError
-from .identifiers import is_agb
-from .quarter import Quarter
+from ..config import DEFAULT_WAREHOUSE, NOTEBOOKS_DIR
+from ..errors import ParameterError
+from ..identifiers import is_agb
+from ..quarter import Quarter
 
 
 @dataclass(frozen=True)

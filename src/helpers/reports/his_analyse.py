@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import escape
-from .cube import read_meta, read_slice
-from .errors import ParameterError
-from .cube.findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
-from .rules.programmes import load_programmes
-from .quarter import Quarter
-from .suppression import MIN_PRACTICES_FOR_PEERS
-from .tables import nl_delta, nl_number, nl_pct
+from .. import escape
+from ..cube import read_meta, read_slice
+from ..errors import ParameterError
+from ..cube.findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
+from ..rules.programmes import load_programmes
+from ..quarter import Quarter
+from ..suppression import MIN_PRACTICES_FOR_PEERS
+from ..tables import nl_delta, nl_number, nl_pct
 from .worklists import control_label, worklist
 
 ISSUE_LABELS_NL = {
@@ -228,7 +228,7 @@ def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFr
     """For the indicator figure: this practice's rows, and the other practices' percentages
     that the small-number rules allow: only publishable rates, and only for an indicator
     whose care-group figures are shown (``peer_n``, see ``suppression.PEER_RULE``)."""
-    from .suppression import peer_rates
+    from ..suppression import peer_rates
     ind = data.indicators[data.indicators["chain"] == chain]
     mine = ind["practice_agb"] == data.practice["practice_agb"]
     own = ind[mine][["indicator_id", "title", "pct", "target_pct"]]
@@ -240,7 +240,7 @@ def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFr
 @lru_cache(maxsize=1)
 def _indicator_definitions() -> dict:
     """The indicator files, read once per process (the notes of every chain need them)."""
-    from .rules.indicators import load_indicators
+    from ..rules.indicators import load_indicators
     return load_indicators()
 
 
@@ -304,8 +304,8 @@ def resolve(practice_agb: str = "", quarter: str = "", warehouse: str = "", cube
     """Fill in the notebook's parameters for a researcher who runs it without any:
     the default warehouse, the latest complete quarter, the first practice. Returns
     (cube folder, practice AGB). The batch always passes all of them."""
-    from .config import Settings
-    from .cube import prepare_quarter
+    from ..config import Settings
+    from ..cube import prepare_quarter
     if isinstance(practice_agb, int):  # `papermill -p practice_agb 01000001` arrives as 1000001
         practice_agb = f"{practice_agb:08d}"
     if cube_path:
@@ -313,7 +313,7 @@ def resolve(practice_agb: str = "", quarter: str = "", warehouse: str = "", cube
     else:
         wh = Path(warehouse) if warehouse else Settings.from_env().warehouse
         if not quarter:
-            from .warehouse import Warehouse
+            from ..warehouse import Warehouse
             latest = pd.to_datetime(Warehouse(wh).practices()["extraction_date"]).max().date()
             quarter = str(Quarter.latest_complete(latest))
         cube = prepare_quarter(wh, Quarter.parse(quarter))
