@@ -1388,7 +1388,7 @@ def _build(b: Batch) -> int:
         for m in manifests.values():
             m.save(meta_common)
         # 5. portal and summary
-        from .portal import build_portal
+        from .render.portal import build_portal
         portal = build_portal(b.outputs)
         extra_lines.append(_memory_line(results, worker_mem))
         print_summary(specs, results, skipped, time.perf_counter() - started, extra_lines, b.outputs, portal)
@@ -1405,7 +1405,7 @@ def _build(b: Batch) -> int:
             for m in manifests.values():
                 m.save(meta_common)
             if manifests:   # no link to a discarded file
-                from .portal import build_portal
+                from .render.portal import build_portal
                 build_portal(b.outputs)
         print(f"\n{interrupt_message(b, discarded)}", file=sys.stderr)
         return exit_code(KeyboardInterrupt())

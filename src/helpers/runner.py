@@ -1366,7 +1366,7 @@ class WorkerState:
                 staging.add("extra", Path(path), Path(spec.outdir) / Path(path).name)
             log(f"{len(written)} extra file(s) written")
         try:
-            from .portal import key_figures
+            from .render.portal import key_figures
             result.figures = key_figures(spec.report, Path(spec.cube_path), spec.key)
         except Exception as exc:  # noqa: BLE001 - figures are a nicety for the portal
             log(f"key figures unavailable: {type(exc).__name__}")

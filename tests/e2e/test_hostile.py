@@ -22,7 +22,7 @@ import pytest
 
 from conftest import Group, build, counts
 
-from helpers.portal import SEARCH_JS
+from helpers.render.portal import SEARCH_JS
 
 pytestmark = pytest.mark.slow
 

@@ -154,5 +154,5 @@ def test_same_notebook_same_bytes_whatever_its_cell_ids(monkeypatch):
 
 
 def test_footer_template_escapes_the_label():
-    footer = render._footer_template("Praktijk <img src=x onerror=alert(1)>\n# x")
+    footer = render.pdf._footer_template("Praktijk <img src=x onerror=alert(1)>\n# x")
     assert "<img" not in footer and "&lt;img src=x onerror=alert(1)&gt; # x" in footer

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import write_text
-from .escape import csp_meta, html_text
-from .render import generated_at
-from .reports import REPORTS
-from .suppression import RULE_TEXT, suppress_counts
+from ..atomic import write_text
+from ..escape import csp_meta, html_text
+from .html import generated_at
+from ..reports import REPORTS
+from ..suppression import RULE_TEXT, suppress_counts
 
 #: the key figures per report, in portal column order: (manifest key, column title)
 FIGURE_COLUMNS = {
@@ -44,7 +44,7 @@ def key_figures(report_id: str, cube: Path, key: str) -> dict[str, str]:
     """Headline counts of one run for the manifest and the portal, both shared outputs:
     aggregates only, suppressed here as display text (``<10``). Runs in a worker."""
     if report_id == "his_analyse":
-        from .reports import his_analyse
+        from ..reports import his_analyse
         k = his_analyse.key_figures(his_analyse.load(cube, key))
         names = [name for name, _ in FIGURE_COLUMNS["his_analyse"] if name in k]
         return dict(zip(names, suppress_counts(pd.Series([k[n] for n in names], dtype="float64"))))
