@@ -103,7 +103,7 @@ def test_a_refused_register_survives_the_process_pool_and_dask(group, kind):
         else:
             ex = stack.enter_context(LocalExecutor(1))
         with pytest.raises(ContractError) as e:
-            ex.call("helpers.batch:ingest_task", str(group.root / f"pool-{kind}.duckdb"), str(dataset))
+            ex.call("helpers.batch.steps:ingest_task", str(group.root / f"pool-{kind}.duckdb"), str(dataset))
     assert e.value.problems[0].file == "practices.csv"
     assert e.value.subject == f"dataset {dataset}"
 

@@ -23,10 +23,11 @@ GENERATED = re.compile(r"(<dt>Gegenereerd op</dt><dd>)[^<]*(</dd>)")
 def stable_code_version():
     """Other work commits to this repository while the tests run; the stamp's code version
     (``git describe``) is pinned like the code hash (tests/e2e/conftest.py)."""
-    from helpers import batch, cube
-    pinned = batch.code_version(cube.prepare.code_hash())
+    from helpers import cube
+    from helpers.batch import plan
+    pinned = plan.code_version(cube.prepare.code_hash())
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(batch, "code_version", lambda _code_hash: pinned)
+        mp.setattr(plan, "code_version", lambda _code_hash: pinned)
         yield
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from helpers import batch as B
+from helpers.config import PARAMETERS_DIR, PROJECT_ROOT
 from helpers.errors import ParameterError
 from helpers.reports import COMMON, REPORTS, Param, ReportSpec
 
@@ -35,7 +37,7 @@ def _problems(text: str, tmp_path: Path, *argv: str) -> list[str]:
 
 
 def test_demo_batch_file_parses():
-    b, problems = B.parse_batch(B.load_batch_file(B.PARAMETERS_DIR / "demo.yaml"), "demo.yaml")
+    b, problems = B.parse_batch(B.load_batch_file(PARAMETERS_DIR / "demo.yaml"), "demo.yaml")
     assert problems == []
     assert b.quarters is None and b.practices is None
     assert b.reports == ["his_analyse"] and b.formats == ["html", "pdf"]
@@ -246,7 +248,7 @@ def test_manifest_skips_only_complete_runs_with_the_same_key(tmp_path):
     m = B.Manifest(b.outputs, "2025Q2")
     assert m.runs[spec.name]["outputs"]["html"]["path"] == "01000001/his_analyse.html"
     assert m.up_to_date(spec)
-    pdf_too = B.plan_runs(B.replace(b, formats=["html", "pdf"]), PRACTICES, HASHES, {}, ["01000001"], [], ["2025Q2"])[0]
+    pdf_too = B.plan_runs(dataclasses.replace(b, formats=["html", "pdf"]), PRACTICES, HASHES, {}, ["01000001"], [], ["2025Q2"])[0]
     assert not m.up_to_date(pdf_too), "a new format reruns"
     Path(spec.files["html"]).write_text("truncated!")
     assert not m.up_to_date(spec), "a changed output reruns"
@@ -309,7 +311,7 @@ def test_a_stray_extract_folder_does_not_stop_the_batch(tmp_path):
 
 
 def test_error_messages_in_shared_outputs_are_scrubbed():
-    assert B._first_line("KeyError: 'P00123'\nmore") == "KeyError: '…'"
+    assert B.plan._first_line("KeyError: 'P00123'\nmore") == "KeyError: '…'"
 
 
 # -- hardening (issue 7) --------------------------------------------------------------------
@@ -373,7 +375,7 @@ def test_agb_codes_quarters_and_workers_take_ascii_digits_only(tmp_path):
 
 def test_relative_outputs_are_resolved(tmp_path):
     b = _parse("outputs: ../elsewhere\n", tmp_path)
-    assert b.outputs == (B.PROJECT_ROOT.parent / "elsewhere").resolve()
+    assert b.outputs == (PROJECT_ROOT.parent / "elsewhere").resolve()
     assert ".." not in str(b.outputs)
 
 

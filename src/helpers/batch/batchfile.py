@@ -1,0 +1,398 @@
+"""The batch file and the flags that override it: parsed explicitly (every scalar read as text)
+and checked before anything runs, one line per problem (``load_batch``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..config import DEFAULT_WAREHOUSE, PARAMETERS_DIR, PROJECT_ROOT, Settings
+from ..errors import ParameterError
+from ..identifiers import ISO_DATE_RE, is_agb, is_ascii_int
+from ..quarter import Quarter
+from ..reports import REPORTS
+
+
+FORMATS = ("html", "pdf")
+
+
+EXECUTORS = ("local", "dask")
+
+
+DEFAULT_TIMEOUT = 900
+
+
+#: every key a batch file may hold, with what it means (unknown keys are refused)
+BATCH_KEYS = {
+    "description": "free text",
+    "dataset": "the delivered dataset folder; ingested when its files changed (empty: use the warehouse as it is)",
+    "warehouse": "the DuckDB warehouse file (default data/warehouse.duckdb)",
+    "ingest": "true (default when a dataset is named) or false",
+    "quarters": "a list of quarters (2025Q2) or `latest` (latest complete quarter of the extraction dates)",
+    "practices": "`all` or a list of AGB codes (quote them: '01000001')",
+    "reports": f"a list of report ids ({', '.join(REPORTS)})",
+    "formats": "a list from html, pdf (the executed .ipynb is always kept)",
+    "executor": "local (default) or dask",
+    "scheduler": "the Dask scheduler address (executor dask)",
+    "workers": "number of local worker processes (default: the machine's cores)",
+    "timeout": "time limit per run in seconds (or 90s, 15m, 1h)",
+    "outputs": "the outputs folder (default outputs/)",
+    "params": "extra notebook parameters per report, e.g. {his_analyse: {name: value}} (checked against the report)",
+}
+
+
+@dataclass
+class Batch:
+    """A parsed, validated batch file (with command-line overrides applied)."""
+
+    name: str
+    source: str
+    dataset: Path | None = None
+    warehouse: Path = DEFAULT_WAREHOUSE
+    ingest: bool = True
+    quarters: list[str] | None = None        # None: latest
+    practices: list[str] | None = None       # None: all
+    reports: list[str] = field(default_factory=lambda: ["his_analyse"])
+    formats: list[str] = field(default_factory=lambda: ["html", "pdf"])
+    executor: str = "local"
+    scheduler: str | None = None
+    workers: int | None = None
+    timeout: int = DEFAULT_TIMEOUT
+    outputs: Path = field(default_factory=lambda: Settings.from_env().outputs)
+    params: dict = field(default_factory=dict)   # report -> {parameter: text}
+    force: bool = False
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and "," in value:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [value]
+
+
+def _path(value: str, base: Path = PROJECT_ROOT) -> Path:
+    """A path from a batch file, relative to the project, resolved (``../x`` shows where it lands)."""
+    p = Path(os.path.expanduser(str(value).strip()))
+    return (p if p.is_absolute() else (base / p)).resolve()
+
+
+def parse_quarters(values, where: str, problems: list[str]) -> list[str] | None:
+    """``latest`` -> None; otherwise each value parsed as a quarter (problems collected)."""
+    values = _as_list(values)
+    if not values or (len(values) == 1 and str(values[0]).strip().lower() == "latest"):
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, (dict, list)):
+            problems.append(f"{where}: {v!r} is not a quarter: write it as YYYYQn, e.g. 2025Q2")
+            continue
+        if ISO_DATE_RE.fullmatch(str(v).strip()):
+            problems.append(f"{where}: {v!r} is a date, not a quarter: write it as YYYYQn, e.g. 2025Q2")
+            continue
+        if str(v).strip().lower() == "latest":
+            problems.append(f"{where}: `latest` cannot be mixed with explicit quarters")
+            continue
+        try:
+            q = str(Quarter.parse(v))
+        except ParameterError as e:
+            problems.append(f"{where}: {e}")
+            continue
+        if q not in out:
+            out.append(q)
+    return out
+
+
+def parse_practices(values, where: str, problems: list[str]) -> list[str] | None:
+    values = _as_list(values)
+    if not values or (len(values) == 1 and str(values[0]).strip().lower() == "all"):
+        return None
+    out = []
+    for v in values:
+        s = str(v).strip()
+        if not is_agb(s):
+            problems.append(f"{where}: practice {s!r} is not an AGB code (8 digits 0-9; quote it in YAML: '01000001')")
+        elif s not in out:
+            out.append(s)
+    return out
+
+
+def parse_reports(values, where: str, problems: list[str]) -> list[str]:
+    out = []
+    for v in _as_list(values):
+        s = str(v).strip()
+        if s not in REPORTS:
+            problems.append(f"{where}: report {s!r} is unknown; choose from {', '.join(REPORTS)}")
+        elif s not in out:
+            out.append(s)
+    if not _as_list(values):
+        problems.append(f"{where}: name at least one report ({', '.join(REPORTS)})")
+    return out
+
+
+def parse_formats(values, where: str, problems: list[str]) -> list[str]:
+    out = []
+    for v in _as_list(values):
+        s = str(v).strip().lower().lstrip(".")
+        if s == "ipynb":
+            continue   # always written
+        if s not in FORMATS:
+            problems.append(f"{where}: format {s!r} is unknown; choose from {', '.join(FORMATS)}")
+        elif s not in out:
+            out.append(s)
+    return out
+
+
+_TIMEOUT_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|sec|m|min|h)?\s*", re.ASCII)
+
+
+def parse_timeout(value, where: str, problems: list[str]) -> int | None:
+    """Whole seconds, rounded up: the notebook executor only takes whole seconds.
+
+    >>> parse_timeout("90.5", "timeout", []), parse_timeout("1.5m", "timeout", [])
+    (91, 90)
+    """
+    m = _TIMEOUT_RE.fullmatch(str(value))
+    if not m:
+        problems.append(f"{where}: {value!r} is not a time limit: give seconds (900) or 15m / 1h")
+        return None
+    seconds = float(m.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, None: 1}[m.group(2)]
+    if seconds <= 0:
+        problems.append(f"{where}: the time limit must be more than 0 seconds")
+        return None
+    return math.ceil(seconds)
+
+
+def parse_workers(value, where: str, problems: list[str]) -> int | None:
+    s = str(value).strip().lower()
+    if s in ("", "auto", "none"):
+        return None
+    if not is_ascii_int(s) or int(s) < 1:
+        problems.append(f"{where}: workers {value!r} must be a whole number of at least 1 (or auto)")
+        return None
+    return int(s)
+
+
+def parse_bool(value, where: str, problems: list[str]) -> bool | None:
+    s = str(value).strip().lower()
+    if s in ("true", "yes", "on", "1"):
+        return True
+    if s in ("false", "no", "off", "0"):
+        return False
+    problems.append(f"{where}: {value!r} is not true or false")
+    return None
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """A batch file's text: UTF-8, or UTF-16/32 with a byte-order mark (as Windows editors save it)."""
+    import codecs
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                raise ParameterError(f"{path}: not valid {encoding.upper()} text (byte {e.start}): "
+                                     "save it as UTF-8") from None
+    if b"\x00" in raw:
+        raise ParameterError(f"{path}: looks like UTF-16 without a byte-order mark: save it as UTF-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ParameterError(f"{path}: line {line} is not UTF-8 text (byte 0x{raw[e.start]:02x}; Latin-1?): "
+                             "save the file as UTF-8") from None
+
+
+def load_batch_file(path: Path | str) -> dict:
+    """The raw batch file: a mapping whose scalars are all strings (nothing guessed by YAML)."""
+    import yaml
+    path = Path(path)
+    if not path.exists():
+        raise ParameterError(f"batch file {path} does not exist (the demo batch is {PARAMETERS_DIR / 'demo.yaml'})")
+    if not path.is_file():
+        raise ParameterError(f"batch file {path} is not a file: give a .yaml batch file, e.g. {PARAMETERS_DIR / 'demo.yaml'}")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ParameterError(f"batch file {path} cannot be read ({e.strerror})") from None
+    try:
+        data = yaml.load(_decode(path, raw), Loader=yaml.BaseLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ParameterError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: a batch file is a mapping of {', '.join(BATCH_KEYS)}")
+    return data
+
+
+#: the shape of each key's value: one value, one value or a list of them, or a mapping
+_SHAPES = {"quarters": "list", "practices": "list", "reports": "list", "formats": "list", "params": "mapping"}
+
+
+def _shape_problem(source: str, key: str, value) -> str | None:
+    """One line when a batch value has the wrong shape (``outputs: {a: b}``), else None."""
+    shape = _SHAPES.get(key, "value")
+    if shape == "mapping":
+        ok, must = isinstance(value, dict), "a mapping"
+    elif shape == "list":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        must = "one value or a list of values"
+    else:
+        ok, must = isinstance(value, str), "one value"
+    if ok:
+        return None
+    if isinstance(value, dict):
+        found = "a mapping"
+    elif isinstance(value, list):
+        found = "a list of lists or mappings" if shape == "list" else "a list"
+    else:
+        found = f"the single value {value!r}"
+    return f"{source}: {key} must be {must}, not {found}; {key} is {BATCH_KEYS[key]}"
+
+
+def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[str]]:
+    """A Batch from the raw mapping, and every problem found (one line each)."""
+    problems: list[str] = []
+    name = Path(source).stem
+    b = Batch(name=name, source=source)
+    for key in sorted(set(data) - set(BATCH_KEYS)):
+        problems.append(f"{source}: unknown key {key!r}; a batch file takes {', '.join(BATCH_KEYS)}")
+    data = dict(data)
+    for key in [k for k in data if k in BATCH_KEYS]:
+        problem = _shape_problem(source, key, data[key])
+        if problem:
+            problems.append(problem)
+            del data[key]   # checked once: no second message about the same value
+
+    def where(key):
+        return f"{source}: {key}"
+
+    if data.get("dataset"):
+        b.dataset = _path(data["dataset"])
+    b.warehouse = _path(data["warehouse"]) if data.get("warehouse") else Settings.from_env().warehouse
+    if "ingest" in data:
+        v = parse_bool(data["ingest"], where("ingest"), problems)
+        b.ingest = bool(v) if v is not None else True
+    b.quarters = parse_quarters(data.get("quarters", "latest"), where("quarters"), problems)
+    b.practices = parse_practices(data.get("practices", "all"), where("practices"), problems)
+    b.reports = parse_reports(data.get("reports", ["his_analyse"]), where("reports"), problems)
+    b.formats = parse_formats(data.get("formats", list(FORMATS)), where("formats"), problems)
+    executor = str(data.get("executor", "local")).strip().lower()
+    if executor not in EXECUTORS:
+        problems.append(f"{where('executor')}: {executor!r} is unknown; choose local or dask")
+    else:
+        b.executor = executor
+    if data.get("scheduler"):
+        b.scheduler = str(data["scheduler"]).strip()
+    if "workers" in data:
+        b.workers = parse_workers(data["workers"], where("workers"), problems)
+    if "timeout" in data:
+        b.timeout = parse_timeout(data["timeout"], where("timeout"), problems) or DEFAULT_TIMEOUT
+    if data.get("outputs"):
+        b.outputs = _path(data["outputs"])
+    if "params" in data:
+        b.params = parse_extra_params(data["params"], b.reports, where("params"), problems)
+    return b, problems
+
+
+#: parameter types the sweep fills in itself (a batch file cannot set them)
+SWEEP_TYPES = ("practice", "region", "quarter")
+
+
+SWEEP_NAMES = ("warehouse", "cube_path")
+
+
+def parse_extra_params(value, reports: list[str], where: str, problems: list[str]) -> dict:
+    """``params: {report: {name: value}}``: names must be parameters the report declares."""
+    if not isinstance(value, dict):
+        problems.append(f"{where}: write it as a mapping per report, e.g. {{his_analyse: {{name: value}}}}")
+        return {}
+    out = {}
+    for report_id, values in value.items():
+        if report_id not in REPORTS:
+            problems.append(f"{where}: report {report_id!r} is unknown; choose from {', '.join(REPORTS)}")
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"{where}: {report_id}: write its parameters as a mapping name: value")
+            continue
+        spec = REPORTS[report_id]
+        types = {p.name: p.type for p in spec.params}
+        for name, v in values.items():
+            if name not in types:
+                problems.append(f"{where}: {report_id}: unknown parameter {name!r}; it takes "
+                                f"{', '.join(spec.param_names())}")
+            elif types[name] in SWEEP_TYPES or name in SWEEP_NAMES:
+                problems.append(f"{where}: {report_id}: parameter {name!r} is set by the sweep "
+                                f"(use practices/quarters/warehouse instead)")
+            elif isinstance(v, (dict, list)):
+                problems.append(f"{where}: {report_id}: parameter {name!r} must be a single value")
+            else:
+                out.setdefault(report_id, {})[name] = str(v)
+    return out
+
+
+def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[str]) -> Batch:
+    """Command-line flags win over the batch file."""
+    b = replace(b)
+    if getattr(args, "practice", None):
+        b.practices = parse_practices(args.practice, "--practice", problems)
+    if getattr(args, "quarter", None):
+        b.quarters = parse_quarters(args.quarter, "--quarter", problems)
+    if getattr(args, "report", None):
+        b.reports = parse_reports(args.report, "--report", problems)
+    if getattr(args, "format", None):
+        b.formats = parse_formats([f for v in args.format for f in str(v).split(",")], "--format", problems)
+    if getattr(args, "workers", None) is not None:
+        b.workers = parse_workers(args.workers, "--workers", problems)
+    if getattr(args, "executor", None):
+        b.executor = args.executor
+    if getattr(args, "scheduler", None):
+        b.scheduler = args.scheduler
+    if getattr(args, "timeout", None) is not None:
+        b.timeout = parse_timeout(args.timeout, "--timeout", problems) or b.timeout
+    if getattr(args, "outputs", None):
+        b.outputs = Path(args.outputs).resolve()
+    if getattr(args, "warehouse", None):
+        b.warehouse = Path(args.warehouse).resolve()
+    if getattr(args, "force", False):
+        b.force = True
+    if b.executor == "dask" and not b.scheduler:
+        problems.append("executor dask needs a scheduler address: --scheduler tcp://host:8786 "
+                        "(or `scheduler:` in the batch file)")
+    if b.dataset is not None and b.dataset.exists() and not b.dataset.is_dir():
+        problems.append(f"{b.source}: dataset {b.dataset} is a file: give the folder that holds practices.csv")
+    elif b.dataset is not None and not b.dataset.is_dir():
+        problems.append(f"{b.source}: dataset {b.dataset} does not exist (generate the demo with "
+                        f"`spiegel demo-data --out data/demo`)")
+    if b.warehouse.is_dir():
+        problems.append(f"warehouse {b.warehouse} is a folder: give the DuckDB file, e.g. "
+                        f"{b.warehouse / 'warehouse.duckdb'} (--warehouse or `warehouse:` in {b.source})")
+    blocker = next((p for p in (b.outputs, *b.outputs.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        problems.append(f"outputs {b.outputs}: {blocker} is a file, not a folder: give a folder "
+                        f"(--outputs or `outputs:` in {b.source})")
+    if not b.formats:
+        problems.append(f"{b.source}: formats: name html and/or pdf")
+    return b
+
+
+def load_batch(path: Path | str, args: argparse.Namespace | None = None) -> Batch:
+    """Parse and check a batch file (plus overrides); ParameterError lists every problem."""
+    source = str(path)
+    data = load_batch_file(path)
+    b, problems = parse_batch(data, source)
+    b = apply_overrides(b, args or argparse.Namespace(), problems)
+    if problems:
+        raise ParameterError("\n".join(problems))
+    return b
