@@ -61,11 +61,12 @@ from ..atomic import clean_stale, write_atomic
 from ..config import PARAMETERS_DIR
 from ..errors import EXIT_CODES_HELP, ParameterError, SpiegelError, exit_code
 from ..reports import REPORTS, get_report
-from .batchfile import Batch, EXECUTORS, load_batch
+from .batchfile import EXECUTORS, Batch, load_batch
 from .cache import environment_fingerprint
-from .console import error_lines, interrupt_message, _memory_line, print_summary, Progress, _render_only_note
-from .manifest import discard_unrecorded, Manifest, _now_iso
-from .plan import _first_line, notebook_imports, plan_runs, previous_loads, resolve_selection, stale_data, stale_line, stale_of
+from .console import Progress, _memory_line, _render_only_note, error_lines, interrupt_message, print_summary
+from .manifest import Manifest, _now_iso, discard_unrecorded
+from .plan import (_first_line, notebook_imports, plan_runs, previous_loads, resolve_selection, stale_data, stale_line,
+                   stale_of)
 from .steps import _fresh_cube, _ingest_if_changed
 
 
@@ -205,155 +206,219 @@ def run_build(args: argparse.Namespace) -> int:
             return exit_code(e)
 
 
-def _build(b: Batch) -> int:
-    from ..runner import RunResult, make_executor
-    started = time.perf_counter()
-    extra_lines: list[str] = []
-    executor = None
-    manifests: dict[str, Manifest] = {}
-    in_flight: dict[str, object] = {}    # runs handed to the executor, not yet recorded
-    meta_common = {"spiegel_version": __version__, "environment": environment_fingerprint(), "batch": b.name}
+class _Build:
+    """One build's state, passed from step to step of :func:`_build`."""
 
-    def get_executor():
-        nonlocal executor
-        if executor is None:
+    def __init__(self, b: Batch):
+        self.b = b
+        self.started = time.perf_counter()
+        self.extra_lines: list[str] = []
+        self.executor = None
+        self.manifests: dict[str, Manifest] = {}
+        self.in_flight: dict[str, object] = {}    # runs handed to the executor, not yet recorded
+        self.meta_common = {"spiegel_version": __version__, "environment": environment_fingerprint(),
+                            "batch": b.name}
+        self.refused: dict[str, str] = {}
+        self.ingest: dict = {}
+        self.stale: dict[str, dict] = {}
+        self.specs: list = []
+        self.practices: list[str] = []
+        self.regions: list[str] = []
+        self.quarters: list[str] = []
+        self.to_run: list = []
+        self.skipped: list = []
+        self.results: dict = {}
+        self.worker_mem: list[dict] = []
+        self.prepared: dict = {}
+
+    def get_executor(self):
+        """The executor, started on first use (an up-to-date build starts none)."""
+        from ..runner import make_executor
+        b = self.b
+        if self.executor is None:
             preload = notebook_imports([get_report(r).notebook for r in b.reports])
             try:
-                executor = make_executor(b.executor, b.workers, b.scheduler, preload)
+                self.executor = make_executor(b.executor, b.workers, b.scheduler, preload)
             except Exception as exc:  # noqa: BLE001 - whatever the Dask client raises, the address is wrong
                 if b.executor != "dask":
                     raise
                 raise ParameterError(f"Dask scheduler {b.scheduler} does not answer as a Dask scheduler "
                                      f"({type(exc).__name__}): give its address with --scheduler "
                                      "(tcp://host:8786)") from None
-        return executor
+        return self.executor
 
+
+def _build(b: Batch) -> int:
+    """The build, as a recipe: ingest, plan, skip what is up to date, prepare, run, finish."""
+    st = _Build(b)
     print(f"spiegel build {b.name}: outputs {b.outputs}, warehouse {b.warehouse}", flush=True)
     try:
-        # 1. ingest
-        refused: dict[str, str] = {}
-        ingest: dict = {}
-        if b.dataset is not None and b.ingest:
-            ingest = _ingest_if_changed(b, get_executor, print)
-            refused = {**ingest.get("refused", {}), **ingest.get("failed", {})}
-            if not ingest.get("skipped"):
-                extra_lines.append(f"ingest: {len(ingest['loaded'])} loaded, {len(ingest['unchanged'])} unchanged, "
-                                   f"{len(ingest['refused'])} refused, {len(ingest['failed'])} failed "
-                                   f"in {ingest['seconds']:.1f}s")
-                for p in ingest.get("dataset_problems", []):
-                    extra_lines.append(f"  dataset problem: {p}")
-        if not b.warehouse.exists():
-            raise ParameterError(f"warehouse {b.warehouse} does not exist: run `spiegel ingest <dataset>` first "
-                                 f"(or name the dataset in {b.source})")
-        # 2. plan
-        from ..warehouse import Warehouse
-        wh = Warehouse(b.warehouse)
-        practices_df = wh.practices()
-        hashes = wh.practice_hashes()
-        stale = stale_data(refused, previous_loads(b.warehouse) if hashes else {}, set(ingest.get("failed", {})))
-        practices, regions, quarters = resolve_selection(b, practices_df, refused)
-        specs = plan_runs(b, practices_df, hashes, refused, practices, regions, quarters)
-        extra_lines += [stale_line(agb, stale[agb]) for agb in practices if agb in stale]
-        # 3. skip what is up to date
-        for q in quarters:   # what an interrupted build left (the outputs lock says it is gone)
-            clean_stale(b.outputs / q, everyone=True)
-        manifests = {q: Manifest(b.outputs, q) for q in quarters}
-        to_run, skipped = [], []
-        for s in specs:
-            if b.force or s.pre_failed is not None:
-                to_run.append(s)
-            elif manifests[s.quarter].up_to_date(s):
-                skipped.append(s)
-                manifests[s.quarter].mark_skipped(s, b.name, stale_of(s, stale))
-            else:
-                to_run.append(replace(s, render_only=manifests[s.quarter].renderable(s)))
-        print(f"spiegel build {b.name}: {len(specs)} runs ({len(practices)} practices, {len(regions)} regions, "
-              f"quarters {', '.join(quarters)}, reports {', '.join(b.reports)}, formats {', '.join(b.formats)}): "
-              f"{len(to_run)} to run{_render_only_note(to_run)}, {len(skipped)} up to date", flush=True)
-        results: dict = {}
-        worker_mem = []
-        # 4. prepare + run
-        if to_run:
-            # runs that cannot start (refused first delivery, quarter past the extraction) fail without a kernel
-            for s in [s for s in to_run if s.pre_failed]:
-                results[s.name] = _fail_without_kernel(s)
-            runnable = [s for s in to_run if not s.pre_failed]
-            prepared = {}
-            for q in sorted({s.quarter for s in runnable}):
-                t0 = time.perf_counter()
-                fresh = None if b.force else _fresh_cube(b.warehouse, q)
-                if fresh is not None:   # up to date: no need to wait for a worker to say so
-                    prepared[q] = fresh
-                    extra_lines.append(f"prepare {q}: cube up to date (key {str(fresh['key'])[:12]})")
-                    continue
-                try:
-                    prepared[q] = get_executor().call("helpers.batch.steps:prepare_task", str(b.warehouse), q, b.force)
-                    prepared[q]["seconds"] = round(time.perf_counter() - t0, 3)
-                    extra_lines.append(f"prepare {q}: {prepared[q]['seconds']:.2f}s (cube {Path(prepared[q]['path']).name}, "
-                                       f"key {str(prepared[q]['key'])[:12]})")
-                except SpiegelError:
-                    raise   # a busy or unusable warehouse stops the build with its own exit status
-                except Exception as exc:  # noqa: BLE001 - every run of the quarter fails with it
-                    msg = f"{type(exc).__name__}: {_first_line(exc)}"
-                    for s in [s for s in runnable if s.quarter == q]:
-                        results[s.name] = RunResult(name=s.name, error={"stage": "prepare", "message": msg})
-            runnable = [s for s in runnable if s.name not in results]
-            progress = Progress(len(to_run))
-            by_name = {s.name: s for s in to_run}
-            for s in to_run:
-                if s.name in results:
-                    _record(manifests, s, results[s.name], b, prepared, meta_common, stale)
-                    progress.update(s, results[s.name])
-            try:
-                in_flight.update((s.name, s) for s in runnable)
-                if runnable:
-                    for result in get_executor().run_all(runnable):
-                        s = by_name[result.name]
-                        results[s.name] = result
-                        _record(manifests, s, result, b, prepared, meta_common, stale)
-                        in_flight.pop(s.name, None)
-                        progress.update(s, result)
-            finally:
-                progress.close()
-            worker_mem = get_executor().memory() if runnable else []
-        for m in manifests.values():
-            m.save(meta_common)
-        # 5. portal and summary
-        from ..render.portal import build_portal
-        portal = build_portal(b.outputs)
-        extra_lines.append(_memory_line(results, worker_mem))
-        print_summary(specs, results, skipped, time.perf_counter() - started, extra_lines, b.outputs, portal)
-        refused_here = any(s.key in refused for s in specs if s.scope == "practice")
-        failed = any(r.status != "done" for r in results.values())
-        return 1 if failed or refused_here else 0
+        _ingest_step(st)
+        _plan_step(st)
+        _skip_step(st)
+        if st.to_run:
+            _fail_unstartable(st)
+            _prepare_step(st)
+            _run_step(st)
+        return _finish_step(st)
     except KeyboardInterrupt:
-        with _signals_held():
-            if executor is not None:
-                # from now on no run starts and none that finishes is kept; the grace lets the
-                # workers end their kernels themselves before they are terminated
-                executor.close(grace=2)
-            discarded = discard_unrecorded(manifests, in_flight.values())
-            for m in manifests.values():
-                m.save(meta_common)
-            if manifests:   # no link to a discarded file
-                from ..render.portal import build_portal
-                build_portal(b.outputs)
-        print(f"\n{interrupt_message(b, discarded)}", file=sys.stderr)
-        return exit_code(KeyboardInterrupt())
+        return _interrupted(st)
     finally:
-        if executor is not None:
-            executor.close()
-        for q in manifests:   # the workers are gone: what a killed one was writing goes too
-            clean_stale(b.outputs / q, everyone=True)
+        _close(st)
 
 
-def _record(manifests, spec, result, b: Batch, prepared: dict, meta_common: dict, stale: dict) -> None:
-    m = manifests[spec.quarter]
-    prep = prepared.get(spec.quarter)
+def _ingest_step(st: _Build) -> None:
+    """1. Ingest the dataset when its files changed; the refused practices."""
+    b = st.b
+    if b.dataset is not None and b.ingest:
+        ingest = st.ingest = _ingest_if_changed(b, st.get_executor, print)
+        st.refused = {**ingest.get("refused", {}), **ingest.get("failed", {})}
+        if not ingest.get("skipped"):
+            st.extra_lines.append(f"ingest: {len(ingest['loaded'])} loaded, {len(ingest['unchanged'])} unchanged, "
+                                  f"{len(ingest['refused'])} refused, {len(ingest['failed'])} failed "
+                                  f"in {ingest['seconds']:.1f}s")
+            for p in ingest.get("dataset_problems", []):
+                st.extra_lines.append(f"  dataset problem: {p}")
+    if not b.warehouse.exists():
+        raise ParameterError(f"warehouse {b.warehouse} does not exist: run `spiegel ingest <dataset>` first "
+                             f"(or name the dataset in {b.source})")
+
+
+def _plan_step(st: _Build) -> None:
+    """2. The named runs of the selected practices, regions and quarters."""
+    from ..warehouse import Warehouse
+    b = st.b
+    wh = Warehouse(b.warehouse)
+    practices_df = wh.practices()
+    hashes = wh.practice_hashes()
+    st.stale = stale_data(st.refused, previous_loads(b.warehouse) if hashes else {}, set(st.ingest.get("failed", {})))
+    st.practices, st.regions, st.quarters = resolve_selection(b, practices_df, st.refused)
+    st.specs = plan_runs(b, practices_df, hashes, st.refused, st.practices, st.regions, st.quarters)
+    st.extra_lines += [stale_line(agb, st.stale[agb]) for agb in st.practices if agb in st.stale]
+
+
+def _skip_step(st: _Build) -> None:
+    """3. Skip what is up to date (``--force``: nothing); a run whose notebook is kept only renders."""
+    b = st.b
+    for q in st.quarters:   # what an interrupted build left (the outputs lock says it is gone)
+        clean_stale(b.outputs / q, everyone=True)
+    st.manifests = {q: Manifest(b.outputs, q) for q in st.quarters}
+    for s in st.specs:
+        if b.force or s.pre_failed is not None:
+            st.to_run.append(s)
+        elif st.manifests[s.quarter].up_to_date(s):
+            st.skipped.append(s)
+            st.manifests[s.quarter].mark_skipped(s, b.name, stale_of(s, st.stale))
+        else:
+            st.to_run.append(replace(s, render_only=st.manifests[s.quarter].renderable(s)))
+    print(f"spiegel build {b.name}: {len(st.specs)} runs ({len(st.practices)} practices, {len(st.regions)} regions, "
+          f"quarters {', '.join(st.quarters)}, reports {', '.join(b.reports)}, formats {', '.join(b.formats)}): "
+          f"{len(st.to_run)} to run{_render_only_note(st.to_run)}, {len(st.skipped)} up to date", flush=True)
+
+
+def _fail_unstartable(st: _Build) -> None:
+    """Runs that cannot start (refused first delivery, quarter past the extraction) fail without a kernel."""
+    for s in [s for s in st.to_run if s.pre_failed]:
+        st.results[s.name] = _fail_without_kernel(s)
+
+
+def _prepare_step(st: _Build) -> None:
+    """4. Prepare each quarter's cube once, in a worker; a quarter that fails fails its runs."""
+    from ..runner import RunResult
+    b = st.b
+    runnable = [s for s in st.to_run if not s.pre_failed]
+    for q in sorted({s.quarter for s in runnable}):
+        t0 = time.perf_counter()
+        fresh = None if b.force else _fresh_cube(b.warehouse, q)
+        if fresh is not None:   # up to date: no need to wait for a worker to say so
+            st.prepared[q] = fresh
+            st.extra_lines.append(f"prepare {q}: cube up to date (key {str(fresh['key'])[:12]})")
+            continue
+        try:
+            prep = st.prepared[q] = st.get_executor().call("helpers.batch.steps:prepare_task", str(b.warehouse),
+                                                           q, b.force)
+            prep["seconds"] = round(time.perf_counter() - t0, 3)
+            st.extra_lines.append(f"prepare {q}: {prep['seconds']:.2f}s (cube {Path(prep['path']).name}, "
+                                  f"key {str(prep['key'])[:12]})")
+        except SpiegelError:
+            raise   # a busy or unusable warehouse stops the build with its own exit status
+        except Exception as exc:  # noqa: BLE001 - every run of the quarter fails with it
+            msg = f"{type(exc).__name__}: {_first_line(exc)}"
+            for s in [s for s in runnable if s.quarter == q]:
+                st.results[s.name] = RunResult(name=s.name, error={"stage": "prepare", "message": msg})
+
+
+def _run_step(st: _Build) -> None:
+    """5. Record what already failed, run the rest on the executor, record each as it finishes."""
+    runnable = [s for s in st.to_run if not s.pre_failed and s.name not in st.results]
+    progress = Progress(len(st.to_run))
+    by_name = {s.name: s for s in st.to_run}
+    for s in st.to_run:
+        if s.name in st.results:
+            _record(st, s, st.results[s.name])
+            progress.update(s, st.results[s.name])
+    try:
+        st.in_flight.update((s.name, s) for s in runnable)
+        if runnable:
+            for result in st.get_executor().run_all(runnable):
+                s = by_name[result.name]
+                st.results[s.name] = result
+                _record(st, s, result)
+                st.in_flight.pop(s.name, None)
+                progress.update(s, result)
+    finally:
+        progress.close()
+    st.worker_mem = st.get_executor().memory() if runnable else []
+
+
+def _finish_step(st: _Build) -> int:
+    """6. Save the manifests, rebuild the portal, print the summary; the exit status."""
+    from ..render.portal import build_portal
+    b = st.b
+    for m in st.manifests.values():
+        m.save(st.meta_common)
+    portal = build_portal(b.outputs)
+    st.extra_lines.append(_memory_line(st.results, st.worker_mem))
+    print_summary(st.specs, st.results, st.skipped, time.perf_counter() - st.started, st.extra_lines, b.outputs,
+                  portal)
+    refused_here = any(s.key in st.refused for s in st.specs if s.scope == "practice")
+    failed = any(r.status != "done" for r in st.results.values())
+    return 1 if failed or refused_here else 0
+
+
+def _interrupted(st: _Build) -> int:
+    """Ctrl-C or SIGTERM: no run starts and none that finishes is kept; what a run replaced
+    without being recorded goes; the manifests and the portal say what is there."""
+    b = st.b
+    with _signals_held():
+        if st.executor is not None:
+            # the grace lets the workers end their kernels themselves before they are terminated
+            st.executor.close(grace=2)
+        discarded = discard_unrecorded(st.manifests, st.in_flight.values())
+        for m in st.manifests.values():
+            m.save(st.meta_common)
+        if st.manifests:   # no link to a discarded file
+            from ..render.portal import build_portal
+            build_portal(b.outputs)
+    print(f"\n{interrupt_message(b, discarded)}", file=sys.stderr)
+    return exit_code(KeyboardInterrupt())
+
+
+def _close(st: _Build) -> None:
+    """Always: the executor closes; what a killed worker was writing goes."""
+    if st.executor is not None:
+        st.executor.close()
+    for q in st.manifests:   # the workers are gone: what a killed one was writing goes too
+        clean_stale(st.b.outputs / q, everyone=True)
+
+
+def _record(st: _Build, spec, result) -> None:
+    m = st.manifests[spec.quarter]
+    prep = st.prepared.get(spec.quarter)
     if prep:
         result.timings.setdefault("prepare_shared", prep["seconds"])
-    m.record(spec, result, b.name, stale_of(spec, stale))
-    meta = dict(meta_common)
+    m.record(spec, result, st.b.name, stale_of(spec, st.stale))
+    meta = dict(st.meta_common)
     if prep:
         meta["cube"] = {"key": prep["key"], "computed_at": prep.get("computed_at"),
                         "prepare_s": prep["seconds"], "timings_s": prep.get("timings_s")}
