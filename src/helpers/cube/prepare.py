@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 
 from .. import __version__
-from ..config import CODES_FILE, INDICATORS_DIR, PROGRAMMES_FILE, cube_dir
+from ..config import PACKAGE_DIR, PARAMETERS_DIR, cube_dir
 from ..errors import ParameterError, SpiegelError
 from ..quarter import Quarter
 from ..rules.indicators import load_indicators
@@ -33,20 +33,59 @@ from .indicators import compute_indicators
 from .population import age_band_sql
 from .quality import data_quality
 
-def parameters_hash() -> str:
-    """Hash of every rules file the figures depend on (codes, programmes, indicators)."""
+
+def parameter_files(directory: Path = PARAMETERS_DIR) -> list[Path]:
+    """Every file of ``parameters/`` the figures and reports may depend on: all of it, sub-folders
+    included, except batch files and hidden files (editor swap files).
+
+    A batch file is told by its content, not its name: a YAML file at the top of ``parameters/``
+    that holds a mapping with only batch-file keys (``helpers.batch.BATCH_KEYS``), like ``demo.yaml``. Which practices and quarters a batch builds is in each run's own key, so
+    editing a batch file reruns nothing; ``codes.yaml`` or ``programmes.yaml`` are no batch files.
+    """
+    directory = Path(directory)
+    files = [f for f in directory.rglob("*")
+             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(directory).parts)
+             and "__pycache__" not in f.parts]
+    return sorted((f for f in files if not (f.parent == directory and is_batch_file(f))),
+                  key=lambda f: f.relative_to(directory).as_posix())
+
+
+def is_batch_file(path: Path) -> bool:
+    """A YAML mapping with nothing but batch-file keys (``description``, ``quarters``, ``reports``, ...)."""
+    import yaml
+
+    from ..batch.batchfile import BATCH_KEYS
+    if Path(path).suffix.lower() not in (".yaml", ".yml"):
+        return False
+    try:
+        data = yaml.load(Path(path).read_bytes(), Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False   # unreadable: hashed like any rules file, so a fix is seen
+    return isinstance(data, dict) and bool(data) and all(k in BATCH_KEYS for k in data)
+
+
+def parameters_hash(directory: Path = PARAMETERS_DIR) -> str:
+    """Hash of ``parameter_files()``: names (relative to ``parameters/``) and bytes."""
     h = hashlib.sha256()
-    for f in [CODES_FILE, PROGRAMMES_FILE, *sorted(INDICATORS_DIR.glob("*.yaml"))]:
-        h.update(f.name.encode())
+    for f in parameter_files(directory):
+        h.update(f.relative_to(directory).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def code_hash() -> str:
-    """Hash of the helpers package source: a change in the logic invalidates the cube."""
+def code_files(package: Path = PACKAGE_DIR) -> list[Path]:
+    """Every ``.py`` file of the helpers package, subpackages included (``__pycache__`` not)."""
+    package = Path(package)
+    return sorted((f for f in package.rglob("*.py") if "__pycache__" not in f.relative_to(package).parts),
+                  key=lambda f: f.relative_to(package).as_posix())
+
+
+def code_hash(package: Path = PACKAGE_DIR) -> str:
+    """Hash of the helpers package source (``code_files``: relative names and bytes): a change
+    in the logic, in any subpackage, invalidates the cube and every run."""
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).resolve().parent.parent.glob("*.py")):
-        h.update(f.name.encode())
+    for f in code_files(package):
+        h.update(f.relative_to(package).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
