@@ -26,8 +26,10 @@ $(VENV)/.installed: pyproject.toml
 system:
 	@bash scripts/ensure-system-packages.sh
 
+# the tests, then the package's own doctests (every public helper's example call)
 test: setup
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q --doctest-modules src/helpers
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
