@@ -26,12 +26,7 @@ from .. import __version__
 from ..config import PACKAGE_DIR, PARAMETERS_DIR, cube_dir
 from ..errors import ParameterError, SpiegelError
 from ..quarter import Quarter
-from ..rules.indicators import load_indicators
-from ..rules.programmes import Rules, load_programmes
-from .findings import FINDING_KINDS, compute_findings, prepare_state
-from .indicators import compute_indicators
-from .population import age_band_sql
-from .quality import data_quality
+from .compute import compute_cube
 
 
 def parameter_files(directory: Path = PARAMETERS_DIR) -> list[Path]:
@@ -88,94 +83,6 @@ def code_hash(package: Path = PACKAGE_DIR) -> str:
         h.update(f.relative_to(package).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
-
-
-def _summary(con, quarter: Quarter, rules: Rules, findings: pd.DataFrame) -> pd.DataFrame:
-    """Per practice and programme: list size, enrolled, inclusion rate and cap, findings per kind."""
-    caps = pd.DataFrame([{"programme": p.id, "max_inclusion_pct": p.max_inclusion_pct, "order": i}
-                         for i, p in enumerate(rules.programmes.values())])
-    con.register("caps_df", caps)
-    base = con.execute("""
-        SELECT pr.practice_agb, c.programme, c."order",
-               coalesce(ls.list_size, 0) AS list_size,
-               coalesce(en.enrolled, 0) AS enrolled, c.max_inclusion_pct
-        FROM practices pr CROSS JOIN caps_df c
-        LEFT JOIN (SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size
-                   FROM pat GROUP BY 1) ls USING (practice_agb)
-        LEFT JOIN (SELECT e.practice_agb, e.programme, count(*) AS enrolled
-                   FROM enr e JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population
-                   GROUP BY 1, 2) en ON en.practice_agb = pr.practice_agb AND en.programme = c.programme
-    """).df()
-    con.unregister("caps_df")
-    base["inclusion_pct"] = 100.0 * base["enrolled"] / base["list_size"].where(base["list_size"] > 0)
-    base["over_cap"] = base["inclusion_pct"] > base["max_inclusion_pct"]
-    counts = (findings.groupby(["practice_agb", "programme", "kind"]).size()
-              .unstack("kind", fill_value=0).reindex(columns=list(FINDING_KINDS), fill_value=0)
-              .reset_index())
-    out = base.merge(counts, on=["practice_agb", "programme"], how="left")
-    out[list(FINDING_KINDS)] = out[list(FINDING_KINDS)].fillna(0).astype("int64")
-    out["quarter"] = str(quarter)
-    return out.sort_values(["practice_agb", "order"]).drop(columns="order").reset_index(drop=True)
-
-
-def _practices(con, quarter: Quarter) -> pd.DataFrame:
-    df = con.execute("""
-        SELECT pr.*, coalesce(ls.list_size, 0) AS list_size,
-               coalesce(en.enrolled_patients, 0) AS enrolled_patients FROM practices pr
-        LEFT JOIN (SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size
-                   FROM pat GROUP BY 1) ls USING (practice_agb)
-        LEFT JOIN (SELECT e.practice_agb, count(DISTINCT e.patient_id) AS enrolled_patients
-                   FROM enr e JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population
-                   GROUP BY 1) en USING (practice_agb)
-        ORDER BY pr.practice_agb
-    """).df()
-    df["quarter_complete"] = pd.to_datetime(df["extraction_date"]).dt.date >= quarter.last_day
-    return df
-
-
-def _pyramid(con) -> pd.DataFrame:
-    return con.execute(f"""
-        SELECT practice_agb, {age_band_sql('age')} AS age_band, sex, count(*) AS patients
-        FROM pat WHERE in_population GROUP BY ALL ORDER BY ALL
-    """).df()
-
-
-def compute_cube(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules | None = None,
-                 indicators=None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """All cube tables for ``quarter`` from an open warehouse connection, with stage timings."""
-    rules = rules or load_programmes()
-    indicators = indicators if indicators is not None else load_indicators(rules)
-    t, timings = time.perf_counter(), {}
-
-    def lap(name):
-        nonlocal t
-        now = time.perf_counter()
-        timings[name] = round(now - t, 3)
-        t = now
-
-    prev = quarter.previous()
-    prepare_state(con, prev, rules)
-    prev_findings = compute_findings(con, prev, rules, prepared=True)
-    prev_summary = _summary(con, prev, rules, prev_findings)
-    lap("previous_quarter")
-    prepare_state(con, quarter, rules)
-    lap("state")
-    findings = compute_findings(con, quarter, rules, prepared=True)
-    lap("findings")
-    tables = {"findings": findings}
-    tables["indicators"] = compute_indicators(con, quarter, indicators)
-    lap("indicators")
-    summary = _summary(con, quarter, rules, findings)
-    keep = ["practice_agb", "programme", "enrolled", "inclusion_pct", *FINDING_KINDS]
-    summary = summary.merge(prev_summary[keep].add_suffix("_prev").rename(
-        columns={"practice_agb_prev": "practice_agb", "programme_prev": "programme"}),
-        on=["practice_agb", "programme"], how="left")
-    tables["summary"] = summary
-    tables["dq_recorded"], tables["dq_issues"], tables["dq_issue_counts"] = data_quality(con, quarter, rules)
-    tables["practices"] = _practices(con, quarter)
-    tables["pyramid"] = _pyramid(con)
-    lap("summary_and_quality")
-    return tables, timings
 
 
 def _write_atomic(target: Path, tables: dict[str, pd.DataFrame], meta: dict) -> None:
