@@ -34,8 +34,69 @@ class SpiegelError(Exception):
         return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem of any input (a delivered file, a batch file, a flag): where it
+    is, what was found, what was expected and, where one helps, the fix. Every problem of every
+    input is written by one function, :func:`format_problem`.
+
+    ``column`` is a table's column (a delivery); ``key`` a YAML key or a command-line flag
+    (a batch file, ``--quarter``). ``file`` is None for a flag.
+
+    >>> Problem("patients.csv", 14, "birth_year", "19x5", "a whole number").describe()
+    "patients.csv, line 14, column birth_year: found '19x5', expected a whole number"
+    >>> Problem("demo.yaml", None, None, "2025Q5", "a quarter (YYYYQn)", fix="e.g. 2025Q2", key="quarters").describe()
+    "demo.yaml, quarters: found '2025Q5', expected a quarter (YYYYQn); e.g. 2025Q2"
+    """
+
+    file: str | None
+    line: int | None
+    column: str | None
+    value: object
+    expected: str
+    fix: str | None = None
+    key: str | None = None
+
+    def describe(self) -> str:
+        return format_problem(self)
+
+
+def format_problem(problem: Problem) -> str:
+    """The one line of a :class:`Problem`: ``file, line N, column C|key: found 'v', expected X; fix``.
+
+    >>> format_problem(Problem(None, None, None, "Q3", "a quarter (YYYYQn)", key="--quarter"))
+    "--quarter: found 'Q3', expected a quarter (YYYYQn)"
+    """
+    where = [str(problem.file)] if problem.file is not None else []
+    if problem.line is not None:
+        where.append(f"line {problem.line}")
+    if problem.column is not None:
+        where.append(f"column {problem.column}")
+    if problem.key is not None:
+        where.append(str(problem.key))
+    found = "" if problem.value is None else f"found {str(problem.value)!r}, "
+    fix = f"; {problem.fix}" if problem.fix else ""
+    return f"{', '.join(where)}: {found}expected {problem.expected}{fix}"
+
+
 class ParameterError(SpiegelError):
-    """A batch file, notebook parameter or command-line value is wrong."""
+    """A batch file, notebook parameter or command-line value is wrong.
+
+    Raised with one message, or with every problem found (:meth:`from_problems`), one line each:
+
+    >>> e = ParameterError.from_problems([Problem("b.yaml", None, None, "x", "html or pdf", key="formats")])
+    >>> str(e), e.problems[0].key
+    ("b.yaml, formats: found 'x', expected html or pdf", 'formats')
+    """
+
+    problems: tuple = ()   # set by from_problems
+
+    @classmethod
+    def from_problems(cls, problems: list[Problem]) -> "ParameterError":
+        """One error holding ``problems``; its message is their lines, each said once."""
+        exc = cls("\n".join(dict.fromkeys(format_problem(p) for p in problems)))
+        exc.problems = list(problems)
+        return exc
 
 
 class ConfigError(SpiegelError):
@@ -44,30 +105,6 @@ class ConfigError(SpiegelError):
 
 class IndicatorError(ConfigError):
     """An indicator definition in ``parameters/indicators/`` is wrong."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One contract violation: where it is, what was found and what was expected.
-
-    >>> Problem("patients.csv", 14, "birth_year", "19x5", "a whole number").describe()
-    "patients.csv, line 14, column birth_year: found '19x5', expected a whole number"
-    """
-
-    file: str
-    line: int | None
-    column: str | None
-    value: object
-    expected: str
-
-    def describe(self) -> str:
-        where = [self.file]
-        if self.line is not None:
-            where.append(f"line {self.line}")
-        if self.column is not None:
-            where.append(f"column {self.column}")
-        found = "" if self.value is None else f"found {str(self.value)!r}, "
-        return f"{', '.join(where)}: {found}expected {self.expected}"
 
 
 class ContractError(SpiegelError):

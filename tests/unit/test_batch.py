@@ -57,13 +57,17 @@ def test_every_problem_is_one_line_and_all_are_reported(tmp_path):
                       "formats: [html, docx]\nexecutor: slurm\nworkers: -1\ntimeout: soon\ncolour: blue\n", tmp_path)
     text = "\n".join(lines)
     assert len(lines) == 9, text
-    assert "unknown key 'colour'" in text
-    assert "'2026Q5' is not a quarter" in text
-    assert "'2025-06-30' is a date, not a quarter" in text
-    assert "practice '123' is not an AGB code" in text
-    assert "report 'nope' is unknown; choose from his_analyse" in text
-    assert "format 'docx' is unknown" in text
-    assert "'slurm' is unknown" in text and "workers '-1'" in text and "'soon' is not a time limit" in text
+    f = tmp_path / "b.yaml"
+    assert f"{f}: found 'colour', expected a batch file key: description, dataset" in text
+    assert f"{f}, quarters: found '2026Q5', expected a quarter YYYYQn" in text
+    assert f"{f}, quarters: found '2025-06-30', expected a quarter, not a date" in text
+    assert f"{f}, practices: found '123', expected an AGB code (8 digits 0-9)" in text
+    assert f"{f}, reports: found 'nope', expected a report id: his_analyse" in text
+    assert f"{f}, formats: found 'docx', expected a format: html or pdf" in text
+    assert f"{f}, executor: found 'slurm', expected an executor: local or dask" in text
+    assert f"{f}, workers: found '-1', expected a number of workers" in text
+    assert f"{f}, timeout: found 'soon', expected a time limit" in text
+    assert all(line.startswith(str(f)) for line in lines), "every problem names the file"
 
 
 def test_command_line_overrides_the_file(tmp_path):
@@ -77,12 +81,14 @@ def test_command_line_overrides_the_file(tmp_path):
 
 def test_bad_overrides_are_refused(tmp_path):
     text = "\n".join(_problems("{}", tmp_path, "--quarter", "Q3", "--report", "x", "--executor", "dask"))
-    assert "--quarter: quarter 'Q3'" in text and "--report: report 'x'" in text
-    assert "executor dask needs a scheduler" in text
+    assert "--quarter: found 'Q3', expected a quarter YYYYQn" in text
+    assert "--report: found 'x', expected a report id" in text
+    assert "--scheduler: expected a scheduler address: executor dask needs one" in text
 
 
 def test_missing_dataset_and_bad_yaml(tmp_path):
-    assert "does not exist" in _problems(f"dataset: {tmp_path / 'nope'}\n", tmp_path)[0]
+    assert (f"dataset: found '{tmp_path / 'nope'}', expected a dataset folder that exists"
+            in _problems(f"dataset: {tmp_path / 'nope'}\n", tmp_path)[0])
     assert "not valid YAML" in _problems("quarters: [2025Q2\n", tmp_path)[0]
     with pytest.raises(ParameterError, match="does not exist"):
         B.load_batch(tmp_path / "missing.yaml")
@@ -92,9 +98,9 @@ def test_extra_notebook_parameters_are_checked(tmp_path):
     b = _parse("params: {his_analyse: {}}\n", tmp_path)
     assert b.params == {}
     text = "\n".join(_problems("params: {his_analyse: {colour: red, practice_agb: '01000001'}, nope: {}}\n", tmp_path))
-    assert "unknown parameter 'colour'" in text
-    assert "'practice_agb' is set by the sweep" in text
-    assert "report 'nope' is unknown" in text
+    assert "params.his_analyse: found 'colour', expected a parameter of his_analyse" in text
+    assert "params.his_analyse: found 'practice_agb', expected a parameter the sweep does not set" in text
+    assert "params: found 'nope', expected a report id" in text
 
 
 def test_run_build_refuses_before_anything_runs(tmp_path, capsys):
@@ -318,20 +324,20 @@ def test_error_messages_in_shared_outputs_are_scrubbed():
 
 
 @pytest.mark.parametrize("line, key, must", [
-    ("outputs: {a: b}", "outputs", "must be one value, not a mapping"),
-    ("warehouse: [x]", "warehouse", "must be one value, not a list"),
-    ("dataset: {}", "dataset", "must be one value, not a mapping"),
-    ("executor: [local]", "executor", "must be one value, not a list"),
-    ("timeout: {a: 1}", "timeout", "must be one value, not a mapping"),
-    ("workers: [2]", "workers", "must be one value, not a list"),
-    ("description: {x: y}", "description", "must be one value, not a mapping"),
-    ("practices: [['01000001']]", "practices", "must be one value or a list of values, not a list of lists or mappings"),
-    ("quarters: {latest: 1}", "quarters", "must be one value or a list of values, not a mapping"),
-    ("params: his_analyse", "params", "must be a mapping, not the single value 'his_analyse'"),
+    ("outputs: {a: b}", "outputs", "one value, not a mapping"),
+    ("warehouse: [x]", "warehouse", "one value, not a list"),
+    ("dataset: {}", "dataset", "one value, not a mapping"),
+    ("executor: [local]", "executor", "one value, not a list"),
+    ("timeout: {a: 1}", "timeout", "one value, not a mapping"),
+    ("workers: [2]", "workers", "one value, not a list"),
+    ("description: {x: y}", "description", "one value, not a mapping"),
+    ("practices: [['01000001']]", "practices", "one value or a list of values, not a list of lists or mappings"),
+    ("quarters: {latest: 1}", "quarters", "one value or a list of values, not a mapping"),
+    ("params: his_analyse", "params", "a mapping, not the single value 'his_analyse'"),
 ])
 def test_every_batch_value_is_type_checked(tmp_path, line, key, must):
     lines = _problems(line + "\n", tmp_path)
-    assert lines == [lines[0]] and lines[0].startswith(f"{tmp_path / 'b.yaml'}: {key} {must}; {key} is ")
+    assert lines == [lines[0]] and lines[0].startswith(f"{tmp_path / 'b.yaml'}, {key}: expected {must}; {key} is ")
     assert not (tmp_path / "{'a': 'b'}").exists()
 
 
@@ -365,9 +371,9 @@ def test_batch_file_in_another_encoding_is_refused_in_one_line(tmp_path, raw, sa
 
 def test_agb_codes_quarters_and_workers_take_ascii_digits_only(tmp_path):
     text = "\n".join(_problems("practices: ['０１０００００１']\nquarters: ['２０２５Q2']\nworkers: '٣'\n", tmp_path))
-    assert "practice '０１０００００１' is not an AGB code" in text
-    assert "quarter '２０２５Q2' is not a quarter" in text
-    assert "workers '٣' must be a whole number" in text
+    assert "practices: found '０１０００００１', expected an AGB code" in text
+    assert "quarters: found '２０２５Q2', expected a quarter YYYYQn" in text
+    assert "workers: found '٣', expected a number of workers: a whole number" in text
     from helpers.reports import validate_params
     with pytest.raises(ParameterError, match="is not an AGB code"):
         validate_params("his_analyse", {"practice_agb": "٠١٠٠٠٠٠١", "quarter": "2025Q2"})
@@ -382,8 +388,8 @@ def test_relative_outputs_are_resolved(tmp_path):
 def test_outputs_at_a_file_and_warehouse_at_a_folder_are_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     text = "\n".join(_problems(f"warehouse: {tmp_path}\n", tmp_path, "--outputs", str(tmp_path / "file" / "sub")))
-    assert f"outputs {tmp_path / 'file' / 'sub'}: {tmp_path / 'file'} is a file, not a folder" in text
-    assert f"warehouse {tmp_path} is a folder: give the DuckDB file" in text
+    assert f"outputs: found '{tmp_path / 'file' / 'sub'}', expected a folder, but {tmp_path / 'file'} is a file" in text
+    assert f"warehouse: found '{tmp_path}', expected the DuckDB file, not a folder" in text
 
 
 def test_unreachable_dask_scheduler_is_one_line(tmp_path, capsys):
@@ -599,3 +605,15 @@ def test_the_summary_says_which_formats_of_a_failed_run_were_written(tmp_path):
     lines = []
     B.print_summary([spec], {spec.name: result}, [], 1.0, [], b.outputs, None, out=lines.append)
     assert "    written: ipynb, html (the next build only renders what is missing)" in lines
+
+
+def test_batch_problems_are_problem_objects_written_by_one_function(tmp_path):
+    from helpers.errors import Problem, format_problem
+    with pytest.raises(ParameterError) as e:
+        _parse("quarters: 2026Q5\npractices: [123]\n", tmp_path, "--workers", "0")
+    problems = e.value.problems
+    assert all(isinstance(p, Problem) for p in problems)
+    f = str(tmp_path / "b.yaml")
+    assert [(p.file, p.key, p.value) for p in problems] == [
+        (f, "quarters", "2026Q5"), (f, "practices", "123"), (None, "--workers", "0")]
+    assert str(e.value).splitlines() == [format_problem(p) for p in problems]

@@ -209,3 +209,21 @@ def test_help_lists_the_exit_statuses(capsys):
         cli.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "exit status: 0 done; 1 done, but a practice was refused" in out and "3 the warehouse is busy" in out
+
+
+def test_build_with_a_bad_batch_file_is_a_user_error(capsys, tmp_path):
+    batch = tmp_path / "b.yaml"
+    batch.write_text(f"quarters: 2026Q9\noutputs: {tmp_path / 'out'}\n")
+    code = cli.main(["build", str(batch)])
+    err = capsys.readouterr().err
+    assert code == 2 == EXIT_CODES[SpiegelError]
+    assert one_line(err, batch, "quarters: found '2026Q9', expected a quarter").startswith("spiegel build: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_help_lists_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["build", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 a user error" in out and "1 done, but a practice was refused or a run failed" in out
+    assert "130 interrupted" in out

@@ -76,3 +76,22 @@ def test_errors_cross_dask_worker_processes():
 def test_exit_codes():
     assert [exit_code(e) for e in _errors()] == [2, 2, 2, 2, 2, 3]
     assert exit_code(KeyboardInterrupt()) == 130
+
+
+def test_one_function_writes_every_problem():
+    from helpers.errors import format_problem
+    assert format_problem(PROBLEMS[1]) == ("extracts/01000001/patients.csv, line 14, column birth_year: "
+                                           "found '19x5', expected a whole number (e.g. 12)")
+    flag = Problem(None, None, None, "0", "a whole number of at least 1", fix="or auto", key="--workers")
+    assert flag.describe() == format_problem(flag) == "--workers: found '0', expected a whole number of at least 1; or auto"
+
+
+def test_a_parameter_error_of_many_problems_keeps_them_across_pickling():
+    problems = [Problem("b.yaml", None, None, "2025Q5", "a quarter", key="quarters"),
+                Problem("b.yaml", None, None, "2025Q5", "a quarter", key="quarters"),
+                Problem(None, None, None, "x", "a report id", key="--report")]
+    err = ParameterError.from_problems(problems)
+    assert str(err).splitlines() == ["b.yaml, quarters: found '2025Q5', expected a quarter",
+                                     "--report: found 'x', expected a report id"], "each line said once"
+    got = pickle.loads(pickle.dumps(err))
+    assert got.problems == problems and str(got) == str(err) and exit_code(got) == 2

@@ -1,5 +1,11 @@
 """The batch file and the flags that override it: parsed explicitly (every scalar read as text)
-and checked before anything runs, one line per problem (``load_batch``)."""
+and checked before anything runs, one :class:`~helpers.errors.Problem` per mistake, all of them
+raised together (``load_batch``).
+
+>>> b, problems = parse_batch({"quarters": "2025Q5", "formats": "html"}, "b.yaml")
+>>> [p.describe() for p in problems]
+["b.yaml, quarters: found '2025Q5', expected a quarter YYYYQn (n from 1 to 4, year 1900 to 2100); e.g. 2025Q2"]
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import DEFAULT_WAREHOUSE, PARAMETERS_DIR, PROJECT_ROOT, Settings
-from ..errors import ParameterError
+from ..errors import ParameterError, Problem
 from ..identifiers import ISO_DATE_RE, is_agb, is_ascii_int
 from ..quarter import Quarter
 from ..reports import REPORTS
@@ -43,6 +49,27 @@ BATCH_KEYS = {
     "outputs": "the outputs folder (default outputs/)",
     "params": "extra notebook parameters per report, e.g. {his_analyse: {name: value}} (checked against the report)",
 }
+
+
+@dataclass(frozen=True)
+class At:
+    """Where a batch value comes from: a key of the batch file ``file``, or a command-line flag
+    (``file`` None, ``key`` the flag); makes that place's :class:`Problem`.
+
+    >>> At(None, "--workers").problem("0", "a whole number of at least 1").describe()
+    "--workers: found '0', expected a whole number of at least 1"
+    """
+
+    file: str | None
+    key: str
+
+    def problem(self, value, expected: str, fix: str | None = None) -> Problem:
+        """The problem of ``value`` found here."""
+        return Problem(self.file, None, None, value, expected, fix=fix, key=self.key)
+
+    def sub(self, key: str) -> "At":
+        """A key inside this one (``params.his_analyse``)."""
+        return At(self.file, f"{self.key}.{key}")
 
 
 @dataclass
@@ -83,33 +110,46 @@ def _path(value: str, base: Path = PROJECT_ROOT) -> Path:
     return (p if p.is_absolute() else (base / p)).resolve()
 
 
-def parse_quarters(values, where: str, problems: list[str]) -> list[str] | None:
-    """``latest`` -> None; otherwise each value parsed as a quarter (problems collected)."""
+_QUARTER = "a quarter YYYYQn (n from 1 to 4, year 1900 to 2100)"
+
+
+def parse_quarters(values, where: At, problems: list[Problem]) -> list[str] | None:
+    """``latest`` -> None; otherwise each value parsed as a quarter (problems collected).
+
+    >>> parse_quarters(["2025q2", "2025-Q3"], At(None, "--quarter"), []), parse_quarters("latest", At(None, "q"), [])
+    (['2025Q2', '2025Q3'], None)
+    """
     values = _as_list(values)
     if not values or (len(values) == 1 and str(values[0]).strip().lower() == "latest"):
         return None
     out = []
     for v in values:
         if isinstance(v, (dict, list)):
-            problems.append(f"{where}: {v!r} is not a quarter: write it as YYYYQn, e.g. 2025Q2")
+            problems.append(where.problem(v, _QUARTER, "e.g. 2025Q2"))
             continue
         if ISO_DATE_RE.fullmatch(str(v).strip()):
-            problems.append(f"{where}: {v!r} is a date, not a quarter: write it as YYYYQn, e.g. 2025Q2")
+            problems.append(where.problem(v, "a quarter, not a date", "write it as YYYYQn, e.g. 2025Q2"))
             continue
         if str(v).strip().lower() == "latest":
-            problems.append(f"{where}: `latest` cannot be mixed with explicit quarters")
+            problems.append(where.problem(v, "either `latest` or explicit quarters, not both"))
             continue
         try:
             q = str(Quarter.parse(v))
-        except ParameterError as e:
-            problems.append(f"{where}: {e}")
+        except ParameterError:
+            problems.append(where.problem(v, _QUARTER, "e.g. 2025Q2"))
             continue
         if q not in out:
             out.append(q)
     return out
 
 
-def parse_practices(values, where: str, problems: list[str]) -> list[str] | None:
+def parse_practices(values, where: At, problems: list[Problem]) -> list[str] | None:
+    """``all`` -> None; otherwise each value checked as an AGB code (problems collected).
+
+    >>> problems = []
+    >>> parse_practices(["01000001", "123"], At("b.yaml", "practices"), problems), problems[0].describe()
+    (['01000001'], "b.yaml, practices: found '123', expected an AGB code (8 digits 0-9); quote it in YAML: '01000001'")
+    """
     values = _as_list(values)
     if not values or (len(values) == 1 and str(values[0]).strip().lower() == "all"):
         return None
@@ -117,33 +157,43 @@ def parse_practices(values, where: str, problems: list[str]) -> list[str] | None
     for v in values:
         s = str(v).strip()
         if not is_agb(s):
-            problems.append(f"{where}: practice {s!r} is not an AGB code (8 digits 0-9; quote it in YAML: '01000001')")
+            problems.append(where.problem(s, "an AGB code (8 digits 0-9)", "quote it in YAML: '01000001'"))
         elif s not in out:
             out.append(s)
     return out
 
 
-def parse_reports(values, where: str, problems: list[str]) -> list[str]:
+def parse_reports(values, where: At, problems: list[Problem]) -> list[str]:
+    """The report ids, each known to the registry, at least one (problems collected).
+
+    >>> parse_reports("his_analyse", At(None, "--report"), [])
+    ['his_analyse']
+    """
     out = []
     for v in _as_list(values):
         s = str(v).strip()
         if s not in REPORTS:
-            problems.append(f"{where}: report {s!r} is unknown; choose from {', '.join(REPORTS)}")
+            problems.append(where.problem(s, f"a report id: {', '.join(REPORTS)}"))
         elif s not in out:
             out.append(s)
     if not _as_list(values):
-        problems.append(f"{where}: name at least one report ({', '.join(REPORTS)})")
+        problems.append(where.problem(None, f"at least one report ({', '.join(REPORTS)})"))
     return out
 
 
-def parse_formats(values, where: str, problems: list[str]) -> list[str]:
+def parse_formats(values, where: At, problems: list[Problem]) -> list[str]:
+    """The output formats; ``ipynb`` is dropped (always written).
+
+    >>> parse_formats(["HTML", ".pdf", "ipynb"], At(None, "--format"), [])
+    ['html', 'pdf']
+    """
     out = []
     for v in _as_list(values):
         s = str(v).strip().lower().lstrip(".")
         if s == "ipynb":
             continue   # always written
         if s not in FORMATS:
-            problems.append(f"{where}: format {s!r} is unknown; choose from {', '.join(FORMATS)}")
+            problems.append(where.problem(s, f"a format: {' or '.join(FORMATS)}"))
         elif s not in out:
             out.append(s)
     return out
@@ -152,40 +202,50 @@ def parse_formats(values, where: str, problems: list[str]) -> list[str]:
 _TIMEOUT_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|sec|m|min|h)?\s*", re.ASCII)
 
 
-def parse_timeout(value, where: str, problems: list[str]) -> int | None:
+def parse_timeout(value, where: At, problems: list[Problem]) -> int | None:
     """Whole seconds, rounded up: the notebook executor only takes whole seconds.
 
-    >>> parse_timeout("90.5", "timeout", []), parse_timeout("1.5m", "timeout", [])
+    >>> parse_timeout("90.5", At(None, "--timeout"), []), parse_timeout("1.5m", At(None, "--timeout"), [])
     (91, 90)
     """
     m = _TIMEOUT_RE.fullmatch(str(value))
     if not m:
-        problems.append(f"{where}: {value!r} is not a time limit: give seconds (900) or 15m / 1h")
+        problems.append(where.problem(value, "a time limit: seconds (900) or 15m / 1h"))
         return None
     seconds = float(m.group(1)) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, None: 1}[m.group(2)]
     if seconds <= 0:
-        problems.append(f"{where}: the time limit must be more than 0 seconds")
+        problems.append(where.problem(value, "a time limit of more than 0 seconds"))
         return None
     return math.ceil(seconds)
 
 
-def parse_workers(value, where: str, problems: list[str]) -> int | None:
+def parse_workers(value, where: At, problems: list[Problem]) -> int | None:
+    """A number of worker processes; ``auto`` (or empty) -> None, one per core.
+
+    >>> parse_workers("3", At(None, "--workers"), []), parse_workers("auto", At(None, "--workers"), [])
+    (3, None)
+    """
     s = str(value).strip().lower()
     if s in ("", "auto", "none"):
         return None
     if not is_ascii_int(s) or int(s) < 1:
-        problems.append(f"{where}: workers {value!r} must be a whole number of at least 1 (or auto)")
+        problems.append(where.problem(value, "a number of workers: a whole number of at least 1 (or auto)"))
         return None
     return int(s)
 
 
-def parse_bool(value, where: str, problems: list[str]) -> bool | None:
+def parse_bool(value, where: At, problems: list[Problem]) -> bool | None:
+    """true/yes/on/1 or false/no/off/0 (YAML's scalars arrive as text).
+
+    >>> parse_bool("no", At("b.yaml", "ingest"), [])
+    False
+    """
     s = str(value).strip().lower()
     if s in ("true", "yes", "on", "1"):
         return True
     if s in ("false", "no", "off", "0"):
         return False
-    problems.append(f"{where}: {value!r} is not true or false")
+    problems.append(where.problem(value, "true or false"))
     return None
 
 
@@ -212,7 +272,11 @@ def _decode(path: Path, raw: bytes) -> str:
 
 
 def load_batch_file(path: Path | str) -> dict:
-    """The raw batch file: a mapping whose scalars are all strings (nothing guessed by YAML)."""
+    """The raw batch file: a mapping whose scalars are all strings (nothing guessed by YAML).
+
+    >>> load_batch_file(PARAMETERS_DIR / "demo.yaml")["practices"]
+    'all'
+    """
     import yaml
     path = Path(path)
     if not path.exists():
@@ -240,8 +304,8 @@ def load_batch_file(path: Path | str) -> dict:
 _SHAPES = {"quarters": "list", "practices": "list", "reports": "list", "formats": "list", "params": "mapping"}
 
 
-def _shape_problem(source: str, key: str, value) -> str | None:
-    """One line when a batch value has the wrong shape (``outputs: {a: b}``), else None."""
+def _shape_problem(source: str, key: str, value) -> Problem | None:
+    """The problem when a batch value has the wrong shape (``outputs: {a: b}``), else None."""
     shape = _SHAPES.get(key, "value")
     if shape == "mapping":
         ok, must = isinstance(value, dict), "a mapping"
@@ -258,16 +322,16 @@ def _shape_problem(source: str, key: str, value) -> str | None:
         found = "a list of lists or mappings" if shape == "list" else "a list"
     else:
         found = f"the single value {value!r}"
-    return f"{source}: {key} must be {must}, not {found}; {key} is {BATCH_KEYS[key]}"
+    return At(source, key).problem(None, f"{must}, not {found}", f"{key} is {BATCH_KEYS[key]}")
 
 
-def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[str]]:
-    """A Batch from the raw mapping, and every problem found (one line each)."""
-    problems: list[str] = []
+def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[Problem]]:
+    """A Batch from the raw mapping, and every problem found."""
+    problems: list[Problem] = []
     name = Path(source).stem
     b = Batch(name=name, source=source)
     for key in sorted(set(data) - set(BATCH_KEYS)):
-        problems.append(f"{source}: unknown key {key!r}; a batch file takes {', '.join(BATCH_KEYS)}")
+        problems.append(Problem(source, None, None, key, f"a batch file key: {', '.join(BATCH_KEYS)}"))
     data = dict(data)
     for key in [k for k in data if k in BATCH_KEYS]:
         problem = _shape_problem(source, key, data[key])
@@ -276,7 +340,7 @@ def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[str]]:
             del data[key]   # checked once: no second message about the same value
 
     def where(key):
-        return f"{source}: {key}"
+        return At(source, key)
 
     if data.get("dataset"):
         b.dataset = _path(data["dataset"])
@@ -290,7 +354,7 @@ def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[str]]:
     b.formats = parse_formats(data.get("formats", list(FORMATS)), where("formats"), problems)
     executor = str(data.get("executor", "local")).strip().lower()
     if executor not in EXECUTORS:
-        problems.append(f"{where('executor')}: {executor!r} is unknown; choose local or dask")
+        problems.append(where("executor").problem(executor, f"an executor: {' or '.join(EXECUTORS)}"))
     else:
         b.executor = executor
     if data.get("scheduler"):
@@ -313,54 +377,62 @@ SWEEP_TYPES = ("practice", "region", "quarter")
 SWEEP_NAMES = ("warehouse", "cube_path")
 
 
-def parse_extra_params(value, reports: list[str], where: str, problems: list[str]) -> dict:
-    """``params: {report: {name: value}}``: names must be parameters the report declares."""
+def parse_extra_params(value, reports: list[str], where: At, problems: list[Problem]) -> dict:
+    """``params: {report: {name: value}}``: names must be parameters the report declares.
+
+    >>> problems = []
+    >>> parse_extra_params({"his_analyse": {"colour": "red"}}, ["his_analyse"], At("b.yaml", "params"), problems)
+    {}
+    >>> problems[0].describe().split(", expected")[0]
+    "b.yaml, params.his_analyse: found 'colour'"
+    """
     if not isinstance(value, dict):
-        problems.append(f"{where}: write it as a mapping per report, e.g. {{his_analyse: {{name: value}}}}")
+        problems.append(where.problem(None, "a mapping per report", "e.g. {his_analyse: {name: value}}"))
         return {}
     out = {}
     for report_id, values in value.items():
         if report_id not in REPORTS:
-            problems.append(f"{where}: report {report_id!r} is unknown; choose from {', '.join(REPORTS)}")
+            problems.append(where.problem(report_id, f"a report id: {', '.join(REPORTS)}"))
             continue
         if not isinstance(values, dict):
-            problems.append(f"{where}: {report_id}: write its parameters as a mapping name: value")
+            problems.append(where.sub(report_id).problem(None, "its parameters as a mapping name: value"))
             continue
         spec = REPORTS[report_id]
         types = {p.name: p.type for p in spec.params}
         for name, v in values.items():
             if name not in types:
-                problems.append(f"{where}: {report_id}: unknown parameter {name!r}; it takes "
-                                f"{', '.join(spec.param_names())}")
+                problems.append(where.sub(report_id).problem(
+                    name, f"a parameter of {report_id}: {', '.join(spec.param_names())}"))
             elif types[name] in SWEEP_TYPES or name in SWEEP_NAMES:
-                problems.append(f"{where}: {report_id}: parameter {name!r} is set by the sweep "
-                                f"(use practices/quarters/warehouse instead)")
+                problems.append(where.sub(report_id).problem(
+                    name, "a parameter the sweep does not set", "use practices/quarters/warehouse instead"))
             elif isinstance(v, (dict, list)):
-                problems.append(f"{where}: {report_id}: parameter {name!r} must be a single value")
+                problems.append(where.sub(report_id).sub(name).problem(None, "a single value"))
             else:
                 out.setdefault(report_id, {})[name] = str(v)
     return out
 
 
-def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[str]) -> Batch:
-    """Command-line flags win over the batch file."""
+def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[Problem]) -> Batch:
+    """Command-line flags win over the batch file; then the checks of the whole (a Dask
+    executor has a scheduler, the dataset, warehouse and outputs paths are usable)."""
     b = replace(b)
     if getattr(args, "practice", None):
-        b.practices = parse_practices(args.practice, "--practice", problems)
+        b.practices = parse_practices(args.practice, At(None, "--practice"), problems)
     if getattr(args, "quarter", None):
-        b.quarters = parse_quarters(args.quarter, "--quarter", problems)
+        b.quarters = parse_quarters(args.quarter, At(None, "--quarter"), problems)
     if getattr(args, "report", None):
-        b.reports = parse_reports(args.report, "--report", problems)
+        b.reports = parse_reports(args.report, At(None, "--report"), problems)
     if getattr(args, "format", None):
-        b.formats = parse_formats([f for v in args.format for f in str(v).split(",")], "--format", problems)
+        b.formats = parse_formats([f for v in args.format for f in str(v).split(",")], At(None, "--format"), problems)
     if getattr(args, "workers", None) is not None:
-        b.workers = parse_workers(args.workers, "--workers", problems)
+        b.workers = parse_workers(args.workers, At(None, "--workers"), problems)
     if getattr(args, "executor", None):
         b.executor = args.executor
     if getattr(args, "scheduler", None):
         b.scheduler = args.scheduler
     if getattr(args, "timeout", None) is not None:
-        b.timeout = parse_timeout(args.timeout, "--timeout", problems) or b.timeout
+        b.timeout = parse_timeout(args.timeout, At(None, "--timeout"), problems) or b.timeout
     if getattr(args, "outputs", None):
         b.outputs = Path(args.outputs).resolve()
     if getattr(args, "warehouse", None):
@@ -368,31 +440,38 @@ def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[str]) -> 
     if getattr(args, "force", False):
         b.force = True
     if b.executor == "dask" and not b.scheduler:
-        problems.append("executor dask needs a scheduler address: --scheduler tcp://host:8786 "
-                        "(or `scheduler:` in the batch file)")
+        problems.append(At(None, "--scheduler").problem(
+            None, "a scheduler address: executor dask needs one",
+            "--scheduler tcp://host:8786 (or `scheduler:` in the batch file)"))
     if b.dataset is not None and b.dataset.exists() and not b.dataset.is_dir():
-        problems.append(f"{b.source}: dataset {b.dataset} is a file: give the folder that holds practices.csv")
+        problems.append(At(b.source, "dataset").problem(
+            b.dataset, "a dataset folder, not a file", "give the folder that holds practices.csv"))
     elif b.dataset is not None and not b.dataset.is_dir():
-        problems.append(f"{b.source}: dataset {b.dataset} does not exist (generate the demo with "
-                        f"`spiegel demo-data --out data/demo`)")
+        problems.append(At(b.source, "dataset").problem(
+            b.dataset, "a dataset folder that exists", "generate the demo with `spiegel demo-data --out data/demo`"))
     if b.warehouse.is_dir():
-        problems.append(f"warehouse {b.warehouse} is a folder: give the DuckDB file, e.g. "
-                        f"{b.warehouse / 'warehouse.duckdb'} (--warehouse or `warehouse:` in {b.source})")
+        problems.append(At(b.source, "warehouse").problem(
+            b.warehouse, "the DuckDB file, not a folder",
+            f"e.g. {b.warehouse / 'warehouse.duckdb'} (--warehouse or `warehouse:` in {b.source})"))
     blocker = next((p for p in (b.outputs, *b.outputs.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
-        problems.append(f"outputs {b.outputs}: {blocker} is a file, not a folder: give a folder "
-                        f"(--outputs or `outputs:` in {b.source})")
+        problems.append(At(b.source, "outputs").problem(
+            b.outputs, f"a folder, but {blocker} is a file", f"give a folder (--outputs or `outputs:` in {b.source})"))
     if not b.formats:
-        problems.append(f"{b.source}: formats: name html and/or pdf")
+        problems.append(At(b.source, "formats").problem(None, "html and/or pdf"))
     return b
 
 
 def load_batch(path: Path | str, args: argparse.Namespace | None = None) -> Batch:
-    """Parse and check a batch file (plus overrides); ParameterError lists every problem."""
+    """Parse and check a batch file (plus overrides); ParameterError lists every problem.
+
+    >>> load_batch(PARAMETERS_DIR / "demo.yaml").reports
+    ['his_analyse']
+    """
     source = str(path)
     data = load_batch_file(path)
     b, problems = parse_batch(data, source)
     b = apply_overrides(b, args or argparse.Namespace(), problems)
     if problems:
-        raise ParameterError("\n".join(problems))
+        raise ParameterError.from_problems(problems)
     return b
