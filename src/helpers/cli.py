@@ -1,4 +1,4 @@
-"""The ``spiegel`` command: demo-data, ingest, prepare, build.
+"""The ``spiegel`` command: demo-data, ingest, prepare, build, explain.
 
 User errors (``SpiegelError``) are printed as a short message without a traceback and
 exit with the status of :data:`helpers.errors.EXIT_CODES` (2, or 3 for a busy warehouse);
@@ -12,10 +12,12 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_LOCK_WAIT, DEMO_DATASET, Settings
+from .config import DEFAULT_LOCK_WAIT, DEMO_DATASET, INDICATORS_DIR, Settings
 from .errors import EXIT_CODES_HELP, ParameterError, SpiegelError, exit_code
 
 
@@ -62,6 +64,148 @@ def _cmd_prepare(args, settings: Settings) -> int:
     print(f"quarter cube {q}: {meta['practices']} practices, computed in {meta['seconds']} s "
           f"({', '.join(f'{k} {v} s' for k, v in meta['timings_s'].items())}); "
           f"this call took {time.perf_counter() - t:.1f} s -> {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ explain
+#: the order of an indicator's fields when explained; any other field of the file follows
+_INDICATOR_FIELDS = ("id", "title", "chain", "programme", "type", "why", "numerator", "denominator",
+                     "denominator_note", "concepts", "window_months", "thresholds", "values", "atc", "group",
+                     "min_age", "max_age", "target_pct", "low_is_good", "source", "reviewed_by", "reviewed_on")
+
+
+@dataclass(frozen=True)
+class ExplainKind:
+    """One kind of definition ``spiegel explain`` can show: where its files are, how they load
+    (validated: id -> definition), the order of their fields, and the SQL of one definition for a
+    quarter (None for a kind without SQL). Another kind is one entry in :data:`EXPLAINABLE`."""
+
+    name: str
+    directory: Path
+    load: Callable[[], dict]
+    fields: tuple[str, ...] = ()
+    sql: Callable[[object, "Quarter"], str] | None = None
+    #: what the SQL needs on the connection before it runs (printed above it)
+    sql_needs: str = ""
+
+
+def _load_indicators() -> dict:
+    from .rules.indicators import load_indicators
+    return load_indicators()
+
+
+def _indicator_sql(ind, quarter) -> str:
+    from .cube.indicators import indicator_sql
+    return indicator_sql(ind, quarter)
+
+
+_INDICATOR_SQL_NEEDS = """\
+It reads the warehouse table `practices` and the temp tables the prepare pass builds for the
+quarter (patients on the population day, active diagnoses, enrolments, measurements), so run
+it on the warehouse after that pass, in Python:
+    from helpers.cube.findings import prepare_state
+    from helpers.quarter import Quarter
+    from helpers.rules.programmes import load_programmes
+    from helpers.warehouse import Warehouse
+    with Warehouse("data/warehouse.duckdb").connect(read_only=True) as con:
+        prepare_state(con, Quarter.parse("{quarter}"), load_programmes())
+        print(con.execute(open("explain.sql").read()).df())
+It gives numerator and denominator per practice; the cube's pct is 100 * numerator / denominator."""
+
+
+#: every kind of definition ``spiegel explain`` knows, by name (mirror measures come next)
+EXPLAINABLE: dict[str, ExplainKind] = {
+    "indicator": ExplainKind("indicator", INDICATORS_DIR, _load_indicators, _INDICATOR_FIELDS, _indicator_sql,
+                             _INDICATOR_SQL_NEEDS),
+}
+
+
+def _yaml_value(value) -> str:
+    import yaml
+    if isinstance(value, str):
+        return value
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False, width=10**6)
+    return text.strip().removesuffix("...").strip()   # as written in the file: true, [a, b], {value: 53}
+
+
+def _latest_quarter(settings: Settings, warehouse: Path | None):
+    """The latest complete quarter of the warehouse's newest extraction date, else of today."""
+    from datetime import date
+
+    import pandas as pd
+
+    from .quarter import Quarter
+    from .warehouse import Warehouse
+    path = warehouse or settings.warehouse
+    if path.is_file():
+        dates = pd.to_datetime(Warehouse(path, lock_wait=settings.lock_wait).practices()["extraction_date"]).dropna()
+        if len(dates):
+            newest = dates.max().date()
+            return Quarter.latest_complete(newest), f"the latest complete at the newest extraction date in {path}, {newest}"
+    return Quarter.latest_complete(date.today()), f"the latest complete today (no warehouse at {path})"
+
+
+def explain(definition_id: str | None, settings: Settings, quarter: str | None = None,
+            warehouse: Path | None = None) -> str:
+    """The text of ``spiegel explain``: every definition when ``definition_id`` is None, else the
+    definition's fields, its file and, for a kind with SQL, the SQL it runs for the quarter.
+
+    >>> print(explain(None, Settings.from_env()).splitlines()[0])    # doctest: +ELLIPSIS
+    indicator (parameters/indicators/<id>.yaml): ... definitions
+    """
+    import difflib
+
+    import yaml
+
+    from .quarter import Quarter
+    loaded = {name: kind.load() for name, kind in EXPLAINABLE.items()}
+    if definition_id is None:
+        lines = []
+        for name, kind in EXPLAINABLE.items():
+            defs = loaded[name]
+            lines.append(f"{name} ({_shown(kind.directory)}/<id>.yaml): {len(defs)} definitions")
+            width = max((len(i) for i in defs), default=0)
+            lines += [f"  {i:<{width}}  {getattr(d, 'title', '')}" for i, d in defs.items()]
+        lines.append("spiegel explain <id> shows one: its definition, its file and the SQL it runs")
+        return "\n".join(lines)
+    found = [(name, loaded[name][definition_id]) for name in EXPLAINABLE if definition_id in loaded[name]]
+    if not found:
+        every = [i for defs in loaded.values() for i in defs]
+        close = difflib.get_close_matches(definition_id, every, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "`spiegel explain` lists them"
+        raise ParameterError(f"{definition_id!r} is not the id of an {' or '.join(EXPLAINABLE)} "
+                             f"({', '.join(_shown(k.directory) + '/' for k in EXPLAINABLE.values())}): {hint}")
+    name, definition = found[0]
+    kind = EXPLAINABLE[name]
+    path = kind.directory / f"{definition_id}.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    order = [f for f in kind.fields if f in raw] + [f for f in raw if f not in kind.fields]
+    width = max(len(f) for f in order)
+    lines = [f"{name} {definition_id}: {raw.get('title', '')}", f"file: {_shown(path)}", "",
+             *(f"  {f + ':':<{width + 1}} {_yaml_value(raw[f])}" for f in order)]
+    if kind.sql is not None:
+        if quarter is not None:
+            q, why = Quarter.parse(quarter), "given with --quarter"
+        else:
+            q, why = _latest_quarter(settings, warehouse)
+        sql = "\n".join(line[8:] if line.startswith(" " * 8) else line.strip()
+                        for line in kind.sql(definition, q).strip("\n").splitlines())
+        needs = kind.sql_needs.format(quarter=q)
+        lines += ["", f"-- The SQL of {name} {definition_id} for quarter {q} ({why}).",
+                  *(f"-- {line}".rstrip() for line in needs.splitlines()), sql.rstrip() + ";"]
+    return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the project when inside it."""
+    from .config import PROJECT_ROOT
+    path = Path(path)
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def _cmd_explain(args, settings: Settings) -> int:
+    print(explain(args.id, settings, quarter=args.quarter,
+                  warehouse=Path(args.warehouse) if args.warehouse else None))
     return 0
 
 
@@ -112,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warehouse", help="DuckDB file (default: data/warehouse.duckdb)")
     p.add_argument("--force", action="store_true", help="recompute even when up to date")
     p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("explain", help="show an indicator's definition, its file and the SQL it runs",
+                       description="Show a definition of parameters/ as a researcher checks a figure: its "
+                                   "fields (title, programme, numerator, denominator, target, source, review), "
+                                   "the file it is read from and the SQL it runs for a quarter. Without an id: "
+                                   "list every definition.")
+    p.add_argument("id", nargs="?", help="the definition's id, e.g. dm2_hba1c_measured (none: list them)")
+    p.add_argument("--quarter", help="the quarter of the SQL, YYYYQn (default: the warehouse's latest complete quarter)")
+    p.add_argument("--warehouse", help="DuckDB file whose latest quarter is the default (default: data/warehouse.duckdb)")
+    p.set_defaults(func=_cmd_explain)
 
     try:
         from .batch import add_build_arguments, run_build
