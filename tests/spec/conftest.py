@@ -75,3 +75,19 @@ def spec_db(tmp_path):
             con.execute("INSERT INTO loads VALUES (?, 'spec', now(), 'spec', '{}')", [PRACTICE])
         return wh
     return build
+
+
+def mismatches(rule: str, expected: dict[str, object], found: dict[str, object]) -> list[str]:
+    """One line per patient whose answer under ``rule`` is not the expected one (empty: all right)."""
+    return [f"{rule}: patient {pid}: expected {expected.get(pid)!r}, found {found.get(pid)!r}"
+            for pid in sorted(set(expected) | set(found), key=str) if expected.get(pid) != found.get(pid)]
+
+
+@pytest.fixture
+def per_patient():
+    """``per_patient(rule, expected, found)``: assert the answer of every made-up patient, with a
+    message naming each patient and the rule that went wrong (not only the totals)."""
+    def check(rule: str, expected: dict[str, object], found: dict[str, object]) -> None:
+        wrong = mismatches(rule, expected, found)
+        assert not wrong, "\n" + "\n".join(wrong)
+    return check

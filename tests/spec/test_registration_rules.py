@@ -1,14 +1,19 @@
 """One spec test per registration rule and control (docs/registration-rules.md).
 
+Each test states the findings expected of every made-up patient (none, when a patient is not
+named); a failure names the patient, the rule and what was found instead.
+
 Quarter 2026Q3: population day F = 2026-07-01, last day L = 2026-09-30,
 twelve-month window 2025-10-01 .. 2026-09-30.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from helpers.cube.findings import compute_findings
+from helpers.cube.findings import CONTROL_KINDS, compute_findings, prepare_state
 from helpers.rules.programmes import load_programmes
 from helpers.quarter import Quarter
 
@@ -25,21 +30,34 @@ p5         | 1990       | M   | 2000-01-01      |                  |
 """
 
 
-def registration(wh) -> set[tuple[str, str, str]]:
+def _found(wh, kinds: str, rules=None) -> tuple[set[tuple], list[str]]:
+    """The quarter's findings of ``kinds`` ("registration" or "controls") as (patient, programme,
+    kind[, control]) rows, and the id of every made-up patient."""
+    rules = rules or load_programmes()
     with wh.connect(read_only=True) as con:
-        f = compute_findings(con, Q, load_programmes())
-    f = f[~f["kind"].isin(["measurement_missing", "measurement_overdue", "no_chain_contact"])]
-    return {(r.patient_id, r.programme, r.kind) for r in f.itertuples()}
+        f = compute_findings(con, prepare_state(con, Q, rules), rules)
+        patients = [r[0] for r in con.execute("SELECT patient_id FROM patients ORDER BY 1").fetchall()]
+    if kinds == "registration":
+        return {(r.patient_id, r.programme, r.kind) for r in f[~f["kind"].isin(CONTROL_KINDS)].itertuples()}, patients
+    return {(r.patient_id, r.programme, r.kind, r.control)
+            for r in f[f["kind"].isin(CONTROL_KINDS)].itertuples()}, patients
 
 
-def controls(wh) -> set[tuple]:
-    with wh.connect(read_only=True) as con:
-        f = compute_findings(con, Q, load_programmes())
-    f = f[f["kind"].isin(["measurement_missing", "measurement_overdue", "no_chain_contact"])]
-    return {(r.patient_id, r.programme, r.kind, r.control) for r in f.itertuples()}
+def _per_patient(rows, patients) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {p: [] for p in patients}
+    for patient, *rest in rows:
+        out.setdefault(patient, []).append(tuple(rest))
+    return {p: sorted(v, key=str) for p, v in out.items()}
 
 
-def test_diagnosis_not_enrolled(spec_db):
+def expect(per_patient, wh, rule: str, expected: set[tuple], kinds: str = "registration", rules=None) -> None:
+    """Assert the findings of each patient under ``rule`` (``expected``: (patient, programme, kind[,
+    control]) rows; a patient not named expects none)."""
+    found, patients = _found(wh, kinds, rules)
+    per_patient(rule, _per_patient(expected, patients), _per_patient(found, patients))
+
+
+def test_diagnosis_not_enrolled(spec_db, per_patient):
     wh = spec_db(patients=PATIENTS, episodes="""
         patient_id | icpc   | start_date | end_date
         p1         | T90.02 | 2015-01-01 |             
@@ -49,14 +67,14 @@ def test_diagnosis_not_enrolled(spec_db):
         p5         | K74    | 2020-01-01 |             
     """)
     # p1 active; p2 starts on F (counts); p3 starts after F; p4 ended before F; p5 HVZ -> CVRM
-    assert registration(wh) == {
+    expect(per_patient, wh, "diagnosis_not_enrolled", {
         ("p1", "DM2", "diagnosis_not_enrolled"),
         ("p2", "DM2", "diagnosis_not_enrolled"),
         ("p5", "CVRM", "diagnosis_not_enrolled"),
-    }
+    })
 
 
-def test_diagnosis_not_enrolled_exclusions(spec_db):
+def test_diagnosis_not_enrolled_exclusions(spec_db, per_patient):
     wh = spec_db(patients="""
         patient_id | birth_year | sex | registered_from | registered_until | deceased_on
         kid        | 2010       | V   | 2010-01-01      |                  |
@@ -81,13 +99,13 @@ def test_diagnosis_not_enrolled_exclusions(spec_db):
     # kid: under 18; adult18: turns 18 in 2026 -> counts; dm: in DM2, CVRM excluded by DM2;
     # hyper: hypertension alone only supports CVRM; sub: K90.03 is a listed HVZ sub-code;
     # astma01: R96.01 is excluded from astma
-    assert registration(wh) == {
+    expect(per_patient, wh, "diagnosis_not_enrolled_exclusions", {
         ("adult18", "ASTMA", "diagnosis_not_enrolled"),
         ("sub", "CVRM", "diagnosis_not_enrolled"),
-    }
+    })
 
 
-def test_enrolled_during_the_quarter_is_not_flagged(spec_db):
+def test_enrolled_during_the_quarter_is_not_flagged(spec_db, per_patient):
     wh = spec_db(patients=PATIENTS, episodes="""
         patient_id | icpc   | start_date | end_date
         p1         | T90.02 | 2015-01-01 |
@@ -97,10 +115,10 @@ def test_enrolled_during_the_quarter_is_not_flagged(spec_db):
         p1         | DM2       | 2026-08-15 |          | huisarts
     """)
     # p1 was enrolled during the quarter: the practice already acted; p2 was not
-    assert registration(wh) == {("p2", "DM2", "diagnosis_not_enrolled")}
+    expect(per_patient, wh, "enrolled_during_the_quarter_is_not_flagged", {("p2", "DM2", "diagnosis_not_enrolled")})
 
 
-def test_enrolled_without_diagnosis(spec_db):
+def test_enrolled_without_diagnosis(spec_db, per_patient):
     wh = spec_db(patients=PATIENTS, episodes="""
         patient_id | icpc   | start_date | end_date
         p2         | T90.02 | 2015-01-01 |
@@ -115,13 +133,13 @@ def test_enrolled_without_diagnosis(spec_db):
         p5         | COPD      | 2026-07-02 |            | huisarts
     """)
     # p3: hypertension supports CVRM; p5's enrolment starts after F: not enrolled
-    assert registration(wh) == {
+    expect(per_patient, wh, "enrolled_without_diagnosis", {
         ("p1", "DM2", "enrolled_without_diagnosis"),
         ("p4", "DM2", "enrolled_without_diagnosis"),
-    }
+    })
 
 
-def test_main_practitioner(spec_db):
+def test_main_practitioner(spec_db, per_patient):
     wh = spec_db(patients=PATIENTS, episodes="""
         patient_id | icpc   | start_date | end_date
         p1         | R95    | 2015-01-01 |
@@ -135,14 +153,14 @@ def test_main_practitioner(spec_db):
         p3         | COPD      | 2020-01-02 |            | specialist
     """)
     # p3: the latest running enrolment decides
-    assert registration(wh) == {
+    expect(per_patient, wh, "main_practitioner", {
         ("p1", "COPD", "main_practitioner_specialist"),
         ("p2", "COPD", "main_practitioner_unknown"),
         ("p3", "COPD", "main_practitioner_specialist"),
-    }
+    })
 
 
-def test_enrolled_deceased_deregistered_minor(spec_db):
+def test_enrolled_deceased_deregistered_minor(spec_db, per_patient):
     wh = spec_db(patients="""
         patient_id | birth_year | sex | registered_from | registered_until | deceased_on
         dead       | 1940       | M   | 2000-01-01      | 2026-03-01       | 2026-03-01
@@ -169,15 +187,15 @@ def test_enrolled_deceased_deregistered_minor(spec_db):
         minor      | ASTMA     | 2021-01-01 |          | huisarts
     """)
     # deceased on F is not alive on F; deregistered on F was still registered on F
-    assert registration(wh) == {
+    expect(per_patient, wh, "enrolled_deceased_deregistered_minor", {
         ("dead", "DM2", "enrolled_deceased"),
         ("deadonF", "DM2", "enrolled_deceased"),
         ("moved", "COPD", "enrolled_deregistered"),
         ("minor", "ASTMA", "enrolled_under_18"),
-    }
+    })
 
 
-def test_enrolled_dm2_and_cvrm(spec_db):
+def test_enrolled_dm2_and_cvrm(spec_db, per_patient):
     wh = spec_db(patients=PATIENTS, episodes="""
         patient_id | icpc   | start_date | end_date
         p1         | T90.02 | 2015-01-01 |
@@ -192,10 +210,17 @@ def test_enrolled_dm2_and_cvrm(spec_db):
         p2         | CVRM      | 2014-01-01 | 2015-12-31 | huisarts
     """)
     # p2 moved from CVRM to DM2: fine (and not 'ended with diagnosis': DM2 excludes CVRM)
-    assert registration(wh) == {("p1", "CVRM", "enrolled_dm2_and_cvrm")}
+    expect(per_patient, wh, "enrolled_dm2_and_cvrm", {("p1", "CVRM", "enrolled_dm2_and_cvrm")})
+    # the rule is data: without CVRM's excluded_if in programmes.yaml, p1 is no finding and p2's
+    # ended CVRM enrolment with an active HVZ is one
+    rules = load_programmes()
+    cvrm = dataclasses.replace(rules.programmes["CVRM"], excluded_if=())
+    without = dataclasses.replace(rules, programmes={**rules.programmes, "CVRM": cvrm})
+    expect(per_patient, wh, "enrolled_dm2_and_cvrm without excluded_if",
+           {("p2", "CVRM", "enrolment_ended_with_diagnosis")}, rules=without)
 
 
-def test_enrolment_ended_with_diagnosis(spec_db):
+def test_enrolment_ended_with_diagnosis(spec_db, per_patient):
     wh = spec_db(patients=PATIENTS, episodes="""
         patient_id | icpc | start_date | end_date
         p1         | R95  | 2015-01-01 |
@@ -211,7 +236,7 @@ def test_enrolment_ended_with_diagnosis(spec_db):
     """)
     # p2: specialist took over (a recorded reason); p3 still enrolled on F (ends on F);
     # p4: the diagnosis ended too
-    assert registration(wh) == {("p1", "COPD", "enrolment_ended_with_diagnosis")}
+    expect(per_patient, wh, "enrolment_ended_with_diagnosis", {("p1", "COPD", "enrolment_ended_with_diagnosis")})
 
 
 DM2_PATIENT = """
@@ -247,22 +272,22 @@ def _all_dm2_measured_except(skip: set[str], dates: dict[str, str] | None = None
     return "\n".join(rows)
 
 
-def test_controls_all_met_gives_nothing(spec_db):
+def test_controls_all_met_gives_nothing(spec_db, per_patient):
     wh = spec_db(patients=DM2_PATIENT, episodes=DM2_EPISODE, enrolments=DM2_ENROLMENT,
                  contacts=POH_CONTACT, measurements=_all_dm2_measured_except(set()))
-    assert controls(wh) == set()
-    assert registration(wh) == set()
+    expect(per_patient, wh, "controls_all_met_gives_nothing", set(), kinds="controls")
+    expect(per_patient, wh, "controls_all_met_gives_nothing", set())
 
 
-def test_measurement_missing(spec_db):
+def test_measurement_missing(spec_db, per_patient):
     wh = spec_db(patients=DM2_PATIENT, episodes=DM2_EPISODE, enrolments=DM2_ENROLMENT,
                  contacts=POH_CONTACT, measurements=_all_dm2_measured_except({"acr", "weight"}))
     # weight is missing but BMI is not there either: the bmi_or_weight control is missing
-    assert controls(wh) == {("d1", "DM2", "measurement_missing", "acr"),
-                            ("d1", "DM2", "measurement_missing", "bmi_or_weight")}
+    expect(per_patient, wh, "measurement_missing", {("d1", "DM2", "measurement_missing", "acr"),
+                            ("d1", "DM2", "measurement_missing", "bmi_or_weight")}, kinds="controls")
 
 
-def test_measurement_window_edges(spec_db):
+def test_measurement_window_edges(spec_db, per_patient):
     wh = spec_db(patients=DM2_PATIENT, episodes=DM2_EPISODE, enrolments=DM2_ENROLMENT,
                  contacts=POH_CONTACT, measurements=_all_dm2_measured_except(set(), dates={
                      "hba1c": "2025-10-01",   # first day of the window: counts
@@ -272,20 +297,20 @@ def test_measurement_window_edges(spec_db):
                      "fundus": "2023-10-01",  # 36-month window starts 2023-10-01: counts
                      "foot": "2024-01-01",    # 12-month interval: overdue
                  }))
-    assert controls(wh) == {("d1", "DM2", "measurement_overdue", "sbp"),
+    expect(per_patient, wh, "measurement_window_edges", {("d1", "DM2", "measurement_overdue", "sbp"),
                             ("d1", "DM2", "measurement_missing", "egfr"),
-                            ("d1", "DM2", "measurement_overdue", "foot")}
+                            ("d1", "DM2", "measurement_overdue", "foot")}, kinds="controls")
 
 
-def test_implausible_value_does_not_count(spec_db):
+def test_implausible_value_does_not_count(spec_db, per_patient):
     wh = spec_db(patients=DM2_PATIENT, episodes=DM2_EPISODE, enrolments=DM2_ENROLMENT,
                  contacts=POH_CONTACT,
                  measurements=_all_dm2_measured_except(set(), values={"hba1c": "530", "smoking": "soms"}))
-    assert controls(wh) == {("d1", "DM2", "measurement_missing", "hba1c"),
-                            ("d1", "DM2", "measurement_missing", "smoking")}
+    expect(per_patient, wh, "implausible_value_does_not_count", {("d1", "DM2", "measurement_missing", "hba1c"),
+                            ("d1", "DM2", "measurement_missing", "smoking")}, kinds="controls")
 
 
-def test_no_chain_contact(spec_db):
+def test_no_chain_contact(spec_db, per_patient):
     wh = spec_db(patients=DM2_PATIENT, episodes=DM2_EPISODE + "d1 | K75 | 2015-01-01 |",
                  enrolments=DM2_ENROLMENT + "d1 | CVRM | 2016-01-01 | | huisarts",
                  contacts="""
@@ -294,15 +319,15 @@ def test_no_chain_contact(spec_db):
                     c2         | d1         | 2026-05-01 | consult | huisarts | T90.02
                  """,
                  measurements=_all_dm2_measured_except(set()))
-    found = {c for c in controls(wh) if c[2] == "no_chain_contact"}
+    found = {c for c in _found(wh, "controls")[0] if c[2] == "no_chain_contact"}
     # once per patient, under the first programme in programmes.yaml order (DM2)
     assert found == {("d1", "DM2", "no_chain_contact", None)}
 
 
-def test_deceased_patient_gets_no_controls(spec_db):
+def test_deceased_patient_gets_no_controls(spec_db, per_patient):
     wh = spec_db(patients="""
         patient_id | birth_year | sex | registered_from | registered_until | deceased_on
         d1         | 1950       | M   | 2000-01-01      |                  | 2026-02-01
     """, episodes=DM2_EPISODE, enrolments=DM2_ENROLMENT)
-    assert controls(wh) == set()
-    assert registration(wh) == {("d1", "DM2", "enrolled_deceased")}
+    expect(per_patient, wh, "deceased_patient_gets_no_controls", set(), kinds="controls")
+    expect(per_patient, wh, "deceased_patient_gets_no_controls", {("d1", "DM2", "enrolled_deceased")})

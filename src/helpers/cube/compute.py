@@ -1,6 +1,9 @@
 """The quarter cube's tables from an open warehouse connection: ``compute_cube`` runs the
 set-based SQL of findings, indicators, the summary and data quality for every practice at once
-(``prepare.prepare_quarter`` decides when, and writes the result)."""
+(``prepare.prepare_quarter`` decides when, and writes the result).
+
+Each quarter's temp tables are a :class:`~helpers.cube.state.PreparedState` (the previous
+quarter's under ``prev_`` names), passed to every SQL builder."""
 
 from __future__ import annotations
 
@@ -14,24 +17,24 @@ from ..rules.indicators import load_indicators
 from ..rules.programmes import Rules, load_programmes
 from .findings import FINDING_KINDS, compute_findings, prepare_state
 from .indicators import compute_indicators
-from .population import age_band_sql
+from .population import age_band_sql, list_size_sql
 from .quality import data_quality
+from .state import PreparedState
 
 
-def _summary(con, quarter: Quarter, rules: Rules, findings: pd.DataFrame) -> pd.DataFrame:
+def _summary(con, state: PreparedState, rules: Rules, findings: pd.DataFrame) -> pd.DataFrame:
     """Per practice and programme: list size, enrolled, inclusion rate and cap, findings per kind."""
     caps = pd.DataFrame([{"programme": p.id, "max_inclusion_pct": p.max_inclusion_pct, "order": i}
                          for i, p in enumerate(rules.programmes.values())])
     con.register("caps_df", caps)
-    base = con.execute("""
+    base = con.execute(f"""
         SELECT pr.practice_agb, c.programme, c."order",
                coalesce(ls.list_size, 0) AS list_size,
                coalesce(en.enrolled, 0) AS enrolled, c.max_inclusion_pct
         FROM practices pr CROSS JOIN caps_df c
-        LEFT JOIN (SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size
-                   FROM pat GROUP BY 1) ls USING (practice_agb)
+        LEFT JOIN ({list_size_sql(state)}) ls USING (practice_agb)
         LEFT JOIN (SELECT e.practice_agb, e.programme, count(*) AS enrolled
-                   FROM enr e JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population
+                   FROM {state.enr} e JOIN {state.pat} p USING (practice_agb, patient_id) WHERE p.in_population
                    GROUP BY 1, 2) en ON en.practice_agb = pr.practice_agb AND en.programme = c.programme
     """).df()
     con.unregister("caps_df")
@@ -42,29 +45,28 @@ def _summary(con, quarter: Quarter, rules: Rules, findings: pd.DataFrame) -> pd.
               .reset_index())
     out = base.merge(counts, on=["practice_agb", "programme"], how="left")
     out[list(FINDING_KINDS)] = out[list(FINDING_KINDS)].fillna(0).astype("int64")
-    out["quarter"] = str(quarter)
+    out["quarter"] = str(state.quarter)
     return out.sort_values(["practice_agb", "order"]).drop(columns="order").reset_index(drop=True)
 
 
-def _practices(con, quarter: Quarter) -> pd.DataFrame:
-    df = con.execute("""
+def _practices(con, state: PreparedState) -> pd.DataFrame:
+    df = con.execute(f"""
         SELECT pr.*, coalesce(ls.list_size, 0) AS list_size,
                coalesce(en.enrolled_patients, 0) AS enrolled_patients FROM practices pr
-        LEFT JOIN (SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size
-                   FROM pat GROUP BY 1) ls USING (practice_agb)
+        LEFT JOIN ({list_size_sql(state)}) ls USING (practice_agb)
         LEFT JOIN (SELECT e.practice_agb, count(DISTINCT e.patient_id) AS enrolled_patients
-                   FROM enr e JOIN pat p USING (practice_agb, patient_id) WHERE p.in_population
+                   FROM {state.enr} e JOIN {state.pat} p USING (practice_agb, patient_id) WHERE p.in_population
                    GROUP BY 1) en USING (practice_agb)
         ORDER BY pr.practice_agb
     """).df()
-    df["quarter_complete"] = pd.to_datetime(df["extraction_date"]).dt.date >= quarter.last_day
+    df["quarter_complete"] = pd.to_datetime(df["extraction_date"]).dt.date >= state.quarter.last_day
     return df
 
 
-def _pyramid(con) -> pd.DataFrame:
+def _pyramid(con, state: PreparedState) -> pd.DataFrame:
     return con.execute(f"""
         SELECT practice_agb, {age_band_sql('age')} AS age_band, sex, count(*) AS patients
-        FROM pat WHERE in_population GROUP BY ALL ORDER BY ALL
+        FROM {state.pat} WHERE in_population GROUP BY ALL ORDER BY ALL
     """).df()
 
 
@@ -81,26 +83,25 @@ def compute_cube(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules 
         timings[name] = round(now - t, 3)
         t = now
 
-    prev = quarter.previous()
-    prepare_state(con, prev, rules)
-    prev_findings = compute_findings(con, prev, rules, prepared=True)
+    prev = prepare_state(con, quarter.previous(), rules, prefix="prev_")
+    prev_findings = compute_findings(con, prev, rules)
     prev_summary = _summary(con, prev, rules, prev_findings)
     lap("previous_quarter")
-    prepare_state(con, quarter, rules)
+    state = prepare_state(con, quarter, rules)
     lap("state")
-    findings = compute_findings(con, quarter, rules, prepared=True)
+    findings = compute_findings(con, state, rules)
     lap("findings")
     tables = {"findings": findings}
-    tables["indicators"] = compute_indicators(con, quarter, indicators)
+    tables["indicators"] = compute_indicators(con, state, indicators)
     lap("indicators")
-    summary = _summary(con, quarter, rules, findings)
+    summary = _summary(con, state, rules, findings)
     keep = ["practice_agb", "programme", "enrolled", "inclusion_pct", *FINDING_KINDS]
     summary = summary.merge(prev_summary[keep].add_suffix("_prev").rename(
         columns={"practice_agb_prev": "practice_agb", "programme_prev": "programme"}),
         on=["practice_agb", "programme"], how="left")
     tables["summary"] = summary
-    tables["dq_recorded"], tables["dq_issues"], tables["dq_issue_counts"] = data_quality(con, quarter, rules)
-    tables["practices"] = _practices(con, quarter)
-    tables["pyramid"] = _pyramid(con)
+    tables["dq_recorded"], tables["dq_issues"], tables["dq_issue_counts"] = data_quality(con, state, rules)
+    tables["practices"] = _practices(con, state)
+    tables["pyramid"] = _pyramid(con, state)
     lap("summary_and_quality")
     return tables, timings

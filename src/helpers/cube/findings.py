@@ -5,7 +5,12 @@ codes.yaml. Each kind has a spec test in tests/spec/test_registration_rules.py.
 
 >>> from helpers.warehouse import Warehouse                      # doctest: +SKIP
 >>> con = Warehouse("data/warehouse.duckdb").connect(read_only=True)  # doctest: +SKIP
->>> findings = compute_findings(con, Quarter.parse("2026Q3"), load_programmes())  # doctest: +SKIP
+>>> rules = load_programmes()                                      # doctest: +SKIP
+>>> state = prepare_state(con, Quarter.parse("2026Q3"), rules)     # doctest: +SKIP
+>>> findings = compute_findings(con, state, rules)                 # doctest: +SKIP
+
+Every SQL builder here takes the :class:`~helpers.cube.state.PreparedState` that
+``prepare_state`` returned and reads only the tables it names.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from .population import build_active_diagnoses, build_enrolment_state, build_patient_state
+from .state import PreparedState
 from ..rules.programmes import Rules
 from ..quarter import Quarter
 
@@ -63,35 +69,37 @@ WORKLIST_TITLES_NL = {
 FINDING_COLUMNS = ["practice_agb", "patient_id", "programme", "kind", "control", "last_date", "birth_year", "sex"]
 
 
-def build_concepts(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
-    """Create ``concepts`` (NHG number -> concept with plausible range) and ``controls_def``."""
+def build_concepts(con: duckdb.DuckDBPyConnection, state: PreparedState, rules: Rules) -> None:
+    """Create ``state.concepts`` (NHG number -> concept with plausible range) and ``state.controls_def``."""
     rows = []
     for c in rules.codes.measurements.values():
         lo, hi = c.plausible if c.plausible else (None, None)
         rows.append((c.id, c.nhg, c.kind, lo, hi, [v.lower() for v in c.values] or None))
-    con.execute("CREATE OR REPLACE TEMP TABLE concepts (concept VARCHAR, nhg_code INTEGER, kind VARCHAR, "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {state.concepts} (concept VARCHAR, nhg_code INTEGER, kind VARCHAR, "
                 "low DOUBLE, high DOUBLE, allowed VARCHAR[])")
-    con.executemany("INSERT INTO concepts VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.executemany(f"INSERT INTO {state.concepts} VALUES (?, ?, ?, ?, ?, ?)", rows)
     ctl = []
     for p in rules.programmes.values():
         for order, c in enumerate(p.controls):
             for k in c.concepts:
                 ctl.append((p.id, c.id, order, k, c.interval_months))
-    con.execute("CREATE OR REPLACE TEMP TABLE controls_def (programme VARCHAR, control VARCHAR, "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {state.controls_def} (programme VARCHAR, control VARCHAR, "
                 "ord INTEGER, concept VARCHAR, interval_months INTEGER)")
-    con.executemany("INSERT INTO controls_def VALUES (?, ?, ?, ?, ?)", ctl)
+    con.executemany(f"INSERT INTO {state.controls_def} VALUES (?, ?, ?, ?, ?)", ctl)
 
 
-def build_measurement_validity(con: duckdb.DuckDBPyConnection, until: str) -> None:
-    """Create ``meas``: every measurement of a configured concept up to ``until``, with the
+def build_measurement_validity(con: duckdb.DuckDBPyConnection, state: PreparedState) -> None:
+    """Create ``state.meas``: every measurement of a configured concept up to the quarter's last day
+    (read through ``state.concepts``), with the
     reason it cannot be used (``issue``) or NULL when it counts (``plausible``).
 
     A measurement does not count when its value is outside the concept's plausible range
     (or not one of its coded answers), or when it is dated before the birth year or after
     death; such rows are left out of every figure and listed in the data-quality section.
     """
+    until = state.quarter.last_day.isoformat()
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE meas AS
+        CREATE OR REPLACE TEMP TABLE {state.meas} AS
         SELECT *, issue IS NULL AS plausible FROM (
             SELECT m.practice_agb, m.patient_id, m.date, c.concept, m.value, m.value_num,
                    CASE
@@ -103,29 +111,34 @@ def build_measurement_validity(con: duckdb.DuckDBPyConnection, until: str) -> No
                      WHEN c.kind = 'coded' AND NOT list_contains(c.allowed, lower(trim(m.value)))
                        THEN 'value_unknown_code'
                    END AS issue
-            FROM measurements m JOIN concepts c USING (nhg_code)
+            FROM measurements m JOIN {state.concepts} c USING (nhg_code)
             JOIN patients p USING (practice_agb, patient_id)
             WHERE m.date <= DATE '{until}'
         )
     """)
 
 
-def prepare_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules) -> None:
-    """All temp tables the findings and indicators of ``quarter`` need."""
-    build_patient_state(con, quarter)
-    build_active_diagnoses(con, quarter, rules.codes)
-    build_enrolment_state(con, quarter)
-    build_concepts(con, rules)
-    build_measurement_validity(con, quarter.last_day.isoformat())
+def prepare_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules,
+                  prefix: str = "") -> PreparedState:
+    """Build every temp table the findings, indicators and data quality of ``quarter`` need
+    (names: ``PreparedState.named(quarter, prefix)``) and return their state."""
+    state = PreparedState.named(quarter, prefix)
+    build_patient_state(con, state)
+    build_active_diagnoses(con, state, rules.codes)
+    build_enrolment_state(con, state)
+    build_concepts(con, state, rules)
+    build_measurement_validity(con, state)
+    return state
 
 
 def _in_list(values) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")" if values else "(NULL)"
 
 
-def registration_sql(rules: Rules, quarter: Quarter) -> str:
-    """The registration findings as one SQL query over the temp tables of prepare_state."""
-    F = quarter.first_day.isoformat()
+def registration_sql(state: PreparedState, rules: Rules) -> str:
+    """The registration findings as one SQL query over the tables of ``state``."""
+    F = state.quarter.first_day.isoformat()
+    pat, dx, enr, enr_ended = state.pat, state.dx, state.enr, state.enr_ended
     parts = []
     for p in rules.programmes.values():
         diag = _in_list(p.diagnosis_groups)
@@ -137,15 +150,15 @@ def registration_sql(rules: Rules, quarter: Quarter) -> str:
                     ELSE 'diagnosis_not_enrolled' END AS kind
         FROM (
             SELECT pt.practice_agb, pt.patient_id, ee.patient_id AS ended_pid, ee.main_practitioner AS ended_mp
-            FROM pat pt
-            LEFT JOIN enr_ended ee ON ee.practice_agb = pt.practice_agb AND ee.patient_id = pt.patient_id
+            FROM {pat} pt
+            LEFT JOIN {enr_ended} ee ON ee.practice_agb = pt.practice_agb AND ee.patient_id = pt.patient_id
                                   AND ee.programme = '{p.id}'
             WHERE pt.in_population AND pt.age >= {rules.minimum_age}
-              AND EXISTS (SELECT 1 FROM dx WHERE dx.practice_agb = pt.practice_agb
+              AND EXISTS (SELECT 1 FROM {dx} dx WHERE dx.practice_agb = pt.practice_agb
                           AND dx.patient_id = pt.patient_id AND dx.grp IN {incl})
-              AND NOT EXISTS (SELECT 1 FROM dx WHERE dx.practice_agb = pt.practice_agb
+              AND NOT EXISTS (SELECT 1 FROM {dx} dx WHERE dx.practice_agb = pt.practice_agb
                               AND dx.patient_id = pt.patient_id AND dx.grp IN {excl})
-              AND NOT EXISTS (SELECT 1 FROM enr WHERE enr.practice_agb = pt.practice_agb
+              AND NOT EXISTS (SELECT 1 FROM {enr} enr WHERE enr.practice_agb = pt.practice_agb
                               AND enr.patient_id = pt.patient_id AND enr.programme = '{p.id}')
               -- enrolled after the population day: the practice has already acted
               AND NOT EXISTS (SELECT 1 FROM enrolments en WHERE en.practice_agb = pt.practice_agb
@@ -155,38 +168,43 @@ def registration_sql(rules: Rules, quarter: Quarter) -> str:
         WHERE x.ended_mp IS DISTINCT FROM 'specialist'
         UNION ALL
         SELECT e.practice_agb, e.patient_id, e.programme, 'enrolled_without_diagnosis'
-        FROM enr e JOIN pat pt USING (practice_agb, patient_id)
+        FROM {enr} e JOIN {pat} pt USING (practice_agb, patient_id)
         WHERE e.programme = '{p.id}' AND pt.in_population
-          AND NOT EXISTS (SELECT 1 FROM dx WHERE dx.practice_agb = e.practice_agb
+          AND NOT EXISTS (SELECT 1 FROM {dx} dx WHERE dx.practice_agb = e.practice_agb
                           AND dx.patient_id = e.patient_id AND dx.grp IN {diag})""")
+    # excluded_if of programmes.yaml, for enrolments: enrolled in a programme and also in one whose
+    # inclusion covers an excluded group (CVRM excludes dm2, which DM2 includes)
+    exclusions = [f"""
+        SELECT c.practice_agb, c.patient_id, '{excluded}', 'enrolled_dm2_and_cvrm'
+        FROM {enr} c JOIN {enr} d ON c.practice_agb = d.practice_agb AND c.patient_id = d.patient_id
+        JOIN {pat} pt ON pt.practice_agb = c.practice_agb AND pt.patient_id = c.patient_id
+        WHERE c.programme = '{excluded}' AND d.programme = '{covering}' AND pt.in_population"""
+        for excluded, covering in rules.exclusions()]
     per_programme = " UNION ALL ".join(parts)
     return f"""
         {per_programme}
         UNION ALL
         SELECT e.practice_agb, e.patient_id, e.programme,
                CASE WHEN pt.deceased THEN 'enrolled_deceased' ELSE 'enrolled_deregistered' END
-        FROM enr e JOIN pat pt USING (practice_agb, patient_id)
+        FROM {enr} e JOIN {pat} pt USING (practice_agb, patient_id)
         WHERE pt.deceased OR pt.deregistered
         UNION ALL
         SELECT e.practice_agb, e.patient_id, e.programme, 'enrolled_under_18'
-        FROM enr e JOIN pat pt USING (practice_agb, patient_id)
+        FROM {enr} e JOIN {pat} pt USING (practice_agb, patient_id)
         WHERE pt.in_population AND pt.age < {rules.minimum_age}
         UNION ALL
         SELECT e.practice_agb, e.patient_id, e.programme,
                CASE WHEN e.main_practitioner = 'specialist' THEN 'main_practitioner_specialist'
                     ELSE 'main_practitioner_unknown' END
-        FROM enr e JOIN pat pt USING (practice_agb, patient_id)
+        FROM {enr} e JOIN {pat} pt USING (practice_agb, patient_id)
         WHERE pt.in_population AND (e.main_practitioner IS NULL OR e.main_practitioner = 'specialist')
-        UNION ALL
-        SELECT c.practice_agb, c.patient_id, 'CVRM', 'enrolled_dm2_and_cvrm'
-        FROM enr c JOIN enr d ON c.practice_agb = d.practice_agb AND c.patient_id = d.patient_id
-        JOIN pat pt ON pt.practice_agb = c.practice_agb AND pt.patient_id = c.patient_id
-        WHERE c.programme = 'CVRM' AND d.programme = 'DM2' AND pt.in_population
+        {"".join("UNION ALL" + x for x in exclusions)}
     """
 
 
-def controls_sql(quarter: Quarter, rules: Rules) -> str:
+def controls_sql(state: PreparedState, rules: Rules) -> str:
     """Controls due: per enrolled patient and control, the last plausible measurement."""
+    quarter = state.quarter
     L = quarter.last_day.isoformat()
     prog_order = "CASE t.programme " + " ".join(
         f"WHEN '{p}' THEN {i}" for i, p in enumerate(rules.programmes)) + " END"
@@ -195,14 +213,14 @@ def controls_sql(quarter: Quarter, rules: Rules) -> str:
     return f"""
         WITH target AS (
             SELECT e.practice_agb, e.patient_id, e.programme
-            FROM enr e JOIN pat pt USING (practice_agb, patient_id) WHERE pt.in_population
+            FROM {state.enr} e JOIN {state.pat} pt USING (practice_agb, patient_id) WHERE pt.in_population
         ),
         last AS (
             SELECT t.practice_agb, t.patient_id, t.programme, cd.control, cd.ord, cd.interval_months,
                    max(m.date) AS last_date
             FROM target t
-            JOIN controls_def cd ON cd.programme = t.programme
-            LEFT JOIN meas m ON m.practice_agb = t.practice_agb AND m.patient_id = t.patient_id
+            JOIN {state.controls_def} cd ON cd.programme = t.programme
+            LEFT JOIN {state.meas} m ON m.practice_agb = t.practice_agb AND m.patient_id = t.patient_id
                             AND m.concept = cd.concept AND m.plausible
             GROUP BY ALL
         )
@@ -224,20 +242,17 @@ def controls_sql(quarter: Quarter, rules: Rules) -> str:
     """
 
 
-def compute_findings(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules,
-                     prepared: bool = False) -> pd.DataFrame:
-    """Every finding of every practice for ``quarter``: one row per patient, programme, kind
+def compute_findings(con: duckdb.DuckDBPyConnection, state: PreparedState, rules: Rules) -> pd.DataFrame:
+    """Every finding of every practice for ``state.quarter``: one row per patient, programme, kind
     (and control, for measurement kinds). Columns: FINDING_COLUMNS."""
-    if not prepared:
-        prepare_state(con, quarter, rules)
     sql = f"""
         SELECT f.*, p.birth_year, p.sex FROM (
             SELECT practice_agb, patient_id, programme, kind, NULL::VARCHAR AS control, NULL::DATE AS last_date
-            FROM ({registration_sql(rules, quarter)})
+            FROM ({registration_sql(state, rules)})
             UNION ALL
             SELECT practice_agb, patient_id, programme, kind, control, last_date
-            FROM ({controls_sql(quarter, rules)})
-        ) f JOIN pat p USING (practice_agb, patient_id)
+            FROM ({controls_sql(state, rules)})
+        ) f JOIN {state.pat} p USING (practice_agb, patient_id)
         ORDER BY practice_agb, programme, kind, patient_id, control
     """
     return con.execute(sql).df()[FINDING_COLUMNS]

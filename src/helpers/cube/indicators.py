@@ -2,8 +2,14 @@
 
 The definitions are data (:mod:`helpers.rules.indicators`); each named denominator and
 numerator they refer to is a SQL builder here (``DENOMINATORS``, ``NUMERATORS``), run over the
-temp tables of :func:`helpers.cube.findings.prepare_state`. Care-group figures use only
-publishable rates (``suppression.PEER_RULE``).
+tables a :class:`~helpers.cube.state.PreparedState` names (built by
+:func:`helpers.cube.findings.prepare_state`). Care-group figures use only publishable rates
+(``suppression.PEER_RULE``).
+
+>>> from helpers.rules.indicators import load_indicators
+>>> sql = indicator_sql(load_indicators()["dm2_hba1c_measured"], Quarter.parse("2026Q3"))
+>>> "FROM enr e JOIN pat pt" in sql and "DATE '2025-10-01' AND DATE '2026-09-30'" in sql
+True
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import pandas as pd
 
 from ..quarter import Quarter
 from ..rules.indicators import DENOMINATOR_NAMES, NUMERATOR_NAMES, Indicator
-from ..rules.programmes import Rules
 from ..suppression import MIN_PRACTICES_FOR_PEERS, peer_rates
+from .state import PreparedState
 
 
 # ---------------------------------------------------------------- named denominators
-def _patient_conditions(alias: str, min_age: int | None, max_age: int | None, group: str | None) -> list[str]:
+def _patient_conditions(state: PreparedState, alias: str, min_age: int | None, max_age: int | None,
+                        group: str | None) -> list[str]:
     """SQL conditions on a patient row ``alias`` (with ``age``): age bounds and an active ICPC group."""
     cond = []
     if min_age is not None:
@@ -26,73 +33,73 @@ def _patient_conditions(alias: str, min_age: int | None, max_age: int | None, gr
     if max_age is not None:
         cond.append(f"{alias}.age <= {max_age}")
     if group:
-        cond.append(f"EXISTS (SELECT 1 FROM dx WHERE dx.practice_agb = {alias}.practice_agb "
+        cond.append(f"EXISTS (SELECT 1 FROM {state.dx} dx WHERE dx.practice_agb = {alias}.practice_agb "
                     f"AND dx.patient_id = {alias}.patient_id AND dx.grp = '{group}')")
     return cond
 
 
-def _den_enrolled(ind: Indicator, W: str, L: str) -> str:
-    """Patients enrolled in the chain on the population day and in the population."""
+def _den_enrolled(ind: Indicator, state: PreparedState, W: str, L: str) -> str:
+    """Patients enrolled in the programme on the population day and in the population."""
     cond = [f"e.programme = '{ind.chain}'", "pt.in_population",
-            *_patient_conditions("pt", ind.min_age, ind.max_age, ind.group)]
-    return (f"SELECT e.practice_agb, e.patient_id, pt.age FROM enr e JOIN pat pt USING (practice_agb, patient_id) "
-            f"WHERE {' AND '.join(cond)}")
+            *_patient_conditions(state, "pt", ind.min_age, ind.max_age, ind.group)]
+    return (f"SELECT e.practice_agb, e.patient_id, pt.age FROM {state.enr} e "
+            f"JOIN {state.pat} pt USING (practice_agb, patient_id) WHERE {' AND '.join(cond)}")
 
 
-def _measured_exists(ind: Indicator, W: str, L: str, alias: str = "d") -> str:
+def _measured_exists(ind: Indicator, state: PreparedState, W: str, L: str, alias: str = "d") -> str:
     concepts = ", ".join(f"'{c}'" for c in ind.concepts)
-    return (f"EXISTS (SELECT 1 FROM meas m WHERE m.practice_agb = {alias}.practice_agb "
+    return (f"EXISTS (SELECT 1 FROM {state.meas} m WHERE m.practice_agb = {alias}.practice_agb "
             f"AND m.patient_id = {alias}.patient_id AND m.plausible AND m.concept IN ({concepts}) "
             f"AND m.date BETWEEN DATE '{W}' AND DATE '{L}')")
 
 
-def _den_measured(ind: Indicator, W: str, L: str) -> str:
+def _den_measured(ind: Indicator, state: PreparedState, W: str, L: str) -> str:
     """Enrolled patients with at least one plausible measurement of the concept in the window."""
-    return f"SELECT * FROM ({_den_enrolled(ind, W, L)}) d WHERE {_measured_exists(ind, W, L)}"
+    return f"SELECT * FROM ({_den_enrolled(ind, state, W, L)}) d WHERE {_measured_exists(ind, state, W, L)}"
 
 
 DENOMINATORS = {"enrolled": _den_enrolled, "measured": _den_measured}
 
 
 # ---------------------------------------------------------------- named numerators
-def _last_value(ind: Indicator, W: str, L: str, column: str) -> str:
+def _last_value(ind: Indicator, state: PreparedState, W: str, L: str, column: str) -> str:
     concepts = ", ".join(f"'{c}'" for c in ind.concepts)
     # two readings on the same day (common for blood pressure): the higher value counts, so
     # the result never depends on row order
     return (f"(SELECT first(m.{column} ORDER BY m.date DESC, m.value_num DESC NULLS LAST, m.value DESC) "
-            f"FROM meas m WHERE m.practice_agb = d.practice_agb "
+            f"FROM {state.meas} m WHERE m.practice_agb = d.practice_agb "
             f"AND m.patient_id = d.patient_id AND m.plausible AND m.concept IN ({concepts}) "
             f"AND m.date BETWEEN DATE '{W}' AND DATE '{L}')")
 
 
-def _threshold_expr(ind: Indicator) -> str:
+def _threshold_expr(ind: Indicator, state: PreparedState) -> str:
     """The cut-off per patient: the first threshold whose conditions the patient meets."""
     whens = []
     for t in ind.thresholds:
-        cond = ["TRUE", *_patient_conditions("d", t.min_age, t.max_age, t.group)]
+        cond = ["TRUE", *_patient_conditions(state, "d", t.min_age, t.max_age, t.group)]
         whens.append(f"WHEN {' AND '.join(cond)} THEN {t.value}")
     return "CASE " + " ".join(whens) + " END"
 
 
 def _compare(op: str):
-    def numerator(ind: Indicator, W: str, L: str) -> str:
-        return f"{_last_value(ind, W, L, 'value_num')} {op} {_threshold_expr(ind)}"
+    def numerator(ind: Indicator, state: PreparedState, W: str, L: str) -> str:
+        return f"{_last_value(ind, state, W, L, 'value_num')} {op} {_threshold_expr(ind, state)}"
     numerator.__doc__ = f"The last plausible value in the window is {op} the threshold."
     return numerator
 
 
-def _num_measured(ind: Indicator, W: str, L: str) -> str:
+def _num_measured(ind: Indicator, state: PreparedState, W: str, L: str) -> str:
     """At least one plausible measurement of any of the concepts in the window."""
-    return _measured_exists(ind, W, L)
+    return _measured_exists(ind, state, W, L)
 
 
-def _num_last_value_in(ind: Indicator, W: str, L: str) -> str:
+def _num_last_value_in(ind: Indicator, state: PreparedState, W: str, L: str) -> str:
     """The last plausible coded value in the window is one of ``values``."""
     vals = ", ".join(f"'{v.lower()}'" for v in ind.values)
-    return f"lower(trim({_last_value(ind, W, L, 'value')})) IN ({vals})"
+    return f"lower(trim({_last_value(ind, state, W, L, 'value')})) IN ({vals})"
 
 
-def _num_prescribed(ind: Indicator, W: str, L: str, rules: Rules | None = None) -> str:
+def _num_prescribed(ind: Indicator, state: PreparedState, W: str, L: str) -> str:
     """A prescription of the ATC group in the window."""
     group = ind.atc_group
     return (f"EXISTS (SELECT 1 FROM prescriptions r WHERE r.practice_agb = d.practice_agb "
@@ -111,18 +118,29 @@ NUMERATORS = {
 }
 
 
-def indicator_sql(ind: Indicator, quarter: Quarter) -> str:
-    """Numerator and denominator per practice for one indicator (temp tables of prepare_state)."""
-    W = quarter.months_back_start(ind.window_months).isoformat()
-    L = quarter.last_day.isoformat()
-    den = DENOMINATORS[ind.denominator](ind, W, L)
-    num = NUMERATORS[ind.numerator](ind, W, L)
+def indicator_patients_sql(ind: Indicator, state: PreparedState) -> str:
+    """One row per patient in the denominator of ``ind``: ``practice_agb``, ``patient_id`` and
+    ``in_numerator`` (NULL when the numerator cannot be told, e.g. no threshold applies: not counted)."""
+    W = state.quarter.months_back_start(ind.window_months).isoformat()
+    L = state.quarter.last_day.isoformat()
+    den = DENOMINATORS[ind.denominator](ind, state, W, L)
+    num = NUMERATORS[ind.numerator](ind, state, W, L)
+    return f"SELECT d.practice_agb, d.patient_id, ({num}) AS in_numerator FROM ({den}) d"
+
+
+def indicator_sql(ind: Indicator, quarter: Quarter, state: PreparedState | None = None) -> str:
+    """The full SQL of one indicator: numerator and denominator per practice, over the tables of
+    ``state`` (default: the standard names of ``PreparedState.named(quarter)``, as ``spiegel
+    prepare`` builds them)."""
+    state = state if state is not None else PreparedState.named(quarter)
+    if state.quarter != quarter:
+        raise ValueError(f"indicator_sql: state of {state.quarter} given for quarter {quarter}")
     return f"""
         SELECT pr.practice_agb, '{ind.id}' AS indicator_id,
                coalesce(x.numerator, 0) AS numerator, coalesce(x.denominator, 0) AS denominator
         FROM practices pr LEFT JOIN (
-            SELECT d.practice_agb, count(*) AS denominator, count(*) FILTER (WHERE {num}) AS numerator
-            FROM ({den}) d GROUP BY 1
+            SELECT d.practice_agb, count(*) AS denominator, count(*) FILTER (WHERE d.in_numerator) AS numerator
+            FROM ({indicator_patients_sql(ind, state)}) d GROUP BY 1
         ) x USING (practice_agb)
     """
 
@@ -151,12 +169,19 @@ def peer_statistics(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns="_peer_pct")
 
 
-def compute_indicators(con: duckdb.DuckDBPyConnection, quarter: Quarter, indicators: dict[str, Indicator]) -> pd.DataFrame:
-    """Every indicator for every practice in one query; adds pct and the peer position.
+def indicator_patients(con: duckdb.DuckDBPyConnection, state: PreparedState, ind: Indicator) -> pd.DataFrame:
+    """The patients in the denominator of ``ind`` with ``in_numerator`` (spec tests, ``spiegel explain``)."""
+    sql = f"SELECT * FROM ({indicator_patients_sql(ind, state)}) ORDER BY practice_agb, patient_id"
+    return con.execute(sql).df()
+
+
+def compute_indicators(con: duckdb.DuckDBPyConnection, state: PreparedState,
+                       indicators: dict[str, Indicator]) -> pd.DataFrame:
+    """Every indicator for every practice in one query over ``state``; adds pct and the peer position.
 
     Peer figures (median, P10, P90, rank): ``peer_statistics``.
     """
-    sql = " UNION ALL ".join(indicator_sql(i, quarter) for i in indicators.values())
+    sql = " UNION ALL ".join(indicator_sql(i, state.quarter, state) for i in indicators.values())
     df = con.execute(sql).df()
     df["numerator"] = df["numerator"].astype("int64")
     df["denominator"] = df["denominator"].astype("int64")

@@ -1,7 +1,8 @@
 """The quarter population and per-patient state on the population day, in one set-based pass.
 
 Every practice of the warehouse is handled at once: the functions here create DuckDB
-temp tables on a connection; later steps (findings, indicators) join them.
+temp tables on a connection under the names of a :class:`~helpers.cube.state.PreparedState`;
+later steps (findings, indicators) read them through the same state.
 
 Definitions (docs/registration-rules.md): a patient counts in a quarter's population when
 registered on its first day (F), alive on F and not deregistered before F.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import duckdb
 
 from ..rules.codes import Codes
-from ..quarter import Quarter
+from .state import PreparedState
 
 AGE_BANDS = [(0, 4), (5, 17), (18, 44), (45, 64), (65, 74), (75, 84), (85, 200)]
 
@@ -24,11 +25,12 @@ def age_band_sql(age: str = "age") -> str:
     return "CASE " + " ".join(parts) + f" WHEN {age} >= {lo} THEN '{lo}+' END"
 
 
-def build_patient_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, prefix: str = "") -> None:
-    """Create ``{prefix}pat``: one row per patient with its state on the quarter's first day."""
+def build_patient_state(con: duckdb.DuckDBPyConnection, state: PreparedState) -> None:
+    """Create ``state.pat``: one row per patient with its state on the quarter's first day."""
+    quarter = state.quarter
     F = quarter.first_day.isoformat()
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}pat AS
+        CREATE OR REPLACE TEMP TABLE {state.pat} AS
         SELECT practice_agb, patient_id, birth_year, sex,
                {quarter.first_day.year} - birth_year AS age,
                (deceased_on IS NOT NULL AND deceased_on <= DATE '{F}') AS deceased,
@@ -41,23 +43,23 @@ def build_patient_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, prefix
     """)
 
 
-def build_active_diagnoses(con: duckdb.DuckDBPyConnection, quarter: Quarter, codes: Codes, prefix: str = "") -> None:
-    """Create ``{prefix}dx``: (practice, patient, ICPC group) for every episode active on day F."""
-    F = quarter.first_day.isoformat()
+def build_active_diagnoses(con: duckdb.DuckDBPyConnection, state: PreparedState, codes: Codes) -> None:
+    """Create ``state.dx``: (practice, patient, ICPC group) for every episode active on day F."""
+    F = state.quarter.first_day.isoformat()
     selects = [
         f"SELECT DISTINCT practice_agb, patient_id, '{g.id}' AS grp FROM episodes "
         f"WHERE {g.sql('icpc')} AND start_date <= DATE '{F}' AND (end_date IS NULL OR end_date >= DATE '{F}')"
         for g in codes.icpc.values()
     ]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}dx AS " + " UNION ALL ".join(selects))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {state.dx} AS " + " UNION ALL ".join(selects))
 
 
-def build_enrolment_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, prefix: str = "") -> None:
-    """Create ``{prefix}enr`` (enrolled on day F; main practitioner from the latest row) and
-    ``{prefix}enr_ended`` (latest enrolment that ended before F, per patient and programme)."""
-    F = quarter.first_day.isoformat()
+def build_enrolment_state(con: duckdb.DuckDBPyConnection, state: PreparedState) -> None:
+    """Create ``state.enr`` (enrolled on day F; main practitioner from the latest row) and
+    ``state.enr_ended`` (latest enrolment that ended before F, per patient and programme)."""
+    F = state.quarter.first_day.isoformat()
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}enr AS
+        CREATE OR REPLACE TEMP TABLE {state.enr} AS
         SELECT practice_agb, patient_id, programme, main_practitioner, start_date FROM (
             SELECT *, row_number() OVER (PARTITION BY practice_agb, patient_id, programme
                                          ORDER BY start_date DESC, end_date DESC NULLS FIRST) AS rn
@@ -66,7 +68,7 @@ def build_enrolment_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, pref
         ) WHERE rn = 1
     """)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}enr_ended AS
+        CREATE OR REPLACE TEMP TABLE {state.enr_ended} AS
         SELECT practice_agb, patient_id, programme, main_practitioner, end_date FROM (
             SELECT *, row_number() OVER (PARTITION BY practice_agb, patient_id, programme
                                          ORDER BY end_date DESC, start_date DESC) AS rn
@@ -75,6 +77,11 @@ def build_enrolment_state(con: duckdb.DuckDBPyConnection, quarter: Quarter, pref
     """)
 
 
-def list_size_sql(prefix: str = "") -> str:
-    """Per practice: patients in the quarter population."""
-    return f"SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size FROM {prefix}pat GROUP BY 1"
+def list_size_sql(state: PreparedState) -> str:
+    """Per practice: patients in the quarter population.
+
+    >>> from helpers.quarter import Quarter
+    >>> list_size_sql(PreparedState.named(Quarter.parse("2026Q3")))
+    'SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size FROM pat GROUP BY 1'
+    """
+    return f"SELECT practice_agb, count(*) FILTER (WHERE in_population) AS list_size FROM {state.pat} GROUP BY 1"

@@ -19,10 +19,9 @@ from pathlib import Path
 from ..config import INDICATORS_DIR
 from ..errors import IndicatorError
 from .codes import AtcGroup, read_yaml
-from .programmes import PROGRAMME_IDS, Rules
+from .programmes import CONTRACT_PROGRAMMES, Rules
 
 TYPES = ("process", "outcome", "structure")
-CHAIN_ORDER = ("DM2", "CVRM", "COPD", "ASTMA")  # the order reports show the chains in
 REQUIRED = ("id", "title", "chain", "type", "numerator", "denominator", "target_pct", "low_is_good",
             "source", "reviewed_by", "reviewed_on")
 
@@ -83,8 +82,11 @@ def parse_indicator(data: dict, source: str, rules: Rules) -> tuple[Indicator | 
     iid = str(data["id"])
     if Path(source).stem != iid:
         problems.append(f"{where}: id {iid!r} must equal the file name ({Path(source).stem!r})")
-    if data["chain"] not in PROGRAMME_IDS:
-        problems.append(f"{where}: chain {data['chain']!r} is not one of {', '.join(PROGRAMME_IDS)}")
+    if data["chain"] not in CONTRACT_PROGRAMMES:
+        problems.append(f"{where}: chain {data['chain']!r} is not one of {', '.join(CONTRACT_PROGRAMMES)}")
+    elif data["chain"] not in rules.programmes:
+        problems.append(f"{where}: chain {data['chain']!r} is not a programme of programmes.yaml "
+                        f"({', '.join(rules.programme_ids)})")
     if data["type"] not in TYPES:
         problems.append(f"{where}: type {data['type']!r} is not one of {', '.join(TYPES)}")
     if data["numerator"] not in NUMERATOR_NAMES:
@@ -160,13 +162,13 @@ def load_indicators(rules: Rules | None = None, directory: Path = INDICATORS_DIR
     if problems:
         body = "\n".join(f"  - {p}" for p in problems)
         raise IndicatorError(f"{directory}: {len(problems)} problem(s) in the indicator definitions\n{body}")
-    # report order: chain, then grouped by measurement (as listed in codes.yaml), process first
+    # report order: programme (as in programmes.yaml), then grouped by measurement (as listed in codes.yaml), process first
     concept_order = {c: i for i, c in enumerate(rules.codes.measurements)}
     type_order = {t: i for i, t in enumerate(TYPES)}
 
     def key(ind: Indicator):
         first = concept_order.get(ind.concepts[0], 99) if ind.concepts else 99
-        return (CHAIN_ORDER.index(ind.chain), first, type_order[ind.type], ind.id)
+        return (rules.programme_ids.index(ind.chain), first, type_order[ind.type], ind.id)
     return {i.id: i for i in sorted(out.values(), key=key)}
 
 

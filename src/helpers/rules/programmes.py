@@ -1,10 +1,17 @@
-"""Chain-care rules from ``parameters/programmes.yaml``: who belongs in which chain, what is due when.
+"""Chain-care programme rules from ``parameters/programmes.yaml``: who belongs in which
+programme (keten), what is due when.
+
+The programmes and their order (the order every report, table and sort uses) are those of
+``programmes.yaml``: ``Rules.programme_ids``. Which programme codes a delivery may contain at all
+is the data contract's (``helpers.contract.tables.PROGRAMMES``); a programme in the YAML must be one.
 
 >>> rules = load_programmes()
->>> [p.id for p in rules.programmes.values()]
-['DM2', 'CVRM', 'COPD', 'ASTMA']
+>>> rules.programme_ids
+('DM2', 'CVRM', 'COPD', 'ASTMA')
 >>> rules.programmes["DM2"].controls[0].concepts
 ('hba1c',)
+>>> rules.exclusions()
+(('CVRM', 'DM2'),)
 """
 
 from __future__ import annotations
@@ -15,10 +22,9 @@ from pathlib import Path
 
 from .codes import Codes, load_codes, read_yaml
 from ..config import PROGRAMMES_FILE
+from ..contract.tables import CONTACT_ROLES
+from ..contract.tables import PROGRAMMES as CONTRACT_PROGRAMMES
 from ..errors import ConfigError
-
-PROGRAMME_IDS = ("DM2", "COPD", "CVRM", "ASTMA")
-CONTACT_ROLES = ("huisarts", "poh-s", "poh-ggz", "assistent")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,19 @@ class Rules:
     programmes: dict[str, Programme]
     codes: Codes
 
+    @property
+    def programme_ids(self) -> tuple[str, ...]:
+        """The programmes in the order of programmes.yaml (the order reports show them in)."""
+        return tuple(self.programmes)
+
+    def exclusions(self) -> tuple[tuple[str, str], ...]:
+        """``(excluded, covering)`` pairs: a patient enrolled in ``covering`` does not belong in
+        ``excluded``, because an ICPC group of ``excluded``'s ``excluded_if`` is one that
+        ``covering`` includes (CVRM excludes dm2, the inclusion of DM2). Enrolled in both is a
+        finding (``enrolled_dm2_and_cvrm``); this is the one place the rule is read from."""
+        return tuple((p.id, q.id) for p in self.programmes.values() for q in self.programmes.values()
+                     if q.id != p.id and set(p.excluded_if) & set(q.inclusion))
+
 
 def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE) -> Rules:
     """Validate the rules against the code lists; one ConfigError lists every problem."""
@@ -72,8 +91,8 @@ def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE) -> 
     programmes: dict[str, Programme] = {}
     for pid, p in (data.get("programmes") or {}).items():
         where = f"programmes.{pid}"
-        if pid not in PROGRAMME_IDS:
-            problems.append(f"{where}: unknown programme (the contract knows {', '.join(PROGRAMME_IDS)})")
+        if pid not in CONTRACT_PROGRAMMES:
+            problems.append(f"{where}: unknown programme (the contract knows {', '.join(CONTRACT_PROGRAMMES)})")
         if not isinstance(p, dict):
             problems.append(f"{where}: expected a mapping")
             continue
