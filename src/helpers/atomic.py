@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = ["temp_path", "is_temporary", "temporary_pid", "write_atomic", "write_bytes", "write_text",
-           "atomic_file", "atomic_dir", "clean_stale"]
+           "write_temporary", "atomic_file", "atomic_dir", "clean_stale", "remove_quietly", "pid_alive"]
 
 #: ``.<stem>.tmp-<pid>-<random>[<suffix>]``, the scheme of :func:`temp_path`. It also matches
 #: the schemes the modules used before this one (``.<name>.tmp-<pid>[<suffix>]`` in cube,
@@ -77,11 +77,31 @@ def is_temporary(name: str) -> bool:
     return temporary_pid(name) is not None
 
 
-def _unlink(path) -> None:
+def remove_quietly(path: Path | str) -> None:
+    """Remove the file ``path`` if it is there; an error (already gone, no permission) is
+    ignored: used where a temporary is cleaned up on the way out of a failure.
+
+    >>> remove_quietly("/nonexistent/.x.tmp-1-ab.html")   # nothing there: no error
+    """
     try:
         os.unlink(path)
     except OSError:
         pass
+
+
+
+@contextlib.contextmanager
+def _removed_on_error(tmp: Path, final: Path) -> Iterator[None]:
+    """The one cleanup of a failed write: the temporary goes, and an OSError is raised again
+    with the *final* path as its file name."""
+    try:
+        yield
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise OSError(exc.errno, exc.strerror, str(final)) from None
+    except BaseException:
+        remove_quietly(tmp)
+        raise
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -111,7 +131,7 @@ def _replace(tmp: Path, final: Path) -> None:
         if Path(tmp).is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            _unlink(tmp)
+            remove_quietly(tmp)
         raise OSError(exc.errno, exc.strerror, str(final)) from None
 
 
@@ -121,24 +141,9 @@ def write_bytes(path: Path | str, data: bytes, fsync: bool = False) -> None:
     ``fsync``: flush file and folder to disk before returning (off by default, as the runner
     always did: outputs are rebuilt when lost; turn it on for state that must survive a crash).
     """
-    path = Path(path)
-    _mkdir_parent(path)
-    tmp = temp_path(path)
-    try:
+    with atomic_file(path, fsync=fsync) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-    except OSError as exc:
-        _unlink(tmp)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _replace(tmp, path)
-    if fsync:
-        _fsync_dir(path.parent)
 
 
 def write_text(path: Path | str, text: str, encoding: str = "utf-8", fsync: bool = False) -> None:
@@ -149,6 +154,24 @@ def write_text(path: Path | str, text: str, encoding: str = "utf-8", fsync: bool
 def write_atomic(path: Path | str, data: str | bytes, fsync: bool = False) -> None:
     """Write text (as UTF-8) or bytes to ``path`` atomically; see :func:`write_bytes`."""
     write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data, fsync=fsync)
+
+
+def write_temporary(final: Path | str, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8) under ``final``'s temporary name and return that name,
+    NOT renamed: for a caller that renames several files into place together once all are
+    complete (the runner's staging). A write error removes the temporary and names ``final``.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> tmp = write_temporary(folder / "r.html", "<p>klaar</p>")
+    >>> temporary_pid(tmp.name) == os.getpid(), (folder / "r.html").exists()
+    (True, False)
+    """
+    final = Path(final)
+    tmp = temp_path(final)
+    with _removed_on_error(tmp, final):
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -170,17 +193,11 @@ def atomic_file(path: Path | str, fsync: bool = False) -> Iterator[Path]:
     path = Path(path)
     _mkdir_parent(path)
     tmp = temp_path(path)
-    try:
+    with _removed_on_error(tmp, path):
         yield tmp
         if fsync and tmp.is_file():
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-    except OSError as exc:
-        _unlink(tmp)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
     if not tmp.exists():
         raise FileNotFoundError(2, "nothing was written to the temporary file", str(path))
     _replace(tmp, path)
@@ -236,21 +253,26 @@ def atomic_dir(path: Path | str, replace: bool = True) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    if pid <= 0:
+def pid_alive(pid: int | None) -> bool:
+    """The process exists and is not a zombie (a zombie's parent has not reaped it yet): the
+    one test of "is that writer, worker, factory or kernel still there".
+
+    >>> pid_alive(os.getpid()), pid_alive(None), pid_alive(999_999_999)
+    (True, False, False)
+    """
+    if not pid or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
-        return True
+        pass   # it exists, owned by someone else
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
-        return True
+        return True   # no /proc (not Linux) or it just went: kill(0) said it was there
 
 
 def clean_stale(folder: Path | str, pids: set[int] | None = None, recursive: bool = True,
@@ -262,7 +284,7 @@ def clean_stale(folder: Path | str, pids: set[int] | None = None, recursive: boo
     as stale only when named in ``pids``). ``everyone=True`` removes every temporary whatever
     its writer, as the build does at its start while it holds the outputs lock (the former
     ``batch.clean_stale_temporaries``); ``recursive=False`` looks in ``folder`` only (the
-    former ``runner.remove_temporaries``).
+    former ``runner.remove_temporaries``; the runner cleans up after a crashed worker so).
 
     >>> import tempfile; folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / ".r.tmp-999999999-ab.html").write_text("half")   # a writer long gone
@@ -287,12 +309,12 @@ def clean_stale(folder: Path | str, pids: set[int] | None = None, recursive: boo
             if everyone:
                 stale = True
             else:
-                stale = (pid in pids) if pids is not None else not _pid_alive(pid)
+                stale = (pid in pids) if pids is not None else not pid_alive(pid)
             if stale:
                 if is_dir:
                     shutil.rmtree(entry.path, ignore_errors=True)
                 else:
-                    _unlink(entry.path)
+                    remove_quietly(entry.path)
                 n += 1
             continue
         if recursive and is_dir:

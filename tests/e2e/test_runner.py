@@ -194,7 +194,7 @@ def test_the_time_limit_covers_the_pdf_of_a_hanging_browser(worker, tmp_path):
     state, group, quarter, cube = worker
     agb = group.practices[2]
     printer = state.printer()
-    printer._ensure()
+    printer.start()
     hung = _browser_pids()
     assert hung, "the printer's Chromium runs"
     for pid in hung:

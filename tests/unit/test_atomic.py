@@ -147,3 +147,39 @@ def test_clean_stale_with_pids_non_recursive_and_everyone(tmp_path):
     assert clean_stale(tmp_path, everyone=True) == 4        # the build, under its lock, removes all
     assert names(tmp_path) == ["sub"] and names(sub) == []
     assert clean_stale(tmp_path / "missing") == 0
+
+
+def test_write_temporary_stages_without_renaming_and_cleans_up_on_error(tmp_path, monkeypatch):
+    final = tmp_path / "his_analyse.ipynb"
+    tmp = atomic.write_temporary(final, "{}")
+    assert tmp.read_text() == "{}" and not final.exists() and temporary_pid(tmp.name) == os.getpid()
+    tmp.unlink()
+
+    class Full:
+        def __init__(self, path):
+            self.f = open(path, "wb")
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(atomic, "open", lambda path, mode="r": Full(path), raising=False)
+    with pytest.raises(OSError) as err:
+        atomic.write_temporary(final, b"x")
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(final)
+    assert names(tmp_path) == []
+
+
+def test_pid_alive_and_remove_quietly(tmp_path):
+    assert atomic.pid_alive(os.getpid()) and not atomic.pid_alive(DEAD)
+    assert not atomic.pid_alive(None) and not atomic.pid_alive(0)
+    f = tmp_path / "x"
+    f.write_text("x")
+    atomic.remove_quietly(f)
+    atomic.remove_quietly(f)   # already gone: no error
+    assert names(tmp_path) == []

@@ -8,7 +8,11 @@ per file). A4, the practice and quarter plus page numbers in the footer, and
 dates are that time (``html.source_date``), so a rebuild is byte-identical.
 
 >>> with PdfPrinter() as printer:                                               # doctest: +SKIP
-...     printer.print_pdf(Path("report.html"), Path("report.pdf"))
+...     printer.print_pdf(Path("report.html"), Path("report.pdf"), timeout=30)
+
+A run's time limit covers its PDF: ``print_pdf(..., timeout=)`` hands the remaining time to
+Playwright, and ``kill()`` (safe from another thread, e.g. a watchdog timer) ends the browser
+where a page stalls Chromium beyond any Playwright timeout; the next PDF relaunches it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 from .. import escape
+from ..atomic import atomic_file
 from ..errors import SpiegelError
 from .html import source_date
 
@@ -90,7 +96,8 @@ class PdfPrinter:
         self._context = None
         self.launches = 0
 
-    def _ensure(self):
+    def start(self) -> None:
+        """Launch the browser now unless it runs (``print_pdf`` does so itself when needed)."""
         if self._browser is not None and self._browser.is_connected():
             return
         self.close()
@@ -104,9 +111,17 @@ class PdfPrinter:
         self._context.route(re.compile(r"^(https?|wss?)://"), lambda route: route.abort())
         self.launches += 1
 
-    def print_pdf(self, html_path: Path, pdf_path: Path, footer_left: str = "") -> int:
-        """Print ``html_path`` to ``pdf_path`` (written atomically); returns the page count."""
-        self._ensure()
+    def print_pdf(self, html_path: Path, pdf_path: Path, footer_left: str = "",
+                  timeout: float | None = None) -> int:
+        """Print ``html_path`` to ``pdf_path`` (written atomically); returns the page count.
+
+        ``timeout`` (seconds): Playwright's limit for loading and printing, from now on for
+        this printer; a stall it does not reach is for ``kill()``."""
+        self.start()
+        if timeout is not None:
+            ms = max(timeout, 0.1) * 1000
+            self._context.set_default_timeout(ms)
+            self._context.set_default_navigation_timeout(ms)
         page = self._context.new_page()
         try:
             page.goto(Path(html_path).resolve().as_uri(), wait_until="load")
@@ -117,16 +132,31 @@ class PdfPrinter:
         finally:
             page.close()
         data = _pdf_dates(data)
-        pdf_path = Path(pdf_path)
-        pdf_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pdf_path.with_name(f".{pdf_path.stem}.tmp-{os.getpid()}{pdf_path.suffix}")
-        tmp.write_bytes(data)
-        os.replace(tmp, pdf_path)
+        with atomic_file(pdf_path) as tmp:
+            tmp.write_bytes(data)
         return count_pdf_pages(data)
+
+    def kill(self) -> None:
+        """SIGKILL the Chromium of this process's Playwright drivers (and its renderers: its
+        process group), e.g. from a watchdog when a page stalls it; the printer launches a new
+        one for its next PDF. Playwright does not say which driver belongs to which printer,
+        so the browsers of this process's other printers (other threads) go too and relaunch
+        likewise."""
+        from ..runner.processes import process_table
+        me = os.getpid()
+        procs = process_table()
+        drivers = [pid for pid, (ppid, cmd) in procs.items() if ppid == me and "run-driver" in cmd]
+        for pid, (ppid, _cmd) in procs.items():
+            if ppid in drivers:
+                for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                    try:
+                        kill()
+                    except (ProcessLookupError, PermissionError):
+                        pass
 
     def headings(self, html_path: Path) -> list[str]:
         """The h1-h3 texts as the browser shows them (used by the end-to-end tests)."""
-        self._ensure()
+        self.start()
         page = self._context.new_page()
         try:
             page.goto(Path(html_path).resolve().as_uri(), wait_until="load")
@@ -135,6 +165,7 @@ class PdfPrinter:
             page.close()
 
     def close(self):
+        """Close the page context, the browser and the Playwright driver (idempotent)."""
         for obj, method in ((self._context, "close"), (self._browser, "close"), (self._pw, "stop")):
             if obj is not None:
                 try:
