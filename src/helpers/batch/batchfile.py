@@ -74,7 +74,12 @@ class At:
 
 @dataclass
 class Batch:
-    """A parsed, validated batch file (with command-line overrides applied)."""
+    """A parsed, validated batch file (with command-line overrides applied); ``quarters`` None
+    means the latest, ``practices`` None all of them.
+
+    >>> Batch(name="demo", source="demo.yaml").reports
+    ['his_analyse']
+    """
 
     name: str
     source: str
@@ -326,7 +331,12 @@ def _shape_problem(source: str, key: str, value) -> Problem | None:
 
 
 def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[Problem]]:
-    """A Batch from the raw mapping, and every problem found."""
+    """A Batch from the raw mapping, and every problem found.
+
+    >>> b, problems = parse_batch({"practices": ["01000001"], "formats": "html"}, "b.yaml")
+    >>> b.practices, b.formats, problems
+    (['01000001'], ['html'], [])
+    """
     problems: list[Problem] = []
     name = Path(source).stem
     b = Batch(name=name, source=source)

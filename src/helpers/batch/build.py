@@ -71,7 +71,13 @@ from .steps import _fresh_cube, _ingest_if_changed
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``spiegel build`` arguments (the batch file's values, overridable)."""
+    """The ``spiegel build`` arguments (the batch file's values, overridable) and the exit statuses
+    in the epilog; returns ``parser``.
+
+    >>> args = add_build_arguments(argparse.ArgumentParser()).parse_args(["b.yaml", "--practice", "01000001"])
+    >>> args.batch_file, args.practice, args.force
+    ('b.yaml', ['01000001'], False)
+    """
     parser.add_argument("batch_file", nargs="?", default=str(PARAMETERS_DIR / "demo.yaml"),
                         help="the batch file, e.g. parameters/demo.yaml (the default)")
     parser.add_argument("--practice", action="append", metavar="AGB",
@@ -126,7 +132,13 @@ class _BuildLock:
 
 def check_outputs_writable(outputs: Path) -> None:
     """Create the outputs folder and write a probe file in it: a read-only folder (or disk) is
-    one line now, not a traceback halfway through the build."""
+    one line now, not a traceback halfway through the build (a ParameterError).
+
+    >>> check_outputs_writable(Path("/proc/spiegel-outputs"))
+    Traceback (most recent call last):
+    ...
+    helpers.errors.ParameterError: outputs folder /proc/spiegel-outputs is not writable (No such file or directory): choose another folder with --outputs or make this one writable
+    """
     import tempfile
     try:
         outputs.mkdir(parents=True, exist_ok=True)
@@ -138,7 +150,14 @@ def check_outputs_writable(outputs: Path) -> None:
 
 
 def check_scheduler(address: str, timeout: float = 3.0) -> None:
-    """Refuse an unreachable Dask scheduler in seconds (the Dask client waits 30 s per try)."""
+    """Refuse an unreachable Dask scheduler in seconds (the Dask client waits 30 s per try):
+    a ParameterError naming the address. Other transports than tcp and tls are left to the client.
+
+    >>> check_scheduler("tcp://")
+    Traceback (most recent call last):
+    ...
+    helpers.errors.ParameterError: scheduler 'tcp://' names no host: write it as tcp://host:8786
+    """
     import socket
     from urllib.parse import urlsplit
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
@@ -161,7 +180,12 @@ def check_scheduler(address: str, timeout: float = 3.0) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """SIGTERM (``timeout``, CI cancellation, service managers) stops the build exactly like
-    Ctrl-C: a KeyboardInterrupt in the main thread. The previous handler comes back on exit."""
+    Ctrl-C: a KeyboardInterrupt in the main thread. The previous handler comes back on exit.
+
+    >>> with sigterm_as_interrupt():
+    ...     signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    True
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -191,7 +215,10 @@ def _signals_held():
 
 
 def run_build(args: argparse.Namespace) -> int:
-    """Run ``spiegel build``; returns the exit status (the build command's epilog lists them)."""
+    """Run ``spiegel build`` for parsed arguments (:func:`add_build_arguments`); returns the exit
+    status: 0 done, 1 a run failed or a practice was refused, and for a user error, a busy
+    warehouse or an interrupt that of ``errors.EXIT_CODES`` (2, 3, 130), printed as
+    ``spiegel build: <line>`` without a traceback."""
     with sigterm_as_interrupt():
         try:
             b = load_batch(args.batch_file, args)
@@ -435,6 +462,7 @@ def _fail_without_kernel(spec):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.batch``: the build command on its own; returns the exit status."""
     parser = argparse.ArgumentParser(prog="spiegel build", description=__doc__.splitlines()[0])
     add_build_arguments(parser)
     return run_build(parser.parse_args(argv))

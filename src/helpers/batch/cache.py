@@ -24,7 +24,11 @@ def _sha(text: str | bytes) -> str:
 
 
 def environment_fingerprint() -> dict:
-    """Python and the versions of the packages a report's look depends on."""
+    """Python and the versions of the packages a report's look depends on.
+
+    >>> sorted(environment_fingerprint()["packages"]) == sorted(KEY_PACKAGES)
+    True
+    """
     from importlib.metadata import PackageNotFoundError, version
     packages = {}
     for name in KEY_PACKAGES:
@@ -37,7 +41,11 @@ def environment_fingerprint() -> dict:
 
 def key_params(report_id: str, params: dict) -> dict:
     """The parameters that enter the cache key: paths are left out (their content is the
-    data hash), so moving the warehouse does not rebuild everything."""
+    data hash), so moving the warehouse does not rebuild everything.
+
+    >>> key_params("his_analyse", {"quarter": "2026Q3", "warehouse": "/data/w.duckdb", "practice_agb": "01000001"})
+    {'practice_agb': '01000001', 'quarter': '2026Q3'}
+    """
     spec = get_report(report_id)
     types = {p.name: p.type for p in spec.params}
     return {k: v for k, v in sorted(params.items()) if types.get(k) != "path"}
@@ -60,14 +68,24 @@ def run_cache_key(*, notebook_hash: str, params: dict, data_hash: str, parameter
 
 
 def region_data_hash(region: str, practice_regions: dict[str, str], hashes: dict[str, str]) -> str:
-    """The data of every practice in the region (a change in any of them reruns the region)."""
+    """The data of every practice in the region (a change in any of them reruns the region).
+
+    >>> regions = {"01000001": "Noord", "01000002": "Noord", "01000003": "Zuid"}
+    >>> a = region_data_hash("Noord", regions, {"01000001": "h1", "01000002": "h2", "01000003": "h3"})
+    >>> a == region_data_hash("Noord", regions, {"01000001": "h1", "01000002": "h2", "01000003": "other"})
+    True
+    """
     members = sorted((agb, hashes.get(agb, "")) for agb, r in practice_regions.items() if r == region)
     return _sha(json.dumps(members))
 
 
 def code_version(code_hash: str) -> str:
     """``git describe`` of the project when it is a repository with commits, else the
-    package version; always with the helpers' code hash."""
+    package version; always with the helpers' code hash.
+
+    >>> code_version("0123456789abcdef").endswith("(code 0123456789ab)")
+    True
+    """
     import subprocess
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=PROJECT_ROOT,
@@ -80,7 +98,15 @@ def code_version(code_hash: str) -> str:
 
 
 def dataset_fingerprint(dataset: Path) -> str:
-    """Names, sizes and modification times of every file: cheap, and any edit changes it."""
+    """Names, sizes and modification times of every file: cheap, and any edit changes it.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     before = dataset_fingerprint(Path(d))
+    ...     _ = (Path(d) / "practices.csv").write_text("practice_agb\\n")
+    ...     before == dataset_fingerprint(Path(d))
+    False
+    """
     items = []
     for root, dirs, files in os.walk(dataset):
         dirs.sort()

@@ -11,7 +11,15 @@ from .batchfile import Batch
 
 
 class Progress:
-    """A tqdm bar with counts and ETA on a terminal; one plain line per run otherwise (CI)."""
+    """A tqdm bar with counts and ETA on a terminal; one plain line per run otherwise (CI).
+
+    >>> from types import SimpleNamespace as NS
+    >>> p = Progress(2, stream=None)
+    >>> p.update(NS(quarter="2026Q3", key="01000001", report="his_analyse"),
+    ...          NS(status="done", timings={"total": 4.21}, error=None))
+    [1/2] done   2026Q3 01000001 his_analyse 4.2s
+    >>> p.close()
+    """
 
     def __init__(self, total: int, stream=None):
         self.total = total
@@ -25,6 +33,7 @@ class Progress:
                             desc="build", smoothing=0.1)
 
     def update(self, spec, result) -> None:
+        """Count one finished run (``spec``: its RunSpec, ``result``: its RunResult) and show it."""
         self.n += 1
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         if self.bar is not None:
@@ -40,7 +49,8 @@ class Progress:
                 line += f"  {_error_line(result.error)}"
             print(line, flush=True)
 
-    def close(self):
+    def close(self) -> None:
+        """End the bar (a plain-line progress has nothing to end)."""
         if self.bar is not None:
             self.bar.close()
 
@@ -69,6 +79,16 @@ def _stage_table(results: list) -> list[str]:
 
 def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extra_lines: list[str],
                   outputs: Path, portal: Path | None, out=print) -> None:
+    """The batch summary: counts, one row per run (up to 40), stage timings, ``extra_lines``
+    (ingest, prepare, memory), every failure with its practice, report, stage, cell, error,
+    partial notebook and log, and the portal's path; each line through ``out``.
+
+    >>> print_summary([], {}, [], 1.25, ["prepare 2026Q3: cube up to date"], Path("outputs"), None)
+    <BLANKLINE>
+    batch summary: 0 runs: 0 done, 0 skipped (up to date), 0 failed, in 1.2s
+      quarter  practice/region        report           status    execute   html    pdf
+    prepare 2026Q3: cube up to date
+    """
     done = [r for r in results.values() if r.status == "done"]
     failed = [(s, results[s.name]) for s in plan_specs if s.name in results and results[s.name].status != "done"]
     out("")
@@ -114,7 +134,12 @@ def _rel(path) -> str:
 
 
 def error_lines(exc: SpiegelError) -> list[str]:
-    """What the build prints for a user error: one line per problem, a refused delivery in one line."""
+    """What the build prints for a user error: one line per problem, a refused delivery in one line.
+
+    >>> from ..errors import ParameterError
+    >>> error_lines(ParameterError("b.yaml, quarters: found '2025Q5', expected a quarter\\n--report: found 'x', ..."))
+    ["b.yaml, quarters: found '2025Q5', expected a quarter", "--report: found 'x', ..."]
+    """
     if isinstance(exc, ContractError) and exc.problems:
         more = len(exc.problems) - 1
         return [f"{exc.subject} refused: {exc.problems[0].describe()}"
@@ -129,7 +154,11 @@ def _render_only_note(to_run: list) -> str:
 
 
 def interrupt_message(b: Batch, discarded: int = 0) -> str:
-    """What an interrupted build says: how to resume (without --force, which would rerun everything)."""
+    """What an interrupted build says: how to resume (without --force, which would rerun everything).
+
+    >>> interrupt_message(Batch(name="demo", source="demo.yaml", outputs=Path("outputs")), discarded=1)
+    'spiegel build: interrupted; finished runs are kept; 1 file(s) written after the interrupt were removed; run the same command again to resume (it runs only what is missing)'
+    """
     dropped = f"; {discarded} file(s) written after the interrupt were removed" if discarded else ""
     if b.force:
         how = ("run the same command without --force to resume (it runs only what is missing; "
