@@ -13,7 +13,7 @@ from ..config import PROJECT_ROOT, cube_dir
 from ..errors import ParameterError
 from ..identifiers import is_agb
 from ..quarter import Quarter
-from ..reports import get_report, validate_params
+from ..reports import KEY_TYPES, get_report, validate_params
 from .batchfile import Batch
 from .cache import code_version, environment_fingerprint, key_params, region_data_hash, run_cache_key, _sha
 
@@ -36,12 +36,56 @@ def _fmt_date(value) -> str:
         return str(value)
 
 
+#: the folder of each shared scope under ``outputs/<quarter>/``, and how a run of it is named
+SCOPE_FOLDERS = {"hagro": "hagro", "region": "regio", "zorggroep": "regio"}
+#: the one key of the care group's run (and its folder under ``regio/``)
+ZORGGROEP_KEY = "zorggroep"
+#: the practices table's column that groups practices into a shared scope's keys
+SCOPE_COLUMNS = {"hagro": "hagro", "region": "region"}
+#: the Dutch label of a run per scope (the portal's first column)
+SCOPE_LABELS_NL = {"hagro": "Hagro {key}", "region": "Regio {key}", "zorggroep": "Zorggroep (alle praktijken)"}
+
+
 def run_name(report_id: str, scope: str, key: str) -> str:
-    return f"{key}-{report_id}" if scope == "practice" else f"regio-{slug(key)}-{report_id}"
+    """``<agb>-<report>``, ``regio-<slug>-<report>``, ``hagro-<slug>-<report>``, ``zorggroep-<report>``.
+
+    >>> run_name("his_analyse", "practice", "01000001"), run_name("r", "region", "Utrecht West")
+    ('01000001-his_analyse', 'regio-Utrecht-West-r')
+    """
+    if scope == "practice":
+        return f"{key}-{report_id}"
+    if scope == "zorggroep":
+        return f"zorggroep-{report_id}"
+    prefix = SCOPE_FOLDERS[scope]
+    return f"{prefix}-{slug(key)}-{report_id}"
 
 
 def run_dir(outputs: Path, quarter: str, scope: str, key: str) -> Path:
-    return outputs / quarter / key if scope == "practice" else outputs / quarter / "regio" / slug(key)
+    """practice: ``<q>/<agb>/``; region: ``<q>/regio/<slug>/``; hagro: ``<q>/hagro/<slug>/``;
+    zorggroep: ``<q>/regio/zorggroep/``."""
+    if scope == "practice":
+        return outputs / quarter / key
+    if scope == "zorggroep":
+        return outputs / quarter / SCOPE_FOLDERS["zorggroep"] / ZORGGROEP_KEY
+    return outputs / quarter / SCOPE_FOLDERS[scope] / slug(key)
+
+
+def _groups(practices_df, column: str) -> dict[str, str]:
+    """practice_agb -> its group in ``column`` (region, hagro); practices without one are left out."""
+    if not len(practices_df) or column not in practices_df.columns:
+        return {}
+    return {str(r["practice_agb"]): str(r[column]) for r in practices_df.to_dict("records")
+            if r.get(column) is not None and str(r[column]).strip() not in ("", "nan", "None", "<NA>")}
+
+
+def scope_members(scope: str, practices_df) -> dict[str, str]:
+    """practice_agb -> the key of the run of ``scope`` it belongs to (practice: itself; the
+    care group: ``zorggroep`` for every practice)."""
+    if scope == "practice":
+        return {str(a): str(a) for a in practices_df["practice_agb"]} if len(practices_df) else {}
+    if scope == "zorggroep":
+        return {str(a): ZORGGROEP_KEY for a in practices_df["practice_agb"]} if len(practices_df) else {}
+    return _groups(practices_df, SCOPE_COLUMNS[scope])
 
 
 def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
@@ -98,16 +142,25 @@ def _beyond_every_extraction(q: Quarter, dates: dict[str, date]) -> str | None:
 
 def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str, str],
               practices: list[str], regions: list[str], quarters: list[str]) -> list:
-    """Every named run of the sweep with its parameters validated, paths and cache key."""
+    """Every named run of the sweep with its parameters validated, paths and cache key.
+
+    Per report, its scope (registry) decides the runs: one per selected practice, per hagro or
+    region of the selected practices, or one for the care group; the parameter of the matching
+    type (``practice``, ``hagro``, ``region``) takes the run's key, ``sweep`` parameters the
+    warehouse and the cube."""
     from ..cube.prepare import code_hash, parameters_hash
     from ..runner import RunSpec
     env = environment_fingerprint()
     p_hash, c_hash = parameters_hash(), code_hash()
     version = code_version(c_hash)
     rows = {str(r["practice_agb"]): r for r in practices_df.to_dict("records")}
-    practice_regions = {a: str(r.get("region")) for a, r in rows.items()}
-    known_regions = set(practice_regions.values())
-    known_practices = set(rows) | set(refused)
+    practice_regions = _groups(practices_df, "region")
+    practice_hagros = _groups(practices_df, "hagro")
+    known = {"practice": set(rows) | set(refused), "region": set(practice_regions.values()),
+             "hagro": set(practice_hagros.values())}
+    selected_hagros = sorted({practice_hagros[a] for a in practices if a in practice_hagros})
+    keys_of = {"practice": list(practices), "region": list(regions), "hagro": selected_hagros,
+               "zorggroep": [ZORGGROEP_KEY] if practices else []}
     dataset_label = _dataset_label(b)
     extracted_on = extraction_dates(practices_df)
     specs, problems = [], []
@@ -122,34 +175,35 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                 continue
             nb_hash = _sha(nb_path.read_bytes())
             formats = [f for f in b.formats if f in spec.formats]
-            keys = practices if spec.scope == "practice" else regions
-            for key in keys:
+            groups = scope_members(spec.scope, practices_df) if spec.scope != "practice" else {}
+            for key in keys_of[spec.scope]:
                 params = {}
                 for p in spec.params:
-                    if p.type in ("practice", "region"):
+                    if p.type == KEY_TYPES.get(spec.scope):
                         params[p.name] = key
                     elif p.type == "quarter":
                         params[p.name] = quarter
-                    elif p.name == "warehouse":
+                    elif p.sweep == "warehouse":
                         params[p.name] = str(b.warehouse)
-                    elif p.name == "cube_path":
+                    elif p.sweep == "cube":
                         params[p.name] = str(cube)
                 params.update(b.params.get(report_id, {}))
                 try:
-                    params = validate_params(report_id, params, known_practices, known_regions)
+                    params = validate_params(report_id, params, known["practice"], known["region"], known["hagro"])
                 except ParameterError as e:
                     problems.append(str(e))
                     continue
                 if spec.scope == "practice":
+                    members = [key]
                     row = rows.get(key, {})
                     data_hash = hashes.get(key, "")
                     label = str(row.get("name") or key)
                     extraction = _fmt_date(row.get("extraction_date"))
                     data_version = f"{key}: {data_hash[:12] or 'niet geladen'}"
                 else:
-                    members = [a for a, r in practice_regions.items() if r == key]
-                    data_hash = region_data_hash(key, practice_regions, hashes)
-                    label = f"Regio {key}"
+                    members = [a for a, g in groups.items() if g == key]
+                    data_hash = region_data_hash(key, groups, hashes)
+                    label = SCOPE_LABELS_NL[spec.scope].format(key=key)
                     dates = sorted(_fmt_date(rows[a].get("extraction_date")) for a in members)
                     extraction = dates[0] if len(set(dates)) == 1 else f"{dates[0]} t/m {dates[-1]}"
                     data_version = f"{len(members)} praktijken: {data_hash[:12]}"
@@ -173,7 +227,6 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                     pre_failed = {"stage": "ingest", "message": refusal_line(key, refused[key])}
                 elif spec.scope == "practice" and key in refused:
                     provenance["dataset"] += "; vorige levering (de nieuwe is geweigerd)"
-                members = [key] if spec.scope == "practice" else [a for a, r in practice_regions.items() if r == key]
                 if pre_failed is None:
                     pre_failed = _not_covered(q, {a: extracted_on[a] for a in members if a in extracted_on},
                                               spec.scope, key)
@@ -265,7 +318,8 @@ def _not_covered(q: Quarter, dates: dict[str, date], scope: str, key: str) -> di
     if not late:
         return None
     agb, day = min(late.items(), key=lambda kv: kv[1])
-    whose = f"practice {agb}" if scope == "practice" else f"practice {agb} of region {key}"
+    whose = {"practice": f"practice {agb}", "zorggroep": f"practice {agb} of the care group"}.get(
+        scope, f"practice {agb} of {scope} {key}")
     return {"stage": "quarter",
             "message": f"quarter {q} ends on {q.last_day:%d-%m-%Y}, after the extraction date {day:%d-%m-%Y} of "
                        f"{whose}: its data cover up to {Quarter.latest_complete(day)}; deliver a newer "

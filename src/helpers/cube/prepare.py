@@ -1,9 +1,12 @@
 """Compute once, render many: every figure of a quarter for every practice, stored as parquet.
 
 ``prepare_quarter`` runs the set-based SQL of findings, indicators and data quality over
-the whole warehouse once per quarter and writes the *quarter cube*; notebooks only read
-their practice's slice with ``read_slice``. The cube holds patient-level rows (findings,
-data-quality listings): it lives beside the warehouse under ``data/``, never in outputs.
+the whole warehouse once per quarter (``compute.compute_cube``), then the prepare step of
+every registered report (``helpers.reports.prepare_steps``), and writes the *quarter cube*;
+practice reports read their practice's slice with ``read_slice``, shared-scope reports only
+the suppressed tables under ``<cube>/shared/`` (``helpers.cube.shared``). The cube holds
+patient-level rows (findings, data-quality listings): it lives beside the warehouse under
+``data/``, never in outputs.
 
 >>> path = prepare_quarter("data/warehouse.duckdb", "2026Q3")        # doctest: +SKIP
 >>> read_slice(path, "findings", practice_agb="01000001")             # doctest: +SKIP
@@ -85,13 +88,17 @@ def code_hash(package: Path = PACKAGE_DIR) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(target: Path, tables: dict[str, pd.DataFrame], meta: dict) -> None:
+def _write_atomic(target: Path, tables: dict[str, pd.DataFrame], meta: dict,
+                  shared: tuple[list, dict[str, pd.DataFrame]] = ((), {})) -> None:
+    from .shared import SHARED_DIR, write_shared
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     for name, df in tables.items():
         df.to_parquet(tmp / f"{name}.parquet", index=False)
+    declared, frames = shared
+    write_shared(tmp / SHARED_DIR, list(declared), frames)
     (tmp / "cube.json").write_text(json.dumps(meta, indent=2, default=str))
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     if target.exists():
@@ -108,7 +115,62 @@ def cube_key(warehouse: Path, quarter: Quarter) -> str:
     h.update(str(quarter).encode())
     h.update(parameters_hash().encode())
     h.update(code_hash().encode())
+    h.update(prepare_signature().encode())
     return h.hexdigest()
+
+
+def prepare_signature() -> str:
+    """What the registered reports' prepare steps add to the cube key: their report ids and
+    table declarations, and the source of a step defined outside the helpers package (a plugin),
+    so registering or changing one prepares the cube again."""
+    import inspect
+
+    from ..reports import prepare_steps
+    parts = []
+    for report_id, step in prepare_steps():
+        source = ""
+        try:
+            f = Path(inspect.getsourcefile(step.function) or "").resolve()
+            if f.is_file() and PACKAGE_DIR.resolve() not in f.parents:
+                source = hashlib.sha256(f.read_bytes()).hexdigest()
+        except TypeError:
+            pass
+        parts.append([report_id, list(step.tables), [repr(t) for t in step.shared], source])
+    return json.dumps(parts)
+
+
+def run_prepare_steps(con, quarter: Quarter, tables: dict[str, pd.DataFrame]):
+    """The registered reports' prepare steps over the computed core tables: returns
+    (practice-level tables for the cube, declared shared tables, their frames, timings)."""
+    from ..reports import prepare_steps
+    kept, declared, frames, timings = {}, [], {}, {}
+    for report_id, step in prepare_steps():
+        t0 = time.perf_counter()
+        try:
+            out = step.function(con, quarter, dict(tables))
+        except SpiegelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - named for the user, with the report
+            raise SpiegelError(f"report {report_id}: its prepare step failed: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        names = step.table_names()
+        got = set(out or {})
+        if got != set(names):
+            raise SpiegelError(f"report {report_id}: its prepare step returned {', '.join(sorted(got)) or 'nothing'}; "
+                               f"it declares {', '.join(names) or 'nothing'}")
+        for name in names:
+            if name in tables or name in kept or name in frames:
+                raise SpiegelError(f"report {report_id}: prepare table {name!r} is already in the cube; rename it")
+        for name in step.tables:
+            if "practice_agb" not in out[name].columns:
+                raise SpiegelError(f"report {report_id}: prepare table {name!r} needs a practice_agb column "
+                                   f"(read_slice filters on it)")
+            kept[name] = out[name]
+        for t in step.shared:
+            declared.append(t)
+            frames[t.name] = out[t.name]
+        timings[f"prepare_{report_id}"] = round(time.perf_counter() - t0, 3)
+    return kept, declared, frames, timings
 
 
 def prepare_quarter(warehouse: Path | str, quarter: Quarter | str, force: bool = False) -> Path:
@@ -133,10 +195,12 @@ def prepare_quarter(warehouse: Path | str, quarter: Quarter | str, force: bool =
         if n == 0:
             raise SpiegelError(f"warehouse {warehouse} holds no practices: run `spiegel ingest <dataset>` first")
         tables, timings = compute_cube(con, quarter)
+        kept, declared, frames, step_timings = run_prepare_steps(con, quarter, tables)
     meta = {"quarter": str(quarter), "key": key, "computed_at": datetime.now(timezone.utc).isoformat(),
             "spiegel_version": __version__, "parameters_hash": parameters_hash(), "practices": n,
-            "timings_s": timings, "seconds": round(time.perf_counter() - start, 3)}
-    _write_atomic(target, tables, meta)
+            "timings_s": {**timings, **step_timings}, "seconds": round(time.perf_counter() - start, 3),
+            "report_tables": sorted(kept), "shared_tables": sorted(t.name for t in declared)}
+    _write_atomic(target, {**tables, **kept}, meta, (declared, frames))
     return target
 
 

@@ -16,12 +16,24 @@ CUBE_TABLES = ("practices", "summary", "findings", "indicators", "dq_recorded", 
                "dq_issue_counts", "pyramid")
 
 
+def report_tables(cube: Path) -> list[str]:
+    """The practice-level tables the registered reports' prepare steps added to this cube."""
+    import json
+    try:
+        names = json.loads((Path(cube) / "cube.json").read_text()).get("report_tables", [])
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str) and n.isidentifier()]
+
+
 def read_slice(cube: Path, table: str, practice_agb: str | None = None,
                practices: list[str] | None = None) -> pd.DataFrame:
     """One cube table, filtered at read time to one practice (or a list) so a notebook never
-    holds another practice's patient rows."""
-    if table not in CUBE_TABLES:
-        raise ParameterError(f"cube table {table!r} unknown; choose from {', '.join(CUBE_TABLES)}")
+    holds another practice's patient rows. A report's own prepared tables (``report_tables``
+    in ``cube.json``) are read the same way; the shared tables only through ``SharedCube``."""
+    known = list(CUBE_TABLES) + report_tables(cube)
+    if table not in known:
+        raise ParameterError(f"cube table {table!r} unknown; choose from {', '.join(known)}")
     path = Path(cube) / f"{table}.parquet"
     filters = None
     if practice_agb is not None:

@@ -1,8 +1,9 @@
 """The portal a consultant opens: ``outputs/index.html`` and ``outputs/<quarter>/index.html``.
 
-Built from the manifests only (no patient data there): per quarter, every practice (and
-region) x report with its status, a few key figures and links to the HTML, the PDF and
-the worklists, plus a search box to find a practice. One self-contained file per page:
+Built from the manifests only (no patient data there): per quarter and per scope (the
+practices; the hagros; the regions and the care group), every run x report with its status,
+the report's key figures (declared in its registry entry) and links to the HTML, the PDF and
+the extras, plus a search box to find a practice. One self-contained file per page:
 inline CSS and a few lines of inline JavaScript, nothing fetched; a Content-Security-Policy
 lets only that script run.
 
@@ -28,27 +29,32 @@ from .html import generated_at
 from ..reports import REPORTS
 from ..suppression import RULE_TEXT, suppress_counts
 
-#: the key figures per report, in portal column order: (manifest key, column title)
-FIGURE_COLUMNS = {
-    "his_analyse": (("list_size", "Ingeschreven"), ("enrolled_patients", "Patiënten in ketenzorg"),
-                    ("enrolments", "Deelnames ketenzorg"), ("registration_findings", "Registratiebevindingen"),
-                    ("patients_to_call", "Op te roepen")),
-}
-
 STATUS_NL = {"done": "klaar", "failed": "mislukt", "skipped": "ongewijzigd"}
+
+#: the portal's sections: (title, first column, the scopes listed in it), in page order
+SECTIONS = (("Praktijken", "Praktijk", ("practice",)), ("Hagro's", "Hagro", ("hagro",)),
+            ("Regio's en zorggroep", "Regio / zorggroep", ("region", "zorggroep")))
 
 _QUARTER_DIR = re.compile(r"^\d{4}Q[1-4]$")
 
 
+def figure_columns(report_id: str) -> tuple[tuple[str, str], ...]:
+    """A report's key figures in portal column order: (manifest key, Dutch column title)."""
+    spec = REPORTS.get(report_id)
+    return spec.figure_columns() if spec is not None else ()
+
+
 def key_figures(report_id: str, cube: Path, key: str) -> dict[str, str]:
     """Headline counts of one run for the manifest and the portal, both shared outputs:
-    aggregates only, suppressed here as display text (``<10``). Runs in a worker."""
-    if report_id == "his_analyse":
-        from ..reports import his_analyse
-        k = his_analyse.key_figures(his_analyse.load(cube, key))
-        names = [name for name, _ in FIGURE_COLUMNS["his_analyse"] if name in k]
-        return dict(zip(names, suppress_counts(pd.Series([k[n] for n in names], dtype="float64"))))
-    return {}
+    aggregates only, suppressed here as display text (``<10``). Runs in a worker; the
+    figures come from the report's registry entry (a shared scope's from its ``SharedCube``)."""
+    spec = REPORTS.get(report_id)
+    if spec is None or spec.figures is None:
+        return {}
+    k = spec.compute_figures(Path(cube), key)
+    names = [name for name, _ in spec.figure_columns() if name in k]
+    values = pd.Series([k[n] for n in names], dtype="object")
+    return dict(zip(names, suppress_counts(pd.to_numeric(values, errors="coerce").astype("float64"))))
 
 
 def _shown(value) -> str:
@@ -80,6 +86,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .muted { color: var(--muted); }
 .err { color: var(--bad); font-size: 12px; }
 details { font-size: 12px; }
+h2 { font-size: 16px; margin: 22px 0 6px; }
 footer { color: var(--muted); font-size: 12px; padding: 0 28px 24px; }
 a { color: var(--accent); }
 """
@@ -120,71 +127,88 @@ def quarter_page(outputs: Path, quarter: str) -> Path | None:
         return None
     manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     runs = manifest.get("runs", {})
-    reports = sorted({r["report"] for r in runs.values()})
-    # rows: one per practice / region
-    rows: dict[tuple, dict] = {}
-    for name, r in runs.items():
-        row_key = (0 if r["scope"] == "practice" else 1, r["key"])
-        rows.setdefault(row_key, {"scope": r["scope"], "key": r["key"], "label": r.get("label", r["key"]),
-                                  "runs": {}})
-        rows[row_key]["runs"][r["report"]] = r
-    figure_cols = []
-    for rep in reports:
-        figure_cols += [(rep, k, t) for k, t in FIGURE_COLUMNS.get(rep, ())]
-    head = "<th>Praktijk / regio</th><th>AGB</th>"
-    head += "".join(f"<th>{_e(REPORTS[rep].title_nl if rep in REPORTS else rep)}</th>" for rep in reports)
-    head += "".join(f'<th class="num">{_e(t)}</th>' for _rep, _k, t in figure_cols)
-    body_rows = []
     counts = {"done": 0, "failed": 0}
-    for rk in sorted(rows):
-        row = rows[rk]
-        cells = [f"<td>{_e(row['label'])}</td>",
-                 f"<td>{_e(row['key']) if row['scope'] == 'practice' else '<span class=muted>regio</span>'}</td>"]
-        for rep in reports:
-            r = row["runs"].get(rep)
-            if r is None:
-                cells.append('<td><span class="status missing">–</span></td>')
-                continue
-            status = r.get("status", "failed")
-            counts[status] = counts.get(status, 0) + 1
-            outs = r.get("outputs", {})
-            links = [_link(root, outs.get("html", {}).get("path"), "HTML"),
-                     _link(root, outs.get("pdf", {}).get("path"), "PDF")]
-            extras = [_link(root, x.get("path"), Path(x.get("path", "")).stem.replace("werklijst_", ""))
-                      for x in r.get("extras", [])]
-            extras = [x for x in extras if x]
-            cell = f'<span class="status {_e(status)}">{_e(STATUS_NL.get(status, status))}</span> '
-            cell += '<span class="links">' + "".join(x for x in links if x) + "</span>"
-            if extras:
-                cell += f"<details><summary>werklijsten ({len(extras)})</summary>{'<br>'.join(extras)}</details>"
-            stale = r.get("stale_data")
-            if status == "done" and stale:
-                # the report stands on the previous delivery: say so, and why the new one was refused
-                cell += f'<div class="stale">{_e(stale.get("note_nl", "Gebaseerd op de vorige levering."))}'
-                if stale.get("first_problem"):
-                    cell += f'<br>Eerste probleem: {_e(str(stale["first_problem"])[:200])}'
-                cell += "</div>"
-            if status != "done" and r.get("error"):
-                err = r["error"]
-                where = f"cel {err['cell_index']}: " if err.get("cell_index") is not None else ""
-                cell += f'<div class="err">{_e(err.get("stage"))}: {_e(where)}{_e(err.get("message", "")[:200])}</div>'
-                cell += _link(root, r.get("log"), "log")
-            cells.append(f"<td>{cell}</td>")
-        for rep, k, _t in figure_cols:
-            value = ((row["runs"].get(rep) or {}).get("figures") or {}).get(k)
-            cells.append(f'<td class="num">{_e("" if value is None else _shown(value))}</td>')
-        search = f"{row['label']} {row['key']}".lower()
-        body_rows.append(f'<tr data-search="{_e(search)}">{"".join(cells)}</tr>')
-    n_practices = sum(1 for rk in rows if rk[0] == 0)
+    named = {s for _t, _f, scopes in SECTIONS for s in scopes}
+    groups = [(title, first, {n: r for n, r in runs.items() if r.get("scope", "practice") in scopes})
+              for title, first, scopes in SECTIONS]
+    # a scope no section names (a manifest of a newer version): listed last, not lost
+    groups.append(("Overig", "Naam", {n: r for n, r in runs.items() if r.get("scope", "practice") not in named}))
+    groups = [g for g in groups if g[2]] or [groups[0]]
+    sections = [_section(root, title, first, chosen, counts, headed=len(groups) > 1)
+                for title, first, chosen in groups]
+    n_practices = len({r["key"] for r in runs.values() if r.get("scope", "practice") == "practice"})
     updated = manifest.get("updated_at", "")
     body = (f'<p><a href="../index.html">&larr; alle kwartalen</a></p>'
             f'<input type="search" id="zoek" placeholder="Zoek een praktijk (naam of AGB)" autofocus>'
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body_rows)}</tbody></table>")
+            + "".join(sections))
     subtitle = (f"{n_practices} praktijken · {counts.get('done', 0)} rapporten klaar, "
                 f"{counts.get('failed', 0)} mislukt · bijgewerkt {updated[:16].replace('T', ' ')}")
     out = root / "index.html"
     write_text(out, _page(f"Spiegel · {quarter}", subtitle, body, search=True))
     return out
+
+
+def _section(root: Path, title: str, first: str, runs: dict, counts: dict, headed: bool) -> str:
+    """One table: a row per practice / hagro / region, a column per report and key figure."""
+    reports = sorted({r["report"] for r in runs.values()})
+    rows: dict[tuple, dict] = {}
+    for name, r in runs.items():
+        row_key = (r.get("scope", "practice") != "practice", r.get("scope", "practice"), r["key"])
+        rows.setdefault(row_key, {"scope": r.get("scope", "practice"), "key": r["key"],
+                                  "label": r.get("label", r["key"]), "runs": {}})
+        rows[row_key]["runs"][r["report"]] = r
+    figure_cols = []
+    for rep in reports:
+        figure_cols += [(rep, k, t) for k, t in figure_columns(rep)]
+    head = f"<th>{_e(first)}</th><th>AGB</th>"
+    head += "".join(f"<th>{_e(REPORTS[rep].title_nl if rep in REPORTS else rep)}</th>" for rep in reports)
+    head += "".join(f'<th class="num">{_e(t)}</th>' for _rep, _k, t in figure_cols)
+    body_rows = []
+    for rk in sorted(rows):
+        row = rows[rk]
+        scope_nl = {"hagro": "hagro", "zorggroep": "zorggroep"}.get(row["scope"], "regio")
+        cells = [f"<td>{_e(row['label'])}</td>",
+                 f"<td>{_e(row['key']) if row['scope'] == 'practice' else f'<span class=muted>{scope_nl}</span>'}</td>"]
+        for rep in reports:
+            cells.append(_run_cell(root, row["runs"].get(rep), counts))
+        for rep, k, _t in figure_cols:
+            value = ((row["runs"].get(rep) or {}).get("figures") or {}).get(k)
+            cells.append(f'<td class="num">{_e("" if value is None else _shown(value))}</td>')
+        search = f"{row['label']} {row['key']}".lower()
+        body_rows.append(f'<tr data-search="{_e(search)}">{"".join(cells)}</tr>')
+    heading = f"<h2>{_e(title)}</h2>" if headed else ""
+    return f"{heading}<table><thead><tr>{head}</tr></thead><tbody>{''.join(body_rows)}</tbody></table>"
+
+
+def _run_cell(root: Path, r: dict | None, counts: dict) -> str:
+    """A report's cell: status, links to HTML, PDF and extras, a stale-data note or the error."""
+    if r is None:
+        return '<td><span class="status missing">–</span></td>'
+    status = r.get("status", "failed")
+    counts[status] = counts.get(status, 0) + 1
+    outs = r.get("outputs", {})
+    links = [_link(root, outs.get("html", {}).get("path"), "HTML"),
+             _link(root, outs.get("pdf", {}).get("path"), "PDF")]
+    extras = [_link(root, x.get("path"), Path(x.get("path", "")).stem.replace("werklijst_", ""))
+              for x in r.get("extras", [])]
+    extras = [x for x in extras if x]
+    cell = f'<span class="status {_e(status)}">{_e(STATUS_NL.get(status, status))}</span> '
+    cell += '<span class="links">' + "".join(x for x in links if x) + "</span>"
+    if extras:
+        cell += f"<details><summary>werklijsten ({len(extras)})</summary>{'<br>'.join(extras)}</details>"
+    stale = r.get("stale_data")
+    if status == "done" and stale:
+        # the report stands on the previous delivery: say so, and why the new one was refused
+        cell += f'<div class="stale">{_e(stale.get("note_nl", "Gebaseerd op de vorige levering."))}'
+        if stale.get("first_problem"):
+            cell += f'<br>Eerste probleem: {_e(str(stale["first_problem"])[:200])}'
+        cell += "</div>"
+    if status != "done" and r.get("error"):
+        err = r["error"]
+        where = f"cel {err['cell_index']}: " if err.get("cell_index") is not None else ""
+        cell += f'<div class="err">{_e(err.get("stage"))}: {_e(where)}{_e(err.get("message", "")[:200])}</div>'
+        cell += _link(root, r.get("log"), "log")
+    return f"<td>{cell}</td>"
 
 
 def build_portal(outputs: Path) -> Path:

@@ -303,20 +303,9 @@ def dq_issue_list(data: HisData) -> pd.DataFrame:
 def resolve(practice_agb: str = "", quarter: str = "", warehouse: str = "", cube_path: str = "") -> tuple[Path, str]:
     """Fill in the notebook's parameters for a researcher who runs it without any:
     the default warehouse, the latest complete quarter, the first practice. Returns
-    (cube folder, practice AGB). The batch always passes all of them."""
-    from ..config import Settings
-    from ..cube import prepare_quarter
-    if isinstance(practice_agb, int):  # `papermill -p practice_agb 01000001` arrives as 1000001
-        practice_agb = f"{practice_agb:08d}"
-    if cube_path:
-        cube = Path(cube_path)
-    else:
-        wh = Path(warehouse) if warehouse else Settings.from_env().warehouse
-        if not quarter:
-            from ..warehouse import Warehouse
-            latest = pd.to_datetime(Warehouse(wh).practices()["extraction_date"]).max().date()
-            quarter = str(Quarter.latest_complete(latest))
-        cube = prepare_quarter(wh, Quarter.parse(quarter))
-    if not practice_agb:
-        practice_agb = str(read_slice(cube, "practices")["practice_agb"].iloc[0])
-    return cube, str(practice_agb)
+    (cube folder, practice AGB). The batch always passes all of them.
+    (``helpers.reports.notebook_defaults`` with this report's id.)"""
+    from .defaults import notebook_defaults
+    p = notebook_defaults("his_analyse", {"practice_agb": practice_agb, "quarter": quarter,
+                                          "warehouse": warehouse, "cube_path": cube_path})
+    return Path(p["cube_path"]), p["practice_agb"]

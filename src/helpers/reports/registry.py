@@ -1,4 +1,23 @@
-"""The report registry: every notebook, its scope, and its typed parameters.
+"""The report registry: every report kind, declared once, and everything the build needs of it.
+
+A report kind is a notebook in ``notebooks/``, one module in ``helpers.reports``, its
+parameter files, and one ``ReportSpec`` here (or registered with ``register``) declaring:
+
+- ``id`` and Dutch ``title_nl``; ``scope``: ``practice`` (a run per practice), ``hagro``,
+  ``region`` (a run per peer group or region) or ``zorggroep`` (one run for the care group);
+- typed ``params``: a ``Param`` of type ``practice``, ``hagro`` or ``region`` takes the run's
+  key, a ``quarter`` the quarter, and ``sweep="warehouse"`` / ``sweep="cube"`` the paths;
+- ``prepare``: a ``PrepareStep`` run in the quarter's prepare pass (``helpers.cube.prepare``);
+- ``figures``: its key figures for the portal (``KeyFigures``); ``extras``: files beside it;
+- ``defaults``: how empty parameters are filled in JupyterLab (``notebook_defaults``).
+
+The cube, the planner, the portal and the manifest loop over ``REPORTS``; none names a report.
+
+Reports outside the package (tests, a site's own report) are registered with ``register(spec)``
+in this process, or with ``register_plugin(path_or_module)``, which also names the module in
+the environment variable ``SPIEGEL_REPORT_PLUGINS`` so that the batch's worker processes
+(spawned later, local or Dask) load the same specs on their first look at the registry. A
+plugin module declares its specs in a module-level ``SPECS`` sequence; nothing else is run.
 
 The batch validates parameters against this schema *before any kernel starts* (papermill
 only warns about unknown parameters and hands YAML dates over as strings). A test keeps
@@ -14,7 +33,11 @@ helpers.errors.ParameterError: his_analyse: parameter quarter: quarter '2026Q5' 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -23,14 +46,66 @@ from ..errors import ParameterError
 from ..identifiers import is_agb
 from ..quarter import Quarter
 
+#: the scopes a report can have; all but ``practice`` are shared (``SHARED_SCOPES``)
+SCOPES = ("practice", "hagro", "region", "zorggroep")
+#: scopes whose report is seen by more than one practice: they read only ``helpers.cube.shared``
+SHARED_SCOPES = ("hagro", "region", "zorggroep")
+#: the parameter type that takes the run's key, per scope (``zorggroep`` has one run, no key)
+KEY_TYPES = {"practice": "practice", "hagro": "hagro", "region": "region"}
+#: the environment variable naming plugin modules (``os.pathsep``-separated files or module names)
+PLUGINS_ENV = "SPIEGEL_REPORT_PLUGINS"
+
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    type: str  # "str", "quarter", "practice", "region", "path"
+    type: str  # "str", "quarter", "practice", "hagro", "region", "path"
     required: bool = True
     default: object = None
     help: str = ""
+    #: filled in by the batch: "warehouse" (the batch's warehouse) or "cube" (the quarter cube)
+    sweep: str | None = None
+
+
+@dataclass(frozen=True)
+class SharedTable:
+    """An aggregated table a prepare step hands to shared-scope reports.
+
+    ``keys``: the grouping columns (labels: region, hagro, programme, ...; one row per key);
+    ``counts``: count columns, suppressed by ``helpers.suppression`` when written;
+    ``rates``: ``{column: (numerator, denominator)}`` percentages from two of the counts,
+    withheld where ``suppression.suppress_rate`` says so. No other column is accepted."""
+    name: str
+    keys: tuple[str, ...]
+    counts: tuple[str, ...]
+    rates: tuple[tuple[str, str, str], ...] = ()   # (column, numerator, denominator)
+
+
+@dataclass(frozen=True)
+class PrepareStep:
+    """What a report needs prepared in the quarter cube.
+
+    ``function(con, quarter, prepared_tables) -> {table_name: DataFrame}`` runs inside the
+    quarter's prepare pass, after the core tables (``prepared_tables``) are computed, with
+    the warehouse connection (read only). It must return exactly the declared tables:
+    ``tables`` (practice-level, kept in the cube, read with ``read_slice``, need a
+    ``practice_agb`` column) and ``shared`` (written through suppression to ``<cube>/shared/``)."""
+    function: Callable
+    tables: tuple[str, ...] = ()
+    shared: tuple[SharedTable, ...] = ()
+
+    def table_names(self) -> list[str]:
+        return [*self.tables, *(s.name for s in self.shared)]
+
+
+@dataclass(frozen=True)
+class KeyFigures:
+    """Key figures for the portal: ``columns`` ((manifest key, Dutch column title), ...) in
+    portal order, and ``compute(source, key) -> {name: number}`` run in a worker after the
+    report; ``source`` is the cube folder for a practice report, a ``helpers.cube.SharedCube``
+    for a shared scope. The portal stores them suppressed (``suppression.suppress_counts``)."""
+    columns: tuple[tuple[str, str], ...]
+    compute: Callable
 
 
 @dataclass(frozen=True)
@@ -38,15 +113,77 @@ class ReportSpec:
     id: str
     title_nl: str
     notebook: Path
-    scope: str  # "practice" (one run per practice) or "region" (one run per region)
+    scope: str  # one of SCOPES
     params: tuple[Param, ...]
-    # extra files written beside the report (e.g. worklist CSVs): (cube, key, outdir) -> paths
+    # extra files written beside the report (e.g. worklist CSVs): (source, key, outdir) -> paths;
+    # source as for KeyFigures.compute (a SharedCube for a shared scope)
     extras: Callable | None = None
     formats: tuple[str, ...] = ("html", "pdf")
     description: str = ""
+    prepare: PrepareStep | None = None
+    figures: KeyFigures | None = None
+    #: ``(report_id, given_params) -> params`` for JupyterLab with empty parameters;
+    #: None: ``helpers.reports.defaults.standard_defaults``
+    defaults: Callable | None = None
+
+    def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ParameterError(f"report {self.id}: scope {self.scope!r} is unknown; choose from {', '.join(SCOPES)}")
+        wanted = KEY_TYPES.get(self.scope)
+        takers = [p.name for p in self.params if p.type in KEY_TYPES.values()]
+        if (wanted and [p.type for p in self.params if p.name in takers] != [wanted]) or (not wanted and takers):
+            need = f"exactly one parameter of type {wanted!r}" if wanted else "no practice, hagro or region parameter"
+            raise ParameterError(f"report {self.id}: a {self.scope} report takes {need} (it has {', '.join(takers) or 'none'})")
+        if self.extras is not None and self.scope in SHARED_SCOPES and not isinstance(self.extras, _SharedSource):
+            object.__setattr__(self, "extras", _SharedSource(self.extras))
 
     def param_names(self) -> list[str]:
         return [p.name for p in self.params]
+
+    @property
+    def shared(self) -> bool:
+        return self.scope in SHARED_SCOPES
+
+    def key_param(self) -> Param | None:
+        """The parameter that takes the run's key (None for the care group's one run)."""
+        return next((p for p in self.params if p.type == KEY_TYPES.get(self.scope)), None)
+
+    def figure_columns(self) -> tuple[tuple[str, str], ...]:
+        return self.figures.columns if self.figures is not None else ()
+
+    def compute_figures(self, cube: Path, key: str) -> dict:
+        """The exact key figures of one run (``figures.compute`` on the source its scope may read)."""
+        if self.figures is None:
+            return {}
+        return self.figures.compute(source_for(self.scope, cube), key)
+
+
+class _SharedSource:
+    """Wraps a shared-scope report's extras: it gets a ``SharedCube``, never the cube folder."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, cube, key, outdir):
+        return self.fn(source_for("region", cube), key, outdir)
+
+
+def source_for(scope: str, cube):
+    """What a run of ``scope`` may read of the cube: the folder (practice: ``read_slice`` with
+    its own AGB) or a ``SharedCube`` (shared scopes: suppressed aggregates only)."""
+    if scope not in SHARED_SCOPES:
+        return Path(cube)
+    from ..cube.shared import SharedCube
+    return cube if isinstance(cube, SharedCube) else SharedCube(cube)
+
+
+COMMON = (
+    Param("quarter", "quarter", help="reporting quarter, e.g. 2026Q3"),
+    Param("warehouse", "path", required=False, default=str(DEFAULT_WAREHOUSE),
+          help="the DuckDB warehouse file", sweep="warehouse"),
+    Param("cube_path", "path", required=False, default="",
+          help="the prepared quarter cube (empty: prepared on demand from the warehouse)", sweep="cube"),
+)
 
 
 def _his_analyse_extras(cube: Path, practice_agb: str, outdir: Path) -> list[Path]:
@@ -54,25 +191,158 @@ def _his_analyse_extras(cube: Path, practice_agb: str, outdir: Path) -> list[Pat
     return write_worklists(cube, practice_agb, outdir)
 
 
-COMMON = (
-    Param("quarter", "quarter", help="reporting quarter, e.g. 2026Q3"),
-    Param("warehouse", "path", required=False, default=str(DEFAULT_WAREHOUSE),
-          help="the DuckDB warehouse file"),
-    Param("cube_path", "path", required=False, default="",
-          help="the prepared quarter cube (empty: prepared on demand from the warehouse)"),
-)
+def _his_analyse_figures(cube: Path, practice_agb: str) -> dict:
+    from . import his_analyse
+    return his_analyse.key_figures(his_analyse.load(cube, practice_agb))
 
-REPORTS: dict[str, ReportSpec] = {
-    "his_analyse": ReportSpec(
+
+_BUILTIN = (
+    ReportSpec(
         id="his_analyse",
         title_nl="HIS-analyse ketenzorg",
         notebook=NOTEBOOKS_DIR / "his_analyse.ipynb",
         scope="practice",
         params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
         extras=_his_analyse_extras,
+        figures=KeyFigures(columns=(("list_size", "Ingeschreven"), ("enrolled_patients", "Patiënten in ketenzorg"),
+                                    ("enrolments", "Deelnames ketenzorg"),
+                                    ("registration_findings", "Registratiebevindingen"),
+                                    ("patients_to_call", "Op te roepen")),
+                           compute=_his_analyse_figures),
         description="Registration and chain-care quality per practice and quarter, with POH worklists.",
     ),
-}
+)
+
+
+class _Registry(dict):
+    """``REPORTS``: a dict of id -> ReportSpec that loads the plugins named in
+    ``SPIEGEL_REPORT_PLUGINS`` on any look (so a spawned worker sees what its parent registered)."""
+
+    def _load(self):
+        for source in _plugin_sources():
+            if source not in _LOADED:
+                _LOADED.add(source)
+                for spec in _plugin_specs(source):
+                    dict.__setitem__(self, spec.id, spec)
+
+    def __getitem__(self, k):
+        self._load()
+        return dict.__getitem__(self, k)
+
+    def __contains__(self, k):
+        self._load()
+        return dict.__contains__(self, k)
+
+    def __iter__(self):
+        self._load()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        self._load()
+        return dict.__len__(self)
+
+    def get(self, k, default=None):
+        self._load()
+        return dict.get(self, k, default)
+
+    def keys(self):
+        self._load()
+        return dict.keys(self)
+
+    def values(self):
+        self._load()
+        return dict.values(self)
+
+    def items(self):
+        self._load()
+        return dict.items(self)
+
+
+_LOADED: set[str] = set()
+REPORTS: dict[str, ReportSpec] = _Registry({s.id: s for s in _BUILTIN})
+
+
+def _plugin_sources() -> list[str]:
+    return [s for s in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if s]
+
+
+def _plugin_module(source: str):
+    """A plugin module by file path (reused when already imported from that file) or module name."""
+    if not source.endswith(".py"):
+        return importlib.import_module(source)
+    path = str(Path(source).resolve())
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and os.path.abspath(f) == path:
+            return mod
+    name = f"spiegel_plugin_{Path(path).stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ParameterError(f"report plugin {source}: not a Python file; fix {PLUGINS_ENV}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _plugin_specs(source: str) -> list[ReportSpec]:
+    try:
+        mod = _plugin_module(source)
+    except (ImportError, OSError) as exc:
+        raise ParameterError(f"report plugin {source} (in {PLUGINS_ENV}) cannot be loaded: {exc}") from None
+    specs = list(getattr(mod, "SPECS", ()))
+    if not specs or not all(isinstance(s, ReportSpec) for s in specs):
+        raise ParameterError(f"report plugin {source}: declare its reports as SPECS = (ReportSpec(...), ...)")
+    return specs
+
+
+def register(spec: ReportSpec) -> ReportSpec:
+    """Add (or replace) a report kind in this process's registry.
+
+    >>> spec = ReportSpec(id="demo_x", title_nl="X", notebook=Path("x.ipynb"), scope="zorggroep", params=COMMON)
+    >>> register(spec).id in REPORTS, unregister("demo_x")
+    (True, None)
+    """
+    if not isinstance(spec, ReportSpec):
+        raise TypeError("register() takes a ReportSpec")
+    dict.__setitem__(REPORTS, spec.id, spec)
+    return spec
+
+
+def unregister(report_id: str) -> None:
+    """Remove a registered report kind (a built-in one too: tests only)."""
+    dict.pop(REPORTS, report_id, None)
+
+
+def register_plugin(source: str | Path) -> list[ReportSpec]:
+    """Register the ``SPECS`` of a plugin module (a ``.py`` file or a module name), here and in
+    every worker process started from now on (``SPIEGEL_REPORT_PLUGINS``)."""
+    source = str(Path(source).resolve()) if str(source).endswith(".py") else str(source)
+    specs = _plugin_specs(source)
+    for spec in specs:
+        register(spec)
+    _LOADED.add(source)
+    if source not in _plugin_sources():
+        os.environ[PLUGINS_ENV] = os.pathsep.join([*_plugin_sources(), source])
+    return specs
+
+
+def unregister_plugin(source: str | Path) -> None:
+    """Undo ``register_plugin``: its reports leave the registry and the environment."""
+    source = str(Path(source).resolve()) if str(source).endswith(".py") else str(source)
+    for spec in _plugin_specs(source):
+        unregister(spec.id)
+    _LOADED.discard(source)
+    rest = [s for s in _plugin_sources() if s != source]
+    if rest:
+        os.environ[PLUGINS_ENV] = os.pathsep.join(rest)
+    else:
+        os.environ.pop(PLUGINS_ENV, None)
+
+
+def prepare_steps() -> list[tuple[str, PrepareStep]]:
+    """(report id, step) of every registered report that declares one, in id order."""
+    return [(rid, REPORTS[rid].prepare) for rid in sorted(REPORTS) if REPORTS[rid].prepare is not None]
 
 
 def get_report(report_id: str) -> ReportSpec:
@@ -82,11 +352,11 @@ def get_report(report_id: str) -> ReportSpec:
 
 
 def validate_params(report_id: str, params: dict, known_practices: set[str] | None = None,
-                    known_regions: set[str] | None = None) -> dict:
+                    known_regions: set[str] | None = None, known_hagros: set[str] | None = None) -> dict:
     """Check and normalise one run's parameters; raise ParameterError naming the first problem.
 
     Unknown keys are refused (papermill would only warn); quarters are parsed explicitly;
-    a practice or region must exist when the known sets are given.
+    a practice, region or hagro must exist when the known sets are given.
     """
     spec = get_report(report_id)
     out = {}
@@ -110,10 +380,11 @@ def validate_params(report_id: str, params: dict, known_practices: set[str] | No
                     raise ParameterError(f"practice {value!r} is not an AGB code (8 digits 0-9)")
                 if known_practices is not None and value not in known_practices:
                     raise ParameterError(f"practice {value} is not in the warehouse")
-            elif p.type == "region":
+            elif p.type in ("region", "hagro"):
                 value = str(value)
-                if known_regions is not None and value not in known_regions:
-                    raise ParameterError(f"region {value!r} is unknown; known: {', '.join(sorted(known_regions))}")
+                known = known_regions if p.type == "region" else known_hagros
+                if known is not None and value not in known:
+                    raise ParameterError(f"{p.type} {value!r} is unknown; known: {', '.join(sorted(known)) or 'none'}")
             else:
                 value = str(value)
         except ParameterError as exc:

@@ -1,0 +1,162 @@
+"""The shared part of the quarter cube: aggregated tables that passed the small-number rule.
+
+A report of a shared scope (hagro, region, care group) is seen by more than one practice, so
+it reads the cube only through ``SharedCube`` / ``read_shared``: tables in ``<cube>/shared/``
+that a prepare step declared (``helpers.reports.SharedTable``) and that ``write_shared``
+wrote after applying ``helpers.suppression`` to their count columns. There is no way through
+this API to the patient-level tables (findings, data-quality listings), a practice's slice,
+or an unsuppressed count: a name that is not a declared shared table, a path, or a file
+whose stamp or counts do not show the rule is refused.
+
+Stored per count column ``c``: ``c`` as a nullable whole number, empty (``<NA>``) where the
+count is 1..MIN_CELL-1, and ``c_shown``, the display text (``<10``, ``1.234``); per rate a
+percentage, empty where ``suppression.suppress_rate`` withholds it.
+
+>>> shared = SharedCube("data/cube/2026Q3")                 # doctest: +SKIP
+>>> shared.tables()                                         # doctest: +SKIP
+['tiny_regio_practices']
+>>> read_shared("data/cube/2026Q3", "findings")             # doctest: +SKIP
+Traceback (most recent call last):
+helpers.cube.shared.SharedReadError: shared cube table 'findings' ... is not a shared table ...
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import suppression
+from ..errors import SpiegelError
+
+SHARED_DIR = "shared"
+INDEX = "index.json"
+#: stamped into every shared parquet file's metadata: which rule was applied
+STAMP_KEY = b"spiegel.suppression"
+#: columns that identify a patient: never in a shared table
+PATIENT_COLUMNS = ("patient_id", "patient", "birth_year", "date_of_birth")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class SharedReadError(SpiegelError):
+    """A shared-scope report asked for something that is not a suppressed shared table."""
+
+
+def _stamp() -> str:
+    return json.dumps({"min_cell": suppression.MIN_CELL,
+                       "min_denominator_for_rate": suppression.MIN_DENOMINATOR_FOR_RATE})
+
+
+def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
+    """Apply the small-number rule to one declared shared table (``SharedTable``): the
+    columns must be exactly its keys, counts and nothing else; one row per key; no patient
+    column. Rates are computed from the exact counts first, then the counts are suppressed."""
+    where = f"shared table {table.name}"
+    if not _NAME.match(table.name):
+        raise SpiegelError(f"{where}: name must be lower-case letters, digits and _ (found {table.name!r})")
+    cols = list(df.columns)
+    bad = [c for c in cols if c in PATIENT_COLUMNS] + [c for c in [*table.keys, *table.counts] if c in PATIENT_COLUMNS]
+    if bad:
+        raise SpiegelError(f"{where}: column {bad[0]!r} identifies patients; aggregate it away before sharing")
+    declared = [*table.keys, *table.counts]
+    extra = [c for c in cols if c not in declared]
+    missing = [c for c in declared if c not in cols]
+    if extra or missing:
+        what = f"undeclared column {extra[0]!r}" if extra else f"declared column {missing[0]!r} is missing"
+        raise SpiegelError(f"{where}: {what}; declare every column as a key or a count")
+    if table.keys and df.duplicated(list(table.keys)).any():
+        raise SpiegelError(f"{where}: more than one row per {', '.join(table.keys)}: a shared table is aggregated")
+    out = df[list(table.keys)].copy()
+    for key in table.keys:
+        out[key] = out[key].astype("string")
+    exact = {}
+    for c in table.counts:
+        values = pd.to_numeric(df[c], errors="raise")
+        if (values.dropna() < 0).any() or (values.dropna() % 1 != 0).any():
+            raise SpiegelError(f"{where}: count column {c!r} holds a value that is no count (negative or a fraction)")
+        exact[c] = values.astype("Int64")
+    for name, num, den in table.rates:
+        if num not in exact or den not in exact:
+            raise SpiegelError(f"{where}: rate {name!r} must be made of two declared counts ({num}, {den})")
+        out[name] = [suppression.suppress_rate(n, d) if pd.notna(n) and pd.notna(d) else None
+                     for n, d in zip(exact[num], exact[den])]
+        out[name] = out[name].astype("float64")
+    for c, values in exact.items():
+        out[c] = values.mask(values.map(suppression.is_small).astype(bool))
+        out[f"{c}_shown"] = suppression.suppress_counts(values.astype("float64")).astype("string")
+    return out
+
+
+def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame]) -> list[str]:
+    """Write the declared shared tables (``SharedTable``) through ``suppress_table`` into
+    ``directory`` (``<cube>/shared``, or its temporary twin) with the index the reader trusts."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    index = {}
+    for table in declared:
+        out = suppress_table(frames[table.name], table)
+        arrow = pa.Table.from_pandas(out, preserve_index=False)
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), STAMP_KEY: _stamp().encode()})
+        pq.write_table(arrow, directory / f"{table.name}.parquet")
+        index[table.name] = {"keys": list(table.keys), "counts": list(table.counts),
+                             "rates": [r[0] for r in table.rates]}
+    (directory / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
+    return sorted(index)
+
+
+class SharedCube:
+    """The only view of the quarter cube a shared-scope report gets: suppressed aggregates."""
+
+    def __init__(self, cube: Path | str):
+        self._root = (Path(cube) / SHARED_DIR).resolve()
+
+    def __repr__(self) -> str:
+        return f"SharedCube({str(self._root.parent)!r})"
+
+    def _index(self) -> dict:
+        try:
+            return json.loads((self._root / INDEX).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def tables(self) -> list[str]:
+        """The shared tables of this cube."""
+        return sorted(self._index())
+
+    def read(self, table: str) -> pd.DataFrame:
+        """One shared table; anything else (a patient-level table, a path, a file that did not
+        pass the rule) raises SharedReadError."""
+        index = self._index()
+        fix = f"a shared-scope report reads only {', '.join(sorted(index)) or 'no tables (none declared)'}"
+        if not isinstance(table, str) or not _NAME.match(table) or table not in index:
+            raise SharedReadError(f"shared cube table {str(table)[:80]!r} in {self._root.parent}: is not a shared "
+                                  f"table; {fix} (declare an aggregated SharedTable in the report's prepare step)")
+        path = (self._root / f"{table}.parquet").resolve()
+        if path.parent != self._root or not path.is_file() or path.is_symlink() or (self._root / f"{table}.parquet").is_symlink():
+            raise SharedReadError(f"shared cube table {table!r}: {path} is not a file of {self._root}; prepare the quarter again")
+        pf = pq.ParquetFile(path)
+        if (pf.schema_arrow.metadata or {}).get(STAMP_KEY) != _stamp().encode():
+            raise SharedReadError(f"shared cube table {table!r}: not written through the small-number rule "
+                                  f"(MIN_CELL {suppression.MIN_CELL}); prepare the quarter again")
+        df = pf.read().to_pandas()
+        spec = index[table]
+        if any(c in df.columns for c in PATIENT_COLUMNS):
+            raise SharedReadError(f"shared cube table {table!r}: holds a patient column; prepare the quarter again")
+        allowed = {*spec["keys"], *spec["counts"], *(f"{c}_shown" for c in spec["counts"]), *spec["rates"]}
+        for c in spec["counts"]:
+            if c in df.columns and df[c].dropna().map(suppression.is_small).any():
+                raise SharedReadError(f"shared cube table {table!r}: column {c!r} holds an unsuppressed small count; "
+                                      f"prepare the quarter again")
+        if set(df.columns) - allowed:
+            raise SharedReadError(f"shared cube table {table!r}: undeclared column "
+                                  f"{sorted(set(df.columns) - allowed)[0]!r}; prepare the quarter again")
+        return df
+
+
+def read_shared(cube: Path | str, table: str) -> pd.DataFrame:
+    """``SharedCube(cube).read(table)``."""
+    return SharedCube(cube).read(table)
