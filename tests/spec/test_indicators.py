@@ -75,7 +75,7 @@ def test_process_indicator(spec_db, per_patient, ind):
     concept = ind.concepts[-1]
     start = Q.months_back_start(ind.window_months)
     day_before = start.fromordinal(start.toordinal() - 1)
-    programme = ind.chain
+    programme = ind.programme
     patients = [adult("a"), adult("b"), adult("c"), adult("d"), adult("e", deceased="2026-05-01"), adult("f")]
     enrol = ([f"{p} | {programme} | 2016-01-01 | | huisarts" for p in "abcef"]
              + [f"d | {programme} | 2026-08-01 | | huisarts"])
@@ -94,7 +94,7 @@ def _outcome_case(spec_db, per_patient, ind_id: str, concept: str, values: list[
     ind = INDICATORS[ind_id]
     pids = sorted({p for p, _ in values} | {"z"})
     patients = [adult(p, (birth_years or {}).get(p, 1955)) for p in pids]
-    enrol = [f"{p} | {ind.chain} | 2016-01-01 | | huisarts" for p in pids]
+    enrol = [f"{p} | {ind.programme} | 2016-01-01 | | huisarts" for p in pids]
     meas = [f"{p} | 2026-03-01 | {NHG[concept]} | {v}" for p, v in values]
     check(spec_db, per_patient, ind_id, {"z": OUT, **expected}, patients, enrol, meas, episodes=list(episodes))
 

@@ -1,5 +1,6 @@
 """The loaders of parameters/: codes, programmes and indicators report every problem at once."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def test_shipped_parameters_load():
     assert set(rules.programmes) == {"DM2", "CVRM", "COPD", "ASTMA"}
     inds = load_indicators(rules)
     assert len(inds) >= 20
-    assert {i.chain for i in inds.values()} == {"DM2", "CVRM", "COPD", "ASTMA"}
+    assert {i.programme for i in inds.values()} == {"DM2", "CVRM", "COPD", "ASTMA"}
     codes = load_codes()
     # the NHG numbers the contract verified
     expected = {"hba1c": 2816, "sbp": 1744, "dbp": 1740, "ldl": 542, "egfr": 3583, "acr": 40, "weight": 357,
@@ -94,3 +95,69 @@ def test_every_indicator_name_has_its_sql_builder():
     from helpers.rules.indicators import DENOMINATOR_NAMES, NUMERATOR_NAMES
     assert tuple(NUMERATORS) == NUMERATOR_NAMES
     assert tuple(DENOMINATORS) == DENOMINATOR_NAMES
+
+
+def _programmes_yaml() -> dict:
+    return yaml.safe_load((Path(__file__).resolve().parents[2] / "parameters/programmes.yaml").read_text())
+
+
+def test_the_programme_order_is_that_of_programmes_yaml(tmp_path):
+    """One vocabulary: the programmes and their order (reports, indicators) come from the YAML."""
+    data = _programmes_yaml()
+    assert load_programmes().programme_ids == tuple(data["programmes"])
+    reordered = {**data, "programmes": dict(reversed(list(data["programmes"].items())))}
+    (tmp_path / "programmes.yaml").write_text(yaml.safe_dump(reordered, sort_keys=False))
+    rules = load_programmes(tmp_path / "programmes.yaml")
+    assert rules.programme_ids == tuple(reversed(list(data["programmes"])))
+    order = [i.programme for i in load_indicators(rules).values()]
+    assert order == sorted(order, key=rules.programme_ids.index), "indicators follow the YAML's programme order"
+
+
+def test_an_indicator_of_a_programme_not_in_programmes_yaml(tmp_path):
+    data = _programmes_yaml()
+    del data["programmes"]["ASTMA"]
+    rules = parse_programmes(data, load_codes())
+    with pytest.raises(IndicatorError) as exc:
+        load_indicators(rules)
+    assert "astma_control_recorded.yaml: chain 'ASTMA' is not a programme of programmes.yaml (DM2, CVRM, COPD)" \
+        in str(exc.value)
+
+
+def test_a_programme_the_contract_does_not_know():
+    data = _programmes_yaml()
+    data["programmes"]["HF"] = data["programmes"]["COPD"]
+    with pytest.raises(ConfigError) as exc:
+        parse_programmes(data, load_codes())
+    assert "programmes.HF: unknown programme (the contract knows DM2, COPD, CVRM, ASTMA)" in str(exc.value)
+
+
+def test_the_dm2_cvrm_exclusion_is_read_from_excluded_if():
+    """The exclusion is data: CVRM's excluded_if names dm2, DM2 includes dm2."""
+    data = _programmes_yaml()
+    assert parse_programmes(data, load_codes()).exclusions() == (("CVRM", "DM2"),)
+    data["programmes"]["CVRM"]["excluded_if"] = []
+    assert parse_programmes(data, load_codes()).exclusions() == ()
+    data["programmes"]["COPD"]["excluded_if"] = ["astma"]
+    assert parse_programmes(data, load_codes()).exclusions() == (("COPD", "ASTMA"),)
+
+
+def test_a_sql_builder_needs_the_state_it_reads():
+    """Builders read the tables a PreparedState names; without one they cannot run, and the
+    previous quarter's state is another set of names."""
+    from helpers.cube.findings import compute_findings, registration_sql
+    from helpers.cube.indicators import indicator_sql
+    from helpers.cube.state import PreparedState
+    from helpers.quarter import Quarter
+    rules = load_programmes()
+    q = Quarter.parse("2026Q3")
+    with pytest.raises(TypeError):
+        compute_findings(None, rules)  # noqa: the state is missing
+    prev = PreparedState.named(q.previous(), prefix="prev_")
+    sql = registration_sql(prev, rules)
+    assert "FROM prev_enr" in sql and "JOIN prev_pat" in sql and "prev_dx" in sql and "prev_enr_ended" in sql
+    assert not re.search(r"(FROM|JOIN) (pat|dx|enr|enr_ended|meas)\b", sql), "only the state's tables"
+    ind = load_indicators(rules)["dm2_hba1c_measured"]
+    assert indicator_sql(ind, q) == indicator_sql(ind, q, PreparedState.named(q))
+    assert "FROM prev_meas m" in indicator_sql(ind, q.previous(), prev)
+    with pytest.raises(ValueError):
+        indicator_sql(ind, q, prev)

@@ -40,7 +40,7 @@ def _patient_conditions(state: PreparedState, alias: str, min_age: int | None, m
 
 def _den_enrolled(ind: Indicator, state: PreparedState, W: str, L: str) -> str:
     """Patients enrolled in the programme on the population day and in the population."""
-    cond = [f"e.programme = '{ind.chain}'", "pt.in_population",
+    cond = [f"e.programme = '{ind.programme}'", "pt.in_population",
             *_patient_conditions(state, "pt", ind.min_age, ind.max_age, ind.group)]
     return (f"SELECT e.practice_agb, e.patient_id, pt.age FROM {state.enr} e "
             f"JOIN {state.pat} pt USING (practice_agb, patient_id) WHERE {' AND '.join(cond)}")
@@ -186,7 +186,7 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, state: PreparedState,
     df["numerator"] = df["numerator"].astype("int64")
     df["denominator"] = df["denominator"].astype("int64")
     df["pct"] = (100.0 * df["numerator"] / df["denominator"].where(df["denominator"] > 0)).astype(float)
-    meta = pd.DataFrame([{"indicator_id": i.id, "order": n, "chain": i.chain, "title": i.title, "type": i.type,
+    meta = pd.DataFrame([{"indicator_id": i.id, "order": n, "chain": i.programme, "title": i.title, "type": i.type,
                           "target_pct": i.target_pct, "low_is_good": i.low_is_good}
                          for n, i in enumerate(indicators.values())])
     df = peer_statistics(df.merge(meta, on="indicator_id"))

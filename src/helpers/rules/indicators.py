@@ -39,7 +39,9 @@ class Threshold:
 class Indicator:
     id: str
     title: str
-    chain: str
+    #: the programme (keten) the indicator belongs to; ``chain`` in the indicator files and in the
+    #: cube's ``indicators`` table (the published names, kept), one of programmes.yaml
+    programme: str
     type: str
     numerator: str
     denominator: str
@@ -168,7 +170,7 @@ def load_indicators(rules: Rules | None = None, directory: Path = INDICATORS_DIR
 
     def key(ind: Indicator):
         first = concept_order.get(ind.concepts[0], 99) if ind.concepts else 99
-        return (rules.programme_ids.index(ind.chain), first, type_order[ind.type], ind.id)
+        return (rules.programme_ids.index(ind.programme), first, type_order[ind.type], ind.id)
     return {i.id: i for i in sorted(out.values(), key=key)}
 
 
