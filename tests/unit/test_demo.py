@@ -133,7 +133,7 @@ def test_rewrite_replaces_and_leaves_nothing_behind(tmp_path):
     (out / demo.MARKER).write_text("")
     generate(out, practices=1, extraction_date=EXTRACTION)
     assert "99999999" not in {p.name for p in (out / "extracts").iterdir()}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv", "demo.mirror_truth.csv"]
 
 
 def test_crash_leaves_old_dataset_and_no_half_one(tmp_path, monkeypatch):
@@ -153,7 +153,7 @@ def test_crash_leaves_old_dataset_and_no_half_one(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         generate(out, practices=3, extraction_date=EXTRACTION)
     assert _files(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv", "demo.mirror_truth.csv"]
 
 
 # ------------------------------------------------------------------------------ what --out may replace
@@ -308,7 +308,13 @@ def test_layout_headers_and_dialect(demo_small):
         assert first.split(";") == CONTRACT_COLUMNS[name]
     for agb in practices.practice_agb:
         folder = out / "extracts" / agb
-        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{t}.csv" for t in PRACTICE_TABLES)
+        names = sorted(p.name for p in folder.iterdir())
+        optional = ["veelgebruikers_plan.csv"] if "veelgebruikers_plan.csv" in names else []
+        assert names == sorted([f"{t}.csv" for t in PRACTICE_TABLES] + optional)
+        if optional:  # contract version 2: the plan patients, frequent attenders of the practice
+            plan = read_raw(folder / "veelgebruikers_plan.csv")
+            assert list(plan.columns) == ["patient_id", "selected_on", "profile", "ended_on"]
+            assert 1 <= len(plan) <= 5 and plan.patient_id.is_unique
         has_bom = set()
         for t in PRACTICE_TABLES:
             raw = (folder / f"{t}.csv").read_bytes()

@@ -103,6 +103,7 @@ REGIMENS = {
 EXACERBATION_RATE = {"copd": 0.55, "astma": 0.25}
 #: Acute prescribing after a GP contact: (ATC, weight, days).
 ACUTE = [("J01CA04", 10, 7), ("J01CF05", 3, 7), ("J01AA02", 4, 7), ("J01XE01", 5, 5), ("J01FA09", 2, 5),
+         ("J01CR02", 2, 7), ("J01MA02", 1, 7), ("J01MA12", 0.3, 7),
          ("M01AE01", 8, 14), ("M01AE02", 5, 14), ("N02BE01", 6, 30), ("A02BC01", 6, 30), ("A02BC02", 3, 30),
          ("D07AC01", 3, 30), ("D01AC02", 3, 28), ("S01AA01", 2, 7), ("R06AE07", 4, 30), ("R01AD09", 3, 30),
          ("N05BA04", 2, 14), ("N06AB06", 3, 30), ("N06AB04", 2, 30), ("G03AA07", 3, 84), ("H03AA01", 2, 90),
@@ -119,11 +120,28 @@ SPECIALISMS = [
     ("ggz", 6, ("P76", "P74", "P72", "P98")), ("longziekten", 4, ("R95", "R96", "R05", "R84")),
     ("dietetiek", 4, ("T82", "T90.02", "T83", "D93")),
 ]
-REFERRAL_RATE = 0.24  # per patient per year
+REFERRAL_RATE = 0.33  # per patient per year, before the age and propensity factors: ~300 per 1,000 overall
+#: Specialisms that are not medical specialists (the mirror shows them apart).
+NON_MEDICAL = ("fysiotherapie", "dietetiek", "ggz")
+
+#: Planted care-use profiles (the praktijkspiegel must find them; see helpers.demo.plant), one
+#: practice each, when the care group has at least PROFILE_MIN_PRACTICES practices.
+PROFILES = ("dermatologie", "antibiotica", "e_consult", "older")
+PROFILE_MIN_PRACTICES = 6
+#: The older practice: age tilt giving about twice the country's share of 65+ (21% -> ~40%).
+OLDER_TILT = 1.0
+#: Referral practice: dermatology referrals x this, taken from all other specialisms alike.
+DERMATOLOGY_FACTOR = 2.0
+#: Antibiotics practice: an extra first-choice antibiotic after this share of GP contacts
+#: (patients with a J01 prescription about x1.5).
+EXTRA_ANTIBIOTIC_SHARE = 0.08
+FIRST_CHOICE_ANTIBIOTICS = (("J01CA04", 10), ("J01CE02", 3), ("J01AA02", 4), ("J01XE01", 5))
+#: E-consult practice: e-consults x this, in place of telephone contacts (same roles).
+E_CONSULT_FACTOR = 2.5
 
 #: Visits per year for frequently measured concepts (weak practice .. excellent practice);
 #: other concepts follow their control interval (a bit more often than required).
-VISITS_PER_YEAR = {"hba1c": (2.0, 4.0), "sbp": (2.0, 4.0), "acq": (1.0, 2.0), "act": (1.0, 2.0)}
+VISITS_PER_YEAR = {"hba1c": (2.6, 3.4), "sbp": (2.6, 3.4), "acq": (1.2, 1.8), "act": (1.2, 1.8)}
 #: Concepts recorded together at one visit (first always, others mostly).
 TOGETHER = ("weight", "bmi")
 #: Companion recordings that are not controls themselves: (primary, companion, share).
@@ -152,11 +170,19 @@ PLANT_RANGE = {
     "main_practitioner_specialist": (1, 8),
     "main_practitioner_unknown": (2, 20),
     "no_chain_contact": (2, 15),
-    "measurement_missing": (3, 30),
-    "measurement_overdue": (4, 35),
+    "measurement_missing": (0, 0),  # per control instead: MISSED_* below
+    "measurement_overdue": (0, 0),
     "implausible_value": (1, 4),
 }
 GROUND_TRUTH_KINDS = tuple(PLANT_RANGE)
+#: Missing and overdue controls: the share of enrolled patients (one programme) not measured in
+#: the window, from an excellent practice (quality 1) to a weak one (quality 0), times a factor
+#: for the controls practices forget most (foot, fundus, ACR, spirometry) or least (HbA1c, blood
+#: pressure); a share MISSING_SHARE of them was never measured, the rest before the window.
+MISSED_LOW, MISSED_HIGH = 0.02, 0.14
+MISSED_FACTOR = {"hba1c": 0.6, "sbp": 0.6, "foot": 1.35, "fundus": 1.35, "acr": 1.3, "fev1_pct": 1.3,
+                 "smoking": 1.2, "bmi": 1.1, "weight": 1.1}
+MISSING_SHARE = 0.4
 
 #: Chain numbers in invoice numbers ``<year><chain nr>-<seq>-<seq>``: DM2=1, COPD=2, CVRM=3,
 #: ASTMA=4 (as the care group's insurer contracts number them).
@@ -197,6 +223,12 @@ TABLE_COLUMNS = {
 PRACTICE_COLUMNS = ("practice_agb", "name", "region", "hagro", "his_system", "fte_gp", "extraction_date")
 PAYMENT_COLUMNS = ("practice_agb", "programme", "quarter", "insurer_uzovi", "patients_declared",
                    "patients_awarded", "amount_eur", "paid_on", "invoice_number")
+#: Beside the ground truth: the planted care-use profiles (helpers.demo.plant).
+MIRROR_TRUTH_COLUMNS = ("practice_agb", "measure", "direction", "planted_factor")
+#: veelgebruikers_plan.csv (contract version 2).
+PLAN_COLUMNS = ("patient_id", "selected_on", "profile", "ended_on")
+#: Plan patients per practice (the arrangement asks five); one practice has fewer, one none.
+PLAN_SIZE, PLAN_SIZE_FEW = 5, 3
 GROUND_TRUTH_COLUMNS = ("practice_agb", "patient_id", "programme", "kind", "control", "quarter")
 #: Written into every generated dataset: only a folder holding it may be replaced without force.
 MARKER = ".spiegel-demo"

@@ -11,8 +11,8 @@ import pyarrow as pa
 
 from ..quarter import add_months
 from .arrays import _choice, _day, _expand, _jan1, _nivel_band, _series, _uniform_day, _weekday, _years_of
-from .constants import (CONTACT_CODES, CONTACT_KINDS, ECONSULT_AGE, EPOCH, INF, KIND_BASE, NIVEL_RATES, ROLES,
-                        SEG1_SCALE, VISIT_AGE)
+from .constants import (CONTACT_CODES, CONTACT_KINDS, E_CONSULT_FACTOR, ECONSULT_AGE, EPOCH, INF, KIND_BASE,
+                        NIVEL_RATES, ROLES, SEG1_SCALE, VISIT_AGE)
 from .state import PracticeState
 from .text import _Text
 
@@ -55,9 +55,13 @@ def contacts(pr: PracticeState) -> None:
     kind = (u[:, None] > cum).sum(axis=1)
     role = np.zeros(cp.size, np.int64)  # huisarts
     r = rng.random(cp.size)
-    role = np.where((kind == 4) & (r < 0.40), 3, role)
+    # the assistant answers part of the phone (triage)
+    triage = 0.40
+    role = np.where((kind == 4) & (r < triage), 3, role)
     role = np.where((kind == 5) & (r < 0.15), 3, role)
     role = np.where((kind == 0) & (r < 0.07), 3, role)
+    if pr.info.profile == "e_consult":
+        kind = _more_e_consults(pr, kind, w, cd)
     # reasons as numbers into one vocabulary ("" = none): cheap to mix and to write
     vocab: dict[str, int] = {"": 0}
 
@@ -96,6 +100,52 @@ def contacts(pr: PracticeState) -> None:
         "role": pa.array(np.asarray(ROLES, dtype=object)[role[order]], pa.string()),
         "icpc": pa.array(list(vocab), pa.string()).take(pa.array(codes[order], mask=codes[order] == 0)),
     }
+
+
+def _more_e_consults(pr: PracticeState, kind: np.ndarray, w: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The e-consult practice: telephone contacts become e-consults until there are about
+    E_CONSULT_FACTOR times as many e-consults; roles stay (an assistant answers either), so
+    only the telephone and e-consult figures move. Records the realised telephone factor."""
+    tel, econ = CONTACT_KINDS.index("telefonisch"), CONTACT_KINDS.index("e-consult")
+    p = np.minimum((E_CONSULT_FACTOR - 1) * w[:, econ] / w[:, tel], 0.9)
+    conv = (kind == tel) & (pr.rng.random(kind.size) < p)
+    window = day >= pr.plan.ws(12)
+    was_tel = ((kind == tel) & window).sum()
+    pr.profile_truth.append(("contacten_telefonisch", "lower",
+                             float(1 - (conv & window).sum() / max(was_tel, 1))))
+    return np.where(conv, econ, kind)
+
+
+def plan_patients(pr: PracticeState) -> None:
+    """veelgebruikers_plan.csv: ``info.plan_size`` patients picked among the practice's frequent
+    attenders of the twelve months before the reference quarter's end (top 10% of GP-practice
+    contacts within sex x age band), listed on the day after that window; the profile stays
+    empty (the project has no frequent-attender profile parameters yet) and nobody has left it
+    (the extraction follows within days)."""
+    size = pr.info.plan_size
+    if size == 0:
+        return
+    rng, plan = pr.rng, pr.plan
+    cp, cd = pr.contact_rows[0], pr.contact_rows[1]
+    lo, hi = plan.ws(12), plan.L
+    listed = (pr.reg <= lo) & (pr.leave > pr.ext)
+    n_c = np.bincount(cp[(cd >= lo) & (cd <= hi)], minlength=pr.n).astype(float)
+    age = (hi - pr.bd) / 365.25
+    band = np.searchsorted(np.array([5, 15, 25, 45, 65, 75, 85]), age, side="right") * 3 + np.searchsorted(
+        np.array(["M", "V"]), pr.sex)
+    frequent = np.zeros(pr.n, bool)
+    for b in np.unique(band[listed]):
+        members = listed & (band == b)
+        cut = np.quantile(n_c[members], 0.9)
+        frequent |= members & (n_c > cut) & (n_c > 0)
+    cand = np.flatnonzero(frequent)
+    if cand.size == 0:
+        return
+    chosen = np.sort(rng.choice(cand, size=min(size, cand.size), replace=False))
+    selected = hi + 1 + rng.integers(0, max(min(pr.ext - hi - 1, 3), 0) + 1, chosen.size)
+    selected = np.minimum(selected, pr.ext)
+    sel_t = plan.text.dates(selected, pr.info.bom)
+    pr.plan_rows = [(pr.pid[i], sel_t[k].as_py(), "", "") for k, i in enumerate(chosen)]  # PLAN_COLUMNS
 
 
 def _chain_code(pr: PracticeState) -> np.ndarray:
@@ -155,18 +205,18 @@ def _poh_s(pr: PracticeState, chain_code):
     A = np.where(need, _uniform_day(rng, lo_slot, np.maximum(hi_slot, lo_slot)),
                  np.where(nochain, t_nc, _uniform_day(rng, S, np.maximum(E, S))))
     live = need | (nochain & (t_nc >= S)) | (~need & ~nochain & (E >= S))
-    period = 365.25 / (2.4 + 1.6 * q) * rng.uniform(0.85, 1.15, u.size)
+    period = 365.25 / 3.3 * rng.uniform(0.95, 1.05) * rng.uniform(0.85, 1.15, u.size)  # practice staffing
     intake = np.where(s_min == S, s_min + rng.integers(0, 30, u.size), INF)
     ti = np.flatnonzero(live)
     owner, d, anchor, lo_b, hi_b = _series(pr.rng, A[ti], S[ti], E[ti], period[ti], nochain[ti],
-                                                0.03 + 0.1 * (1 - q), intake[ti])
+                                                0.06, intake[ti])
     lo_b = np.where(anchor, np.where(need[ti][owner], lo_slot[ti][owner], S[ti][owner]), lo_b)
     hi_b = np.where(anchor, np.where(need[ti][owner], hi_slot[ti][owner], A[ti][owner]), hi_b)
     d = _weekday(d, lo_b, hi_b)
     # a few patients drop out for a while (13-18 months) before the reference window
     gap = rng.integers(400, 540, u.size)
     g_start = _uniform_day(rng, S, np.maximum(plan.chain_ws - 30 - gap, S))
-    paused = (rng.random(u.size) < 0.02 + 0.05 * (1 - q)) & (plan.chain_ws - 30 - gap >= S)
+    paused = (rng.random(u.size) < 0.04) & (plan.chain_ws - 30 - gap >= S)
     t = ti[owner]
     keep = anchor | ~(paused[t] & (d >= g_start[t]) & (d <= g_start[t] + gap[t]))
     owner, d = owner[keep], d[keep]

@@ -13,8 +13,9 @@ from ..errors import ConfigError
 from ..rules.programmes import Rules
 from ..quarter import Quarter
 from .arrays import _choice, _day
-from .constants import (BOM_HIS, DEFAULT_PREVALENCE, HIS_SYSTEMS, INSURERS, NL_PYRAMID, PRACTICE_NAMES,
-                        PRACTICE_PREFIXES, PREVALENCE, REGIONS, ROLES)
+from .constants import (BOM_HIS, DEFAULT_PREVALENCE, HIS_SYSTEMS, INSURERS, NL_PYRAMID, OLDER_TILT, PLAN_SIZE, PLAN_SIZE_FEW,
+                        PRACTICE_NAMES,
+                        PRACTICE_PREFIXES, PREVALENCE, PROFILE_MIN_PRACTICES, PROFILES, REGIONS, ROLES)
 from .text import _Text
 
 
@@ -70,7 +71,7 @@ def _make_plan(rules: Rules, seed: int, extraction: date, years: int) -> _Plan:
         h0 = extraction.replace(year=extraction.year - years, day=28)
     plan = _Plan(
         rules=rules, seed=seed, extraction=extraction, years=years, quarter=q,
-        F=_day(q.first_day), L=_day(q.last_day), H0=_day(h0), programmes=programmes, keys=keys,
+        F=_day(q.first_day), L=_day(q.last_day), H0=min(_day(h0), _history_start(q, years)), programmes=programmes, keys=keys,
         key_interval=key_interval, key_interval_max=key_interval_max,
         key_ws={k: _day(q.months_back_start(m)) for k, m in key_interval.items()},
         chain_ws=_day(q.months_back_start(rules.chain_contact_months)), chain_role=roles[0],
@@ -83,6 +84,18 @@ def _make_plan(rules: Rules, seed: int, extraction: date, years: int) -> _Plan:
             shape = np.asarray((model or DEFAULT_PREVALENCE)[1], dtype=float)
             plan.national_mean[g] = float((w * shape).sum())
     return plan
+
+
+def _history_start(q: Quarter, years: int) -> int:
+    """The day after the reference quarter's end, ``years`` years back: the history then holds
+    ``years`` full rolling years ending on the reference quarter's last day (persistent frequent
+    attenders, the mirror's trend)."""
+    end = q.last_day
+    try:
+        back = end.replace(year=end.year - years)
+    except ValueError:  # never for a quarter's last day, but keep the rule total
+        back = end.replace(year=end.year - years, day=28)
+    return _day(back) + 1
 
 
 @dataclass
@@ -102,6 +115,8 @@ class _PracticeInfo:
     pc4_core: np.ndarray
     pc4_range: tuple
     insurer_shares: np.ndarray
+    profile: str = ""  # planted care-use profile (see helpers.demo.plant), "" = none
+    plan_size: int = 0  # patients in its veelgebruikers_plan.csv (0 = no file)
 
 
 def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_PracticeInfo]:
@@ -122,7 +137,7 @@ def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_Pract
         best, worst = rng.choice(practices, size=2, replace=False)
         quality[best], quality[worst] = 0.95, 0.1
     sizes = np.clip(np.rint(np.exp(rng.normal(np.log(3300), 0.33, practices))), 1700, 5600).astype(int)
-    tilts = rng.normal(0, 0.3, practices)
+    tilts = rng.normal(0, 0.15, practices)
     his = _choice(rng, [h for h, _ in HIS_SYSTEMS], [w for _, w in HIS_SYSTEMS], practices)
     if BOM_HIS not in his:
         his[min(1, practices - 1)] = BOM_HIS
@@ -147,6 +162,11 @@ def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_Pract
     max_back = max(0, min(3, _day(plan.extraction) - (L + 1)))
     backs = rng.integers(0, max_back + 1, practices)
     base_shares = np.array([s for _, s in INSURERS])
+    profiles = _profiles(plan.seed, practices)
+    plan_sizes = _plan_sizes(plan.seed, practices)
+    for i, prof in enumerate(profiles):
+        if prof == "older":
+            tilts[i] = OLDER_TILT
     out = []
     for i in range(practices):
         r = int(region_of[i])
@@ -161,6 +181,30 @@ def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_Pract
             his=str(his[i]), ext=_day(plan.extraction) - int(backs[i]), quality=float(quality[i]),
             target=int(sizes[i]), tilt=float(tilts[i]), bom=(i == bom_idx),
             pc4_core=rng.integers(lo, hi + 1, 4), pc4_range=(lo, hi), insurer_shares=shares / shares.sum(),
+            profile=profiles[i], plan_size=plan_sizes[i],
         ))
+    return out
+
+
+def _plan_sizes(seed: int, practices: int) -> list[int]:
+    """Plan patients per practice (stream (seed, 5)): PLAN_SIZE for most, one practice with
+    fewer and one without the file (when there are at least three practices)."""
+    out = [PLAN_SIZE] * practices
+    if practices >= 3:
+        few, none = np.random.default_rng([seed, 5]).choice(practices, size=2, replace=False)
+        out[int(few)], out[int(none)] = PLAN_SIZE_FEW, 0
+    return out
+
+
+def _profiles(seed: int, practices: int) -> list[str]:
+    """The planted care-use profile of each practice (its own random stream (seed, 4)): each
+    profile of :data:`PROFILES` on one practice, when the care group has at least
+    :data:`PROFILE_MIN_PRACTICES` (else peers are too few to tell a profile from chance)."""
+    out = [""] * practices
+    if practices < PROFILE_MIN_PRACTICES:
+        return out
+    rng = np.random.default_rng([seed, 4])
+    for i, prof in zip(rng.choice(practices, size=len(PROFILES), replace=False), PROFILES):
+        out[int(i)] = prof
     return out
 

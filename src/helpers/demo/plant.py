@@ -5,6 +5,33 @@ patient carries one kind), by changing exactly the row that makes the rule of
 docs/registration-rules.md fire. Each planted finding is recorded in ``PracticeState.truth``.
 The controls (missing, overdue, no chain contact, implausible value) are only marked here: the
 measurement and contact steps honour the marks.
+
+Planted care-use profiles (the praktijkspiegel)
+-----------------------------------------------
+With at least ``PROFILE_MIN_PRACTICES`` practices, one practice each (drawn from the stream
+(seed, 4), see :func:`helpers.demo.plan._profiles`) gets a profile of ``PROFILES``; every other
+practice draws its care use from the same age/sex-specific rates, so it differs only by chance
+(Poisson noise, its patients' propensities, its quality). The profiles are written beside the
+dataset to ``<out>.mirror_truth.csv`` (``practice_agb;measure;direction;planted_factor``), one row
+per measure of the praktijkspiegel the profile moves, with ``direction`` ``higher``, ``lower``,
+or ``none`` (the crude rate differs but the age/sex-standardised O/E must stay inside the
+overdispersion-adjusted 99.8% limits: the practice must *not* be flagged after standardisation):
+
+``dermatologie``  ``verwijzing_dermatologie`` higher x1.8: dermatology takes its share from the
+                  other medical specialisms, so ``verwijzingen_medisch_specialist`` is unchanged
+                  (each other specialism about 15% lower, within chance).
+``antibiotica``   ``antibiotica`` (patients with a J01 prescription) higher, about x1.5: an extra
+                  first-choice antibiotic after 5% of GP contacts; the ATC main group
+                  ``voorschrift_J`` moves with it; second-choice antibiotics do not.
+``e_consult``     ``contacten_e_consult`` higher x2.5, in place of telephone contacts:
+                  ``contacten_telefonisch`` lower (its realised factor is written); roles and
+                  ``contacten_totaal`` unchanged.
+``older``         ``populatie_65plus`` higher (about twice the share of 65+), and direction ``none``
+                  for ``contacten_totaal``, ``verwijzingen_medisch_specialist`` and every
+                  ``voorschrift_<ATC main group>``: crude rates high, standardised ordinary.
+
+Factors are the planted multipliers of the age/sex-specific rate, not the O/E a mirror finds
+(that has Poisson noise and the practice's own weight in the reference).
 """
 
 from __future__ import annotations
@@ -12,7 +39,9 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import _uniform_day
-from .constants import IMPLAUSIBLE_CONCEPTS, INF, NEAR_MISS, PLANT_RANGE
+from .constants import (ACUTE, BAND_MID, DERMATOLOGY_FACTOR, E_CONSULT_FACTOR, IMPLAUSIBLE_CONCEPTS, INF, MISSED_FACTOR, MISSED_HIGH,
+                        MISSED_LOW, MISSING_SHARE, NEAR_MISS,
+                        NL_PYRAMID, OLDER_TILT, PLANT_RANGE, REGIMENS)
 from .state import PracticeState
 
 
@@ -185,34 +214,39 @@ def plant(pr: PracticeState) -> None:
         first = np.where(pr.enrF[p.id], p.id, first)
     _truth(pr, pids, first[pids], "no_chain_contact")
 
+    # missing and overdue measurements: per control, on a share of the single-enrolled patients
+    # that falls with the practice's quality (measured shares about 80-98%); a patient may miss
+    # several controls, and carries no other planted kind
     pr.planted_tasks: dict[tuple[int, tuple], tuple[str, int]] = {}
-    for kind in ("measurement_missing", "measurement_overdue"):
-        masks = {}
-        for p in plan.programmes:
-            mask = pr.in_pop & (n_enr == 1) & pr.enrF[p.id]
-            if kind == "measurement_overdue":
-                longest = max(c.interval_months for c in p.controls) if p.controls else 12
-                limit = plan.ws(longest) - 400
-                first_start = pr.main[p.id]["s"].copy()
-                x = pr.extra[p.id]
-                np.minimum.at(first_start, x["pid"], x["s"])
-                mask &= (first_start <= limit) & (pr.reg <= limit)
-            if p.controls:
-                masks[p.id] = mask
-        pids, pp = _pick(pr, masks, kind)
-        for i, p in zip(pids, pp):
-            prog = progs[p]
-            c = prog.controls[int(rng.integers(0, len(prog.controls)))]
-            key = tuple(sorted(c.concepts))
-            if kind == "measurement_missing":
+    free = pr.in_pop & (n_enr == 1) & ~pr.used
+    base = MISSED_LOW + (MISSED_HIGH - MISSED_LOW) * (1 - pr.q) ** 1.2
+    for p in plan.programmes:
+        if not p.controls:
+            continue
+        cand = np.flatnonzero(free & pr.enrF[p.id])
+        longest = max(c.interval_months for c in p.controls)
+        first_start = pr.main[p.id]["s"].copy()
+        x = pr.extra[p.id]
+        np.minimum.at(first_start, x["pid"], x["s"])
+        limit = plan.ws(longest) - 400
+        can_overdue = (first_start[cand] <= limit) & (pr.reg[cand] <= limit)
+        for key in dict.fromkeys(tuple(sorted(c.concepts)) for c in p.controls):
+            r = min(base * max((MISSED_FACTOR.get(k, 1.0) for k in key), default=1.0), 0.25)
+            u = rng.random(cand.size)
+            missing = u < r * MISSING_SHARE
+            overdue = ~missing & can_overdue & (u < r)
+            missing |= ~can_overdue & (u < r)
+            t_over = plan.key_ws[key] - rng.integers(32, 361, cand.size)
+            for i in cand[missing]:
                 pr.planted_tasks[(int(i), key)] = ("missing", 0)
-                hits = [c2.id for c2 in prog.controls if tuple(sorted(c2.concepts)) == key]
-            else:
-                t_over = plan.key_ws[key] - int(rng.integers(32, 361))
-                pr.planted_tasks[(int(i), key)] = ("overdue", t_over)
-                hits = [c2.id for c2 in prog.controls
-                        if tuple(sorted(c2.concepts)) == key and t_over < plan.ws(c2.interval_months)]
-            _truth(pr, [i] * len(hits), p, kind, hits)
+                hits = [c2.id for c2 in p.controls if tuple(sorted(c2.concepts)) == key]
+                _truth(pr, [i] * len(hits), p.id, "measurement_missing", hits)
+            for i, t in zip(cand[overdue], t_over[overdue]):
+                pr.planted_tasks[(int(i), key)] = ("overdue", int(t))
+                hits = [c2.id for c2 in p.controls
+                        if tuple(sorted(c2.concepts)) == key and t < plan.ws(c2.interval_months)]
+                _truth(pr, [i] * len(hits), p.id, "measurement_overdue", hits)
+            pr.used[cand[missing | overdue]] = True
 
     # a typed-in value out of the plausible range, beside an in-window plausible one
     pr.implausible: list[tuple[int, str, str]] = []
@@ -231,3 +265,28 @@ def plant(pr: PracticeState) -> None:
             concept = concepts[0] if rng.random() < 0.75 else concepts[-1]
             pr.implausible.append((int(i), p, concept))
             _truth(pr, [i], p, "implausible_value", [concept])
+
+
+#: The ATC main groups the generator prescribes (the ``voorschrift_<letter>`` measures).
+ATC_MAIN_GROUPS = tuple(sorted({a[0] for a, _, _ in ACUTE} | {o[0] for r in REGIMENS.values() for opts, _, _ in r
+                                                              for o in opts} | {"H"}))
+
+
+def care_use_profile(pr: PracticeState) -> None:
+    """Record the practice's planted care-use profile (``info.profile``) in ``profile_truth``;
+    the contact, prescription and referral steps plant it. Draws nothing from the stream."""
+    prof = pr.info.profile
+    if prof == "dermatologie":
+        pr.profile_truth.append(("verwijzing_dermatologie", "higher", DERMATOLOGY_FACTOR))
+    elif prof == "antibiotica":
+        pr.profile_truth += [("antibiotica", "higher", 1.5), ("voorschrift_J", "higher", 1.5)]
+    elif prof == "e_consult":
+        pr.profile_truth.append(("contacten_e_consult", "higher", E_CONSULT_FACTOR))
+    elif prof == "older":
+        def share(tilt):
+            w = NL_PYRAMID * np.exp(tilt * (BAND_MID - 42) / 40)
+            return w[BAND_MID > 65].sum() / w.sum()
+        pr.profile_truth.append(("populatie_65plus", "higher", share(OLDER_TILT) / share(0.0)))
+        pr.profile_truth += [(m, "none", 1.0) for m in
+                             ("contacten_totaal", "verwijzingen_medisch_specialist",
+                              *(f"voorschrift_{g}" for g in ATC_MAIN_GROUPS))]

@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow as pa
 
 from .arrays import _choice, _expand, _poisson_days, _uniform_day, _weekday
-from .constants import ACUTE, ACUTE_SHARE, EXACERBATION_RATE, REFERRAL_RATE, REGIMENS, SPECIALISMS
+from .constants import (ACUTE, ACUTE_SHARE, DERMATOLOGY_FACTOR, EXACERBATION_RATE, EXTRA_ANTIBIOTIC_SHARE,
+                        FIRST_CHOICE_ANTIBIOTICS, REFERRAL_RATE, REGIMENS, SPECIALISMS)
 from .state import PracticeState
 from .text import _Text
 
@@ -71,6 +72,14 @@ def prescriptions(pr: PracticeState) -> None:
     days.append(cd[acute])
     atcs.append(np.asarray([a for a, _, _ in ACUTE], dtype=object)[pick])
     durs.append(np.array([d for _, _, d in ACUTE])[pick])
+    if pr.info.profile == "antibiotica":
+        # the antibiotics practice: an extra first-choice antibiotic after some GP contacts
+        extra = np.flatnonzero((role == 0) & (rng.random(cp.size) < EXTRA_ANTIBIOTIC_SHARE))
+        pids.append(cp[extra])
+        days.append(cd[extra])
+        atcs.append(_choice(rng, [a for a, _ in FIRST_CHOICE_ANTIBIOTICS], [w for _, w in FIRST_CHOICE_ANTIBIOTICS],
+                            extra.size).astype(object))
+        durs.append(np.full(extra.size, 7))
     p = np.concatenate(pids).astype(np.int64)
     d = np.concatenate(days).astype(np.int64)
     a = np.concatenate(atcs).astype(object)
@@ -95,8 +104,15 @@ def referrals(pr: PracticeState) -> None:
     cnt = rng.poisson(REFERRAL_RATE * af * np.sqrt(pr.mult) * expo)
     owner, _ = _expand(cnt)
     d = _weekday(_uniform_day(rng, lo[owner], np.maximum(hi[owner], lo[owner])), lo[owner], hi[owner])
-    spec_i = rng.choice(len(SPECIALISMS), size=owner.size,
-                        p=np.array([w for _, w, _ in SPECIALISMS], float) / sum(w for _, w, _ in SPECIALISMS))
+    p_spec = np.array([w for _, w, _ in SPECIALISMS], float)
+    p_spec /= p_spec.sum()
+    if pr.info.profile == "dermatologie":
+        # the referring practice: more dermatology, as many referrals in all (the others a bit fewer)
+        derm = [s for s, _, _ in SPECIALISMS].index("dermatologie")
+        before = p_spec[derm]
+        p_spec *= (1 - before * DERMATOLOGY_FACTOR) / (1 - before)
+        p_spec[derm] = before * DERMATOLOGY_FACTOR
+    spec_i = rng.choice(len(SPECIALISMS), size=owner.size, p=p_spec / p_spec.sum())
     reasons = [s[2] for s in SPECIALISMS]
     codes = np.array([reasons[s][j % len(reasons[s])] for s, j in
                       zip(spec_i, rng.integers(0, 12, owner.size))], dtype=object)

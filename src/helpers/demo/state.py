@@ -28,6 +28,8 @@ class PracticeState:
     q: float = field(init=False)  # quality: 0 = weak .. 1 = excellent
     truth: list[tuple] = field(default_factory=list)  # (patient index, programme, kind, control)
     tables: dict[str, dict[str, pa.Array]] = field(default_factory=dict)  # contract table -> columns
+    profile_truth: list[tuple] = field(default_factory=list)  # (measure, direction, planted factor)
+    plan_rows: list[tuple] = field(default_factory=list)  # veelgebruikers_plan rows (PLAN_COLUMNS)
 
     # population.patients
     n: int = field(init=False)

@@ -18,14 +18,14 @@ import numpy as np
 import pyarrow as pa
 
 from .. import config
-from ..atomic import write_atomic
+from ..atomic import temp_path, write_atomic
 from ..config import PARAMETERS_DIR
 from ..errors import ParameterError, SpiegelError
 from ..rules.programmes import load_programmes
 from ..quarter import Quarter
 from . import practice
 from .constants import (EPOCH, GROUND_TRUTH_COLUMNS, GROUND_TRUTH_KINDS, LATEST_EXTRACTION, MARKER, MAX_AGE,
-                        PAYMENT_COLUMNS, TABLE_COLUMNS)
+                        MIRROR_TRUTH_COLUMNS, PAYMENT_COLUMNS, PLAN_COLUMNS, TABLE_COLUMNS)
 from .payments import declarations
 from .plan import _make_plan, _practice_register
 from .text import _Text, _write_csv
@@ -47,6 +47,7 @@ class DemoSummary:
     seconds: float
     seed: int
     extraction_date: date
+    mirror_truth: Path | None = None  # the planted care-use profiles (helpers.demo.plant)
 
     def describe(self) -> str:
         rows = ", ".join(f"{k} {v}" for k, v in self.rows.items())
@@ -75,8 +76,10 @@ def generate(
 ) -> DemoSummary:
     """Write the demo care group to ``out`` and its ground truth to ``<out>.ground_truth.csv``.
 
-    Deterministic: the same arguments give the same files, byte for byte. The dataset is
-    written into ``<out>.tmp-<pid>`` and renamed into place at the end (an older ``out`` is
+    Beside it, ``<out>.mirror_truth.csv`` lists the planted care-use profiles (see
+    :mod:`helpers.demo.plant`). Deterministic: the same arguments give the same files, byte
+    for byte. The dataset is written into a temporary of helpers.atomic's one scheme
+    (``.<out>.tmp-<pid>-<random>``) and renamed into place at the end (an older ``out`` is
     moved aside first and removed once the new one is in place, or put back when that fails),
     so a crashed run never leaves a dataset that looks complete.
     ``out`` may be new, an empty folder or a dataset this function wrote (it holds
@@ -99,20 +102,23 @@ def generate(
             f"extraction date {extraction_date.isoformat()} is outside what the demo can generate: choose a "
             f"date from {earliest.isoformat()} to {LATEST_EXTRACTION.isoformat()}")
     truth_path = out.parent / f"{out.name}.ground_truth.csv"
+    mirror_path = out.parent / f"{out.name}.mirror_truth.csv"
     _check_replaceable(out, truth_path, force)
+    _check_replaceable_beside(mirror_path, MIRROR_TRUTH_COLUMNS, "the planted care-use profiles", force)
     params = Path(parameters) if parameters else PARAMETERS_DIR
     rules = load_programmes(params / "programmes.yaml", params / "codes.yaml")
     plan = _make_plan(rules, seed, extraction_date, years)
     register = _practice_register(plan, practices, regions)
 
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"  # what out held, until the new one is in place
-    truth_tmp = out.parent / f"{out.name}.ground_truth.csv.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # one naming scheme for every temporary (helpers.atomic): a killed run's leftovers are told by pid
+    tmp = temp_path(out)
+    old = temp_path(out)  # what out held, until the new one is in place
+    truth_tmp, mirror_tmp = temp_path(truth_path), temp_path(mirror_path)
     rows = {t: 0 for t in TABLE_COLUMNS}
     rows["payments"] = 0
     patients = registered = 0
     truth: list[tuple] = []
+    mirror: list[tuple] = []
     payments: list[tuple] = []
     first_q = Quarter.containing(date.fromordinal(EPOCH.toordinal() + plan.H0))
     quarters = []
@@ -140,6 +146,11 @@ def generate(
             fte[info.agb] = round(n_reg / 2095 * prac.rng.uniform(0.9, 1.1), 1)
             for i, p, kind, control in prac.truth:
                 truth.append((info.agb, str(prac.pid[i]), p, kind, control, str(plan.quarter)))
+            mirror += [(info.agb, m, d, f"{f:.2f}") for m, d, f in prac.profile_truth]
+            if prac.plan_rows:
+                _write_csv(folder / "veelgebruikers_plan.csv", {
+                    c: pa.array([str(r[k]) for r in prac.plan_rows], pa.string()) for k, c in enumerate(PLAN_COLUMNS)},
+                    bom=info.bom)
             payments += declarations(prac, quarters, max_ext)
         text = plan.text
         _write_csv(tmp / "practices.csv", {
@@ -166,13 +177,18 @@ def generate(
         truth.sort()
         tr = list(zip(*truth)) if truth else [[] for _ in GROUND_TRUTH_COLUMNS]
         _write_csv(truth_tmp, {c: pa.array(list(v), pa.string()) for c, v in zip(GROUND_TRUTH_COLUMNS, tr)})
+        mirror.sort()
+        mt = list(zip(*mirror)) if mirror else [[] for _ in MIRROR_TRUTH_COLUMNS]
+        _write_csv(mirror_tmp, {c: pa.array(list(v), pa.string()) for c, v in zip(MIRROR_TRUTH_COLUMNS, mt)})
         if out.exists() or out.is_symlink():
             out.rename(old)
         tmp.rename(out)
         os.replace(truth_tmp, truth_path)
+        os.replace(mirror_tmp, mirror_path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         truth_tmp.unlink(missing_ok=True)
+        mirror_tmp.unlink(missing_ok=True)
         if old.exists() or old.is_symlink():  # put the previous dataset back
             if out.is_dir() and not out.is_symlink():
                 shutil.rmtree(out)
@@ -192,6 +208,7 @@ def generate(
         out=out, ground_truth=truth_path, practices=practices, regions=len({i.region for i in register}),
         patients=patients, registered=registered, rows=rows, reference_quarter=str(plan.quarter),
         planted=planted, seconds=time.perf_counter() - t0, seed=seed, extraction_date=extraction_date,
+        mirror_truth=mirror_path,
     )
 
 
@@ -209,12 +226,21 @@ def _is_demo_dataset(folder: Path, truth_path: Path) -> bool:
     return (folder / "practices.csv").is_file() and _is_ground_truth(truth_path)
 
 
-def _is_ground_truth(path: Path) -> bool:
+def _is_ground_truth(path: Path, columns=GROUND_TRUTH_COLUMNS) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\n") == ";".join(GROUND_TRUTH_COLUMNS)
+            return f.readline().rstrip("\n") == ";".join(columns)
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def _check_replaceable_beside(path: Path, columns, what: str, force: bool) -> None:
+    """A truth file beside the dataset is replaced only when the generator wrote it (or ``force``)."""
+    if path.is_dir() or path.is_symlink():
+        raise ParameterError(f"{path} (where {what} go) is a folder or a link: move it away")
+    if path.exists() and not _is_ground_truth(path, columns) and not force:
+        raise ParameterError(f"{path} (where {what} go) was not written by `spiegel demo-data`: move it away, "
+                             "or add --force to replace it")
 
 
 def _check_replaceable(out: Path, truth_path: Path, force: bool) -> None:

@@ -1,0 +1,222 @@
+"""The planted care-use profiles of the demo care group (helpers.demo.plant) are beyond chance,
+and nothing else is.
+
+An independent, plain-pandas mirror (not src/helpers/mirror): indirect standardisation by sex
+x age band (0-4, 5-14, 15-24, 25-44, 45-64, 65-74, 75-84, 85+) over the twelve months ending on
+the latest complete quarter's last day, reference = all practices; per patient-year registered
+in the window; funnel limits at 99.8% widened for overdispersion as in
+shared/reference/mirror-and-frequent-attenders.md §3 (SHMI: z = sqrt(E) ln(O/E) winsorised at
+10/90%, phi, tau^2, limits exp(+-3.09 sqrt(1/E + tau^2))). A practice is flagged only outside
+those limits and only when E >= 10.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.demo.constants import CONTACT_KINDS, NON_MEDICAL, ROLES, SPECIALISMS
+from helpers.demo.plant import ATC_MAIN_GROUPS
+from helpers.quarter import Quarter
+
+AGE_EDGES = [0, 5, 15, 25, 45, 65, 75, 85, 200]
+Z998 = 3.09
+FAR = pd.Timestamp("2200-01-01")
+
+
+def read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+
+def dates(s: pd.Series) -> pd.Series:
+    iso = pd.to_datetime(s.where(s.str.fullmatch(r"\d{4}-\d{2}-\d{2}")), format="%Y-%m-%d", errors="coerce")
+    dmy = pd.to_datetime(s.where(s.str.fullmatch(r"\d{2}-\d{2}-\d{4}")), format="%d-%m-%Y", errors="coerce")
+    return iso.fillna(dmy)
+
+
+def window_of(dataset: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
+    ext = dates(read(dataset / "practices.csv")["extraction_date"]).max().date()
+    q = Quarter.latest_complete(ext)
+    return pd.Timestamp(q.months_back_start(12)), pd.Timestamp(q.last_day)
+
+
+def load(dataset: Path, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """Patient-years per (practice, stratum) and the events of the window, all practices."""
+    out = {"contacts": [], "referrals": [], "prescriptions": [], "patients": []}
+    for agb in read(dataset / "practices.csv")["practice_agb"]:
+        folder = dataset / "extracts" / agb
+        p = read(folder / "patients.csv")
+        frm = dates(p["registered_from"])
+        until = dates(p["registered_until"]).fillna(FAR)
+        dead = dates(p["deceased_on"]).fillna(FAR)
+        lo = frm.clip(lower=start)
+        hi = pd.concat([until, dead], axis=1).min(axis=1).clip(upper=end + pd.Timedelta(days=1))
+        py = ((hi - lo).dt.days.clip(lower=0)) / 365.25
+        age = end.year - p["birth_year"].astype(int)
+        band = pd.cut(age, AGE_EDGES, right=False, labels=False)
+        pat = pd.DataFrame({"practice_agb": agb, "patient_id": p["patient_id"], "stratum": p["sex"] + band.astype(str),
+                            "py": py, "age": age})
+        out["patients"].append(pat)
+        for t in ("contacts", "referrals", "prescriptions"):
+            df = read(folder / f"{t}.csv")
+            d = dates(df["date"])
+            df = df[(d >= start) & (d <= end)].copy()
+            df["practice_agb"] = agb
+            out[t].append(df.merge(pat[["patient_id", "stratum"]], on="patient_id"))
+    return {k: pd.concat(v, ignore_index=True) for k, v in out.items()}
+
+
+def measures(data: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Observed counts per (practice, stratum) for every measure: events or distinct patients."""
+    c, r, rx = data["contacts"], data["referrals"], data["prescriptions"]
+
+    def events(df):
+        return df.groupby(["practice_agb", "stratum"]).size()
+
+    def patients(df):
+        return df.drop_duplicates(["practice_agb", "patient_id"]).groupby(["practice_agb", "stratum"]).size()
+
+    out = {"contacten_totaal": events(c)}
+    for k in CONTACT_KINDS:
+        out[f"contacten_{k.replace('-', '_')}"] = events(c[c["kind"] == k])
+    for role in ROLES:
+        out[f"contacten_{role.replace('-', '_')}"] = events(c[c["role"] == role])
+    out["verwijzingen_medisch_specialist"] = events(r[~r["specialism"].isin(NON_MEDICAL)])
+    for s, _, _ in SPECIALISMS:
+        out[f"verwijzing_{s.replace(' ', '_')}"] = events(r[r["specialism"] == s])
+    out["antibiotica"] = patients(rx[rx["atc"].str.startswith("J01")])
+    out["antibiotica_tweede_keus"] = patients(rx[rx["atc"].str.startswith("J01MA") | (rx["atc"] == "J01CR02")])
+    for g in ATC_MAIN_GROUPS:
+        out[f"voorschrift_{g}"] = patients(rx[rx["atc"].str.startswith(g)])
+    return out
+
+
+def standardise(observed: pd.Series, py: pd.Series) -> pd.DataFrame:
+    """O and E per practice: E = sum over strata of the practice's patient-years x the reference rate."""
+    obs = observed.reindex(py.index, fill_value=0)
+    rate = obs.groupby(level="stratum").sum() / py.groupby(level="stratum").sum()
+    expected = py * rate.reindex(py.index.get_level_values("stratum")).fillna(0).to_numpy()
+    return pd.DataFrame({"O": obs.groupby(level="practice_agb").sum(),
+                         "E": expected.groupby(level="practice_agb").sum()})
+
+
+def funnel_flags(oe: pd.DataFrame, z_limit: float = Z998) -> pd.Series:
+    """+1 above, -1 below the overdispersion-adjusted limits, 0 inside (or E < 10)."""
+    ok = (oe["E"] >= 10) & (oe["O"] > 0)
+    sub = oe[ok]
+    z = np.sqrt(sub["E"]) * np.log(sub["O"] / sub["E"])
+    zw = z.clip(z.quantile(0.1), z.quantile(0.9))
+    n = len(zw)
+    phi = float((zw ** 2).sum() / n)
+    w = sub["E"]  # w = 1/s^2, s = 1/sqrt(E)
+    tau2 = max(0.0, (n * phi - (n - 1)) / (w.sum() - (w ** 2).sum() / w.sum())) if n * phi > n - 1 else 0.0
+    half = z_limit * np.sqrt(1 / sub["E"] + tau2)
+    ratio = sub["O"] / sub["E"]
+    flag = pd.Series(0, index=oe.index)
+    flag[sub.index[ratio > np.exp(half)]] = 1
+    flag[sub.index[ratio < np.exp(-half)]] = -1
+    return flag
+
+
+@pytest.fixture(scope="module")
+def mirror(demo_dataset):
+    start, end = window_of(demo_dataset)
+    data = load(demo_dataset, start, end)
+    pats = data["patients"]
+    py = pats.groupby(["practice_agb", "stratum"])["py"].sum()
+    table = {m: standardise(o, py) for m, o in measures(data).items()}
+    truth = read(Path(f"{demo_dataset}.mirror_truth.csv"))
+    return data, table, truth
+
+
+def test_the_mirror_truth_file(mirror, demo_dataset):
+    _, table, truth = mirror
+    assert list(truth.columns) == ["practice_agb", "measure", "direction", "planted_factor"]
+    assert set(truth["direction"]) == {"higher", "lower", "none"}
+    agbs = set(read(demo_dataset / "practices.csv")["practice_agb"])
+    assert set(truth["practice_agb"]) <= agbs and truth["practice_agb"].nunique() == 4
+    wanted = {"verwijzing_dermatologie", "antibiotica", "contacten_e_consult", "populatie_65plus"}
+    assert wanted <= set(truth.loc[truth["direction"] != "none", "measure"])
+    assert {"contacten_totaal", "verwijzingen_medisch_specialist"} <= set(truth.loc[truth["direction"] == "none",
+                                                                                     "measure"])
+
+
+#: Unplanted practice x measure pairs outside the 99.8% limits that chance allows: 0.2% of the
+#: pairs expected, at most 1% accepted (with ~500 pairs: a handful, never a pattern).
+CHANCE_SHARE = 0.01
+
+
+def _flags(table) -> dict[tuple[str, str], int]:
+    found = {}
+    for m, oe in table.items():
+        for agb, f in funnel_flags(oe).items():
+            if f:
+                found[(agb, m)] = int(f)
+    return found
+
+
+def test_the_mirror_flags_every_planted_profile(mirror):
+    _, table, truth = mirror
+    planted = {(r.practice_agb, r.measure): (1 if r.direction == "higher" else -1)
+               for r in truth.itertuples() if r.direction != "none" and r.measure in table}
+    found = _flags(table)
+    missed = {k: v for k, v in planted.items() if found.get(k) != v}
+    assert not missed, f"planted but not flagged in its direction: {missed}"
+
+
+def test_the_older_practice_is_not_flagged_after_standardisation(mirror):
+    _, table, truth = mirror
+    found = _flags(table)
+    ordinary = [(r.practice_agb, r.measure) for r in truth.itertuples() if r.direction == "none"]
+    assert len(ordinary) >= 3
+    assert not [k for k in ordinary if k in found], [(k, found[k]) for k in ordinary if k in found]
+
+
+def test_other_deviations_are_no_more_than_chance(mirror):
+    _, table, truth = mirror
+    planted = {(r.practice_agb, r.measure) for r in truth.itertuples() if r.direction != "none"}
+    found = _flags(table)
+    stray = sorted(k for k in found if k not in planted)
+    pairs = sum(len(oe) for oe in table.values()) - len(planted)
+    print("unplanted flags:", stray)
+    assert len(stray) <= CHANCE_SHARE * pairs, stray
+    # and no practice stands out on several unplanted measures
+    per_practice = pd.Series([a for a, _ in stray], dtype=str).value_counts()
+    assert per_practice.empty or per_practice.max() <= 2, per_practice.to_dict()
+
+
+def test_planted_factors_are_what_the_brief_asks(mirror):
+    _, table, truth = mirror
+    prof = {r.measure: r.practice_agb for r in truth.itertuples() if r.direction == "higher"}
+    oe = {m: table[m].loc[agb] for m, agb in prof.items() if m in table}
+    assert 1.5 <= oe["verwijzing_dermatologie"].O / oe["verwijzing_dermatologie"].E <= 2.1
+    assert 1.3 <= oe["antibiotica"].O / oe["antibiotica"].E <= 1.7
+    assert 1.8 <= oe["contacten_e_consult"].O / oe["contacten_e_consult"].E <= 3.2
+
+
+def test_the_older_practice_is_older_and_crude_high_but_standardised_ordinary(mirror):
+    data, table, truth = mirror
+    older = truth.loc[truth["measure"] == "populatie_65plus", "practice_agb"].iloc[0]
+    pats = data["patients"]
+    pats = pats[pats["py"] > 0]
+    share = (pats["age"] >= 65).groupby(pats["practice_agb"]).mean()
+    others = share.drop(older)
+    assert 1.7 <= share[older] / others.mean() <= 2.4, share.to_dict()
+    py = pats.groupby("practice_agb")["py"].sum()
+    for m in ("contacten_totaal", "verwijzingen_medisch_specialist", "voorschrift_C"):
+        crude = table[m]["O"] / py
+        assert crude[older] > crude.drop(older).max(), (m, crude.to_dict())
+        assert funnel_flags(table[m])[older] == 0, m
+
+
+def test_realistic_rates_and_every_code_appears(mirror):
+    data, table, _ = mirror
+    py = data["patients"]["py"].sum()
+    c, r = data["contacts"], data["referrals"]
+    assert set(c["kind"]) == set(CONTACT_KINDS) and set(c["role"]) == set(ROLES)
+    assert set(r["specialism"]) == {s for s, _, _ in SPECIALISMS}
+    assert 4.0 <= len(c) / py <= 6.5  # Nivel: ~5 contacts per patient-year incl. chain care
+    assert 0.25 <= len(r) / py <= 0.35  # ~300 referrals per 1,000 per year
