@@ -22,8 +22,8 @@ from pathlib import Path
 
 _CHILD = r"""
 import pickle, sys
-from datetime import date
 import duckdb
+import helpers
 from helpers.quarter import Quarter
 try:
     from helpers.cube.compute import compute_cube
@@ -31,10 +31,14 @@ except ImportError:
     from helpers.cube.prepare import compute_cube
 warehouse, out, *quarters = sys.argv[1:]
 con = duckdb.connect(warehouse, read_only=True)
+con.execute("SET enable_progress_bar = false")
 if not quarters:
     latest = Quarter.latest_complete(con.execute("SELECT max(extraction_date) FROM practices").fetchone()[0])
     quarters = [str(latest), str(latest.previous())]
-result = {q: compute_cube(con, Quarter.parse(q))[0] for q in quarters}
+result = {}
+for q in quarters:
+    result[q], timings = compute_cube(con, Quarter.parse(q))
+    print(f"  {helpers.__file__.rsplit('/helpers/', 1)[0]} {q} timings (s): {timings}", file=sys.stderr)
 con.close()
 with open(out, "wb") as fh:
     pickle.dump(result, fh)

@@ -54,27 +54,29 @@ def build_active_diagnoses(con: duckdb.DuckDBPyConnection, state: PreparedState,
     con.execute(f"CREATE OR REPLACE TEMP TABLE {state.dx} AS " + " UNION ALL ".join(selects))
 
 
+def _latest_enrolment_sql(table: str, date_column: str, order: str, where: str) -> str:
+    """Create ``table``: per patient and programme the latest enrolment row (by ``order``) of
+    those that meet ``where``, with its main practitioner and ``date_column``."""
+    return f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        SELECT practice_agb, patient_id, programme, main_practitioner, {date_column} FROM (
+            SELECT *, row_number() OVER (PARTITION BY practice_agb, patient_id, programme
+                                         ORDER BY {order}) AS rn
+            FROM enrolments WHERE {where}
+        ) WHERE rn = 1
+    """
+
+
 def build_enrolment_state(con: duckdb.DuckDBPyConnection, state: PreparedState) -> None:
     """Create ``state.enr`` (enrolled on day F; main practitioner from the latest row) and
     ``state.enr_ended`` (latest enrolment that ended before F, per patient and programme)."""
     F = state.quarter.first_day.isoformat()
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {state.enr} AS
-        SELECT practice_agb, patient_id, programme, main_practitioner, start_date FROM (
-            SELECT *, row_number() OVER (PARTITION BY practice_agb, patient_id, programme
-                                         ORDER BY start_date DESC, end_date DESC NULLS FIRST) AS rn
-            FROM enrolments
-            WHERE start_date <= DATE '{F}' AND (end_date IS NULL OR end_date >= DATE '{F}')
-        ) WHERE rn = 1
-    """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {state.enr_ended} AS
-        SELECT practice_agb, patient_id, programme, main_practitioner, end_date FROM (
-            SELECT *, row_number() OVER (PARTITION BY practice_agb, patient_id, programme
-                                         ORDER BY end_date DESC, start_date DESC) AS rn
-            FROM enrolments WHERE end_date IS NOT NULL AND end_date < DATE '{F}'
-        ) WHERE rn = 1
-    """)
+    con.execute(_latest_enrolment_sql(
+        state.enr, "start_date", "start_date DESC, end_date DESC NULLS FIRST",
+        f"start_date <= DATE '{F}' AND (end_date IS NULL OR end_date >= DATE '{F}')"))
+    con.execute(_latest_enrolment_sql(
+        state.enr_ended, "end_date", "end_date DESC, start_date DESC",
+        f"end_date IS NOT NULL AND end_date < DATE '{F}'"))
 
 
 def list_size_sql(state: PreparedState) -> str:
