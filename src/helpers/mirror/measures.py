@@ -167,22 +167,22 @@ def parse_measure(data: dict, source: str, rules: Rules,
     where = source
     codes = rules.codes
     problems = [Problem(where, None, key, None, f"{key} (it is missing)") for key in REQUIRED if key not in data]
-    if problems:
-        return None, problems
+    missing = bool(problems)
+    data = {**{k: None for k in REQUIRED if k not in data}, **data}
     P = lambda col, val, exp: problems.append(Problem(where, None, col, val, exp))  # noqa: E731
     for key in sorted(set(data) - KNOWN):
         P(key, data[key], f"one of the known keys ({', '.join(sorted(KNOWN))})")
     mid = str(data["id"])
-    if Path(source).stem != mid:
+    if data["id"] is not None and Path(source).stem != mid:
         P("id", mid, f"the file name ({Path(source).stem!r})")
-    if data["section"] not in SECTIONS:
+    if data["section"] is not None and data["section"] not in SECTIONS:
         P("section", data["section"], f"one of {', '.join(SECTIONS)}")
-    if data["unit"] not in UNITS:
+    if data["unit"] not in UNITS and data["unit"] is not None:
         P("unit", data["unit"], f"one of {', '.join(UNITS)}")
     event = data["event"]
-    if event not in EVENTS:
+    if event not in EVENTS and event is not None:
         P("event", event, f"a named event ({', '.join(EVENTS)})")
-    if not isinstance(data["standardised"], bool):
+    if not isinstance(data["standardised"], bool) and data["standardised"] is not None:
         P("standardised", data["standardised"], "true or false")
     kinds, roles = _tuple(data.get("kinds")), _tuple(data.get("roles"))
     specialisms = tuple(str(s).strip().lower() for s in _tuple(data.get("specialisms")))
@@ -223,7 +223,7 @@ def parse_measure(data: dict, source: str, rules: Rules,
     if not isinstance(exclude, bool):
         P("exclude_specialisms", exclude, "true or false")
     national = _national(data.get("national"), where, str(data["unit"]), problems, reference_dir)
-    if problems:
+    if problems or missing:
         return None, problems
     reviewed_on = data["reviewed_on"]
     if isinstance(reviewed_on, date):
