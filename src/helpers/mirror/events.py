@@ -346,24 +346,28 @@ def compute_mirror(con, quarter, measures: dict[str, Measure] | None = None,
 
 
 def _long(strata: pd.DataFrame, measures: dict[str, Measure]) -> pd.DataFrame:
-    """One row per measure × practice × window × stratum with O and the denominator D."""
+    """One row per measure × practice × window × stratum with O and the denominator D
+    (built as arrays: one column block per measure, no per-measure frames)."""
     keys = ["practice_agb", "k", "age_band", "sex"]
-    frames = []
-    for m in measures.values():
-        if m.share_of:
-            d = strata["o_" + m.share_of]
-        elif m.denominator == "patients":
-            d = strata["patients"]
-        else:
-            d = strata["patient_years"]
-        f = strata[keys].copy()
-        f["measure"], f["O"], f["D"] = m.id, strata["o_" + m.id].astype("float64"), d.astype("float64")
-        if not m.standardised:  # one stratum: the care group's crude rate is the reference
-            f["age_band"], f["sex"] = "all", stats.POOLED_SEX
-        frames.append(f)
-    if not frames:
+    ms = list(measures.values())
+    n, width = len(strata), len(ms)
+    if not width:
         return pd.DataFrame(columns=keys + ["measure", "O", "D"])
-    return pd.concat(frames, ignore_index=True)
+
+    def den(m: Measure) -> str:
+        return "o_" + m.share_of if m.share_of else ("patients" if m.denominator == "patients" else "patient_years")
+    O = strata[["o_" + m.id for m in ms]].to_numpy(dtype="float64")
+    D = strata[[den(m) for m in ms]].to_numpy(dtype="float64")
+    crude = np.array([not m.standardised for m in ms])  # one stratum: the care group's crude rate
+    band = np.where(crude[None, :], "all", strata["age_band"].to_numpy(dtype=object)[:, None])
+    sex = np.where(crude[None, :], stats.POOLED_SEX, strata["sex"].to_numpy(dtype=object)[:, None])
+    return pd.DataFrame({
+        "practice_agb": np.repeat(strata["practice_agb"].to_numpy(dtype=object), width),
+        "k": np.repeat(strata["k"].to_numpy(), width),
+        "age_band": band.ravel(), "sex": sex.ravel(),
+        "measure": np.tile(np.array([m.id for m in ms], dtype=object), n),
+        "O": O.ravel(), "D": D.ravel(),
+    })
 
 
 def _mirror_table(strata: pd.DataFrame, measures: dict[str, Measure], ends: dict) -> pd.DataFrame:
