@@ -62,7 +62,12 @@ def run_name(report_id: str, scope: str, key: str) -> str:
 
 def run_dir(outputs: Path, quarter: str, scope: str, key: str) -> Path:
     """practice: ``<q>/<agb>/``; region: ``<q>/regio/<slug>/``; hagro: ``<q>/hagro/<slug>/``;
-    zorggroep: ``<q>/regio/zorggroep/``."""
+    zorggroep: ``<q>/regio/zorggroep/``.
+
+    >>> [run_dir(Path("out"), "2026Q3", s, k).as_posix() for s, k in
+    ...  [("practice", "01000001"), ("region", "Utrecht West"), ("hagro", "Hagro Zeist"), ("zorggroep", "zorggroep")]]
+    ['out/2026Q3/01000001', 'out/2026Q3/regio/Utrecht-West', 'out/2026Q3/hagro/Hagro-Zeist', 'out/2026Q3/regio/zorggroep']
+    """
     if scope == "practice":
         return outputs / quarter / key
     if scope == "zorggroep":
@@ -80,7 +85,13 @@ def _groups(practices_df, column: str) -> dict[str, str]:
 
 def scope_members(scope: str, practices_df) -> dict[str, str]:
     """practice_agb -> the key of the run of ``scope`` it belongs to (practice: itself; the
-    care group: ``zorggroep`` for every practice)."""
+    care group: ``zorggroep`` for every practice). A practice without a hagro is in no hagro.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"practice_agb": ["01000001", "01000002"], "region": ["N", "N"], "hagro": ["H1", None]})
+    >>> scope_members("hagro", df), scope_members("zorggroep", df)
+    ({'01000001': 'H1'}, {'01000001': 'zorggroep', '01000002': 'zorggroep'})
+    """
     if scope == "practice":
         return {str(a): str(a) for a in practices_df["practice_agb"]} if len(practices_df) else {}
     if scope == "zorggroep":
