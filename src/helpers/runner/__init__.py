@@ -8,6 +8,7 @@ The package, one role per module
 ``worker``         ``WorkerState`` (factory, spare kernel, printers) and the worker's tasks
 ``recipe``         the recipe of ONE run (``run_spec``): load, parameterise, execute, raise, write
 ``staging``        the run's log and files under temporary names until committed
+``notebook``       the executed notebook's stable bytes; cells as the author counts them
 ``kernels``        the kernel factory ("zygote"), the launcher, the kernel managers
 ``processes``      process lifetimes: ``die_with_parent``, private folders, the process table
 ``__main__``       ``python -m helpers.runner _zygote|_launch`` (internal)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from ..atomic import remove_quietly, temp_path, write_atomic
 from .kernels import handout_timeout, wait_ready
+from .notebook import drop_timestamps, fix_cell_ids, source_cell_index, stopped_cell
 from .processes import peak_rss_mb, rss_mb
 from .spec import RunFailure, RunResult, RunSpec, file_record, first_line, is_write_error, now_iso, write_failure
 from .staging import RunLog, Staging
@@ -178,7 +179,7 @@ class Run:
             nb = remove_error_markers(nb)
         except Exception as exc:  # noqa: BLE001
             raise RunFailure("execute", f"{type(exc).__name__}: {first_line(exc)}", partial_notebook=None) from None
-        _fix_cell_ids(nb, self._source_ids)
+        fix_cell_ids(nb, self._source_ids)
         return nb
 
     # -- execute ----------------------------------------------------------------------------
@@ -223,7 +224,7 @@ class Run:
                     if handout_failed:
                         msg = (f"the kernel factory did not hand out a kernel within "
                                f"{handout_timeout():.0f}s (it was replaced)")
-                    cell = _stopped_cell(progress.get("nb"), progress.get("cell"))
+                    cell = stopped_cell(progress.get("nb"), progress.get("cell"))
                     if over_time:
                         where = f" in cell {cell['cell_index']} (`{cell['cell_source']}`)" if cell else ""
                         msg = f"time limit of {spec.timeout:.0f}s reached{where} ({type(exc).__name__})"
@@ -314,7 +315,7 @@ class Run:
             partial = self.keep_partial(nbformat.read(bannered, as_version=4))
         finally:
             remove_quietly(bannered)
-        cell_index = _source_cell_index(err.cell_index, partial)
+        cell_index = source_cell_index(err.cell_index, partial)
         source = first_line(err.source, 120)
         message = f"{err.ename}: {scrub_message(first_line(err.evalue))}"
         log(f"cell {cell_index} (`{source}`) raised {message}")
@@ -331,7 +332,7 @@ class Run:
         if nb is None:
             return None
         import nbformat
-        _drop_timestamps(nb, self.spec)
+        drop_timestamps(nb, self.spec)
         try:
             write_atomic(Path(self.spec.partial_path), nbformat.writes(nb))
         except OSError as exc:
@@ -344,7 +345,7 @@ class Run:
     def stage_notebook(self, nb) -> None:
         """The executed notebook, without timings, staged as the run's ``.ipynb``."""
         import nbformat
-        _drop_timestamps(nb, self.spec)
+        drop_timestamps(nb, self.spec)
         self.staging.write("ipynb", Path(self.spec.files["ipynb"]), nbformat.writes(nb))
         self.result.timings["execute"] = round(time.perf_counter() - self._t_execute, 3)
         self.log(f"executed in {self.result.timings['execute']:.2f}s (kernel ready after "
@@ -468,67 +469,3 @@ class Run:
         result.finished_at = now_iso()
         log(f"{result.status} in {result.timings['total']:.2f}s; timings {json.dumps(result.timings)}")
         log.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Same inputs, same bytes; cells as the author counts them
-# ---------------------------------------------------------------------------------------------
-
-
-def _fix_cell_ids(nb, source_ids: list) -> None:
-    """Same inputs, same bytes: the cells papermill adds (the injected parameters) or gives
-    a random id (upgrading a notebook without ids) get ids derived from their position."""
-    keep = {i for i in source_ids if i}
-    used = set()
-    for index, cell in enumerate(nb.cells):
-        cid = cell.get("id")
-        if cid not in keep or cid in used:
-            tags = cell.get("metadata", {}).get("tags", [])
-            base = "injected-parameters" if "injected-parameters" in tags else f"cell-{index}"
-            cid, n = base, 1
-            while cid in keep or cid in used:
-                n += 1
-                cid = f"{base}-{n}"
-            cell["id"] = cid
-        used.add(cid)
-
-
-def _drop_timestamps(nb, spec: RunSpec) -> None:
-    """Same inputs, same bytes: no execution times in the notebook (the manifest has the
-    run's timings)."""
-    meta = nb.metadata.get("papermill", {})
-    for key in ("start_time", "end_time", "duration"):
-        meta.pop(key, None)
-    meta["output_path"] = spec.files["ipynb"]
-    for cell in nb.cells:
-        cell.get("metadata", {}).pop("execution", None)
-        for key in ("start_time", "end_time", "duration"):
-            cell.get("metadata", {}).get("papermill", {}).pop(key, None)
-
-
-def _stopped_cell(nb, executed_index: int | None) -> dict:
-    """The cell that was running when the run was stopped, marked failed (the cells after it
-    stay pending), and its index as the author counts cells (without the injected cell)."""
-    if nb is None or executed_index is None:
-        return {}
-    cell = nb.cells[executed_index]
-    cell.setdefault("metadata", {}).setdefault("papermill", {})["status"] = "failed"
-    injected = sum("injected-parameters" in c.get("metadata", {}).get("tags", [])
-                   for c in nb.cells[:executed_index])
-    return {"cell_index": executed_index - injected, "cell_source": first_line(cell.get("source", ""), 120)}
-
-
-def _source_cell_index(executed_index: int, partial: str | None) -> int:
-    """Map papermill's index (which counts the injected parameters cell) to the cell
-    index in the notebook the author edits."""
-    if partial:
-        try:
-            nb = json.loads(Path(partial).read_text(encoding="utf-8"))
-            cells = [c for c in nb["cells"] if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
-            injected = [i for i, c in enumerate(cells)
-                        if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
-            if injected and executed_index > injected[0]:
-                return executed_index - 1
-        except (OSError, ValueError, KeyError):
-            pass
-    return executed_index
