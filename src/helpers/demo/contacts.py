@@ -17,6 +17,12 @@ from .state import PracticeState
 from .text import _Text
 
 
+#: Shape of the year-to-year change of a patient's contact propensity (gamma, mean 1): with the
+#: lasting propensity it gives frequent attenders of whom about a third are frequent again the
+#: next year (persistent frequent attenders: frequent in three years running).
+YEAR_SHAPE = 0.7
+
+
 def contacts(pr: PracticeState) -> None:
     """GP, assistant, POH-GGZ and POH-S contacts; fills ``mult`` (propensity) and ``contact_rows``."""
     rng, plan, n = pr.rng, pr.plan, pr.n
@@ -26,7 +32,7 @@ def contacts(pr: PracticeState) -> None:
     # patient-level propensity (gamma: heavy tail of frequent attenders), normalised per age band
     chronic = sum(h.astype(float) for h in pr.has.values())
     psych = _psych_patients(pr)
-    mult = rng.gamma(1.0, 1.0, n) * (1 + 0.25 * chronic) * np.where(psych, 1.5, 1.0)
+    mult = rng.gamma(2.0, 0.5, n) * (1 + 0.25 * chronic) * np.where(psych, 1.5, 1.0)
     band = _nivel_band(pr.age_x)
     norm = np.bincount(band, weights=mult, minlength=7) / np.maximum(np.bincount(band, minlength=7), 1)
     mult = mult / np.where(norm[band] > 0, norm[band], 1)
@@ -39,7 +45,7 @@ def contacts(pr: PracticeState) -> None:
     expo = np.maximum(hi - lo + 1, 0) / 365.25
     age_y = Y - pr.by[P]
     rate = NIVEL_RATES[_nivel_band(age_y)] * SEG1_SCALE
-    lam = rate * mult[P] * rng.gamma(3, 1 / 3, P.size) * expo
+    lam = rate * mult[P] * rng.gamma(YEAR_SHAPE, 1 / YEAR_SHAPE, P.size) * expo
     cnt = rng.poisson(lam)
     own, _ = _expand(cnt)
     cp = P[own]
@@ -130,7 +136,7 @@ def plan_patients(pr: PracticeState) -> None:
     lo, hi = plan.ws(12), plan.L
     listed = (pr.reg <= lo) & (pr.leave > pr.ext)
     n_c = np.bincount(cp[(cd >= lo) & (cd <= hi)], minlength=pr.n).astype(float)
-    age = (hi - pr.bd) / 365.25
+    age = _years_of(np.array([hi]))[0] - pr.by  # as a mirror reads it: from the birth year
     band = np.searchsorted(np.array([5, 15, 25, 45, 65, 75, 85]), age, side="right") * 3 + np.searchsorted(
         np.array(["M", "V"]), pr.sex)
     frequent = np.zeros(pr.n, bool)

@@ -73,7 +73,7 @@ def natural_enrolments(pr: PracticeState) -> None:
     order = sorted(plan.programmes, key=lambda p: bool(p.excluded_if))
     for p in order:
         incl, supp = pr.present(p.inclusion), pr.present(p.supporting)
-        share = 0.15 + 0.2 * q
+        share = 0.2 + 0.1 * q  # practices differ a little in enrolling on a supporting diagnosis only
         supp_only = supp & ~incl & (rng.random(n) < share)
         also = supp & incl & (rng.random(n) < share)
         cand = incl | supp_only

@@ -11,17 +11,17 @@ Planted care-use profiles (the praktijkspiegel)
 With at least ``PROFILE_MIN_PRACTICES`` practices, one practice each (drawn from the stream
 (seed, 4), see :func:`helpers.demo.plan._profiles`) gets a profile of ``PROFILES``; every other
 practice draws its care use from the same age/sex-specific rates, so it differs only by chance
-(Poisson noise, its patients' propensities, its quality). The profiles are written beside the
+(Poisson noise, its patients' propensities, a little its quality). The profiles are written beside the
 dataset to ``<out>.mirror_truth.csv`` (``practice_agb;measure;direction;planted_factor``), one row
 per measure of the praktijkspiegel the profile moves, with ``direction`` ``higher``, ``lower``,
 or ``none`` (the crude rate differs but the age/sex-standardised O/E must stay inside the
 overdispersion-adjusted 99.8% limits: the practice must *not* be flagged after standardisation):
 
-``dermatologie``  ``verwijzing_dermatologie`` higher x1.8: dermatology takes its share from the
-                  other medical specialisms, so ``verwijzingen_medisch_specialist`` is unchanged
-                  (each other specialism about 15% lower, within chance).
+``dermatologie``  ``verwijzing_dermatologie`` higher x2.0: dermatology referrals on top of the
+                  usual ones, so ``verwijzingen_medisch_specialist`` is higher too (its realised
+                  factor is written); the other specialisms are unchanged.
 ``antibiotica``   ``antibiotica`` (patients with a J01 prescription) higher, about x1.5: an extra
-                  first-choice antibiotic after 5% of GP contacts; the ATC main group
+                  first-choice antibiotic after 8% of GP contacts; the ATC main group
                   ``voorschrift_J`` moves with it; second-choice antibiotics do not.
 ``e_consult``     ``contacten_e_consult`` higher x2.5, in place of telephone contacts:
                   ``contacten_telefonisch`` lower (its realised factor is written); roles and
@@ -32,6 +32,11 @@ overdispersion-adjusted 99.8% limits: the practice must *not* be flagged after s
 
 Factors are the planted multipliers of the age/sex-specific rate, not the O/E a mirror finds
 (that has Poisson noise and the practice's own weight in the reference).
+
+Missing and overdue controls are planted per control (``MISSED_*`` in constants): a share of
+the single-enrolled patients of each programme, falling with the practice's quality, so the
+measured shares of the process indicators lie between about 80% and 98%; each missed control
+is a ``measurement_missing`` or ``measurement_overdue`` row of the ground truth.
 """
 
 from __future__ import annotations

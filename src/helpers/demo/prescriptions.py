@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from .arrays import _choice, _expand, _poisson_days, _uniform_day, _weekday
 from .constants import (ACUTE, ACUTE_SHARE, DERMATOLOGY_FACTOR, EXACERBATION_RATE, EXTRA_ANTIBIOTIC_SHARE,
-                        FIRST_CHOICE_ANTIBIOTICS, REFERRAL_RATE, REGIMENS, SPECIALISMS)
+                        FIRST_CHOICE_ANTIBIOTICS, NON_MEDICAL, REFERRAL_RATE, REGIMENS, SPECIALISMS)
 from .state import PracticeState
 from .text import _Text
 
@@ -101,18 +101,27 @@ def referrals(pr: PracticeState) -> None:
     expo = np.maximum(hi - lo, 0) / 365.25
     age = pr.age_x
     af = np.where(age < 18, 0.6, np.where(age < 45, 0.8, np.where(age < 65, 1.1, 1.4)))
-    cnt = rng.poisson(REFERRAL_RATE * af * np.sqrt(pr.mult) * expo)
+    lam = REFERRAL_RATE * af * np.sqrt(pr.mult) * expo
+    cnt = rng.poisson(lam)
     owner, _ = _expand(cnt)
-    d = _weekday(_uniform_day(rng, lo[owner], np.maximum(hi[owner], lo[owner])), lo[owner], hi[owner])
     p_spec = np.array([w for _, w, _ in SPECIALISMS], float)
     p_spec /= p_spec.sum()
+    spec_i = rng.choice(len(SPECIALISMS), size=owner.size, p=p_spec)
     if pr.info.profile == "dermatologie":
-        # the referring practice: more dermatology, as many referrals in all (the others a bit fewer)
+        # the referring practice: dermatology referrals on top of the usual ones (so more in all)
         derm = [s for s, _, _ in SPECIALISMS].index("dermatologie")
-        before = p_spec[derm]
-        p_spec *= (1 - before * DERMATOLOGY_FACTOR) / (1 - before)
-        p_spec[derm] = before * DERMATOLOGY_FACTOR
-    spec_i = rng.choice(len(SPECIALISMS), size=owner.size, p=p_spec / p_spec.sum())
+        extra, _ = _expand(rng.poisson(lam * p_spec[derm] * (DERMATOLOGY_FACTOR - 1)))
+        lo12 = plan.ws(12)
+        owner = np.concatenate([owner, extra])
+        spec_i = np.concatenate([spec_i, np.full(extra.size, derm)])
+    d = _weekday(_uniform_day(rng, lo[owner], np.maximum(hi[owner], lo[owner])), lo[owner], hi[owner])
+    if pr.info.profile == "dermatologie":
+        in_w = (d >= lo12) & (d <= plan.L)
+        medical = ~np.isin(np.asarray([s for s, _, _ in SPECIALISMS])[spec_i], NON_MEDICAL)
+        is_extra = np.arange(owner.size) >= owner.size - extra.size
+        base = (in_w & medical & ~is_extra).sum()
+        pr.profile_truth.append(("verwijzingen_medisch_specialist", "higher",
+                                 float((in_w & medical).sum() / max(base, 1))))
     reasons = [s[2] for s in SPECIALISMS]
     codes = np.array([reasons[s][j % len(reasons[s])] for s, j in
                       zip(spec_i, rng.integers(0, 12, owner.size))], dtype=object)
