@@ -6,8 +6,12 @@ HIS exports use (``;`` separated, decimal comma, ``YYYY-MM-DD``; the one MicroHI
 writes a UTF-8 BOM and ``DD-MM-YYYY`` dates, to exercise the loader). Beside the dataset it
 writes ``<out>.ground_truth.csv``: every registration finding that docs/registration-rules.md
 must produce for the reference quarter (the latest complete quarter before the extraction
-date), plus the planted implausible values and the patients excluded by a recorded reason.
-Only tests read that file.
+date), plus the planted implausible values and the patients excluded by a recorded reason;
+and ``<out>.mirror_truth.csv``: the planted care-use profiles the praktijkspiegel must find
+(see :mod:`helpers.demo.plant`). Only tests read those files. The history holds at least
+``years`` full rolling years ending on the reference quarter's last day (the mirror's trend,
+persistent frequent attenders), and most practices deliver a ``veelgebruikers_plan.csv``
+(contract version 2) of five frequent attenders (one practice fewer, one none).
 
 How the ground truth stays exact
 --------------------------------
@@ -37,7 +41,7 @@ Modules, by what they generate
 ``episodes``       diagnoses, natural enrolments, enrolment rows, other episodes, their tables
 ``plant``          the planted defects and their ground truth
 ``measurements``   controls' measurement series and values
-``contacts``       GP, POH-GGZ and chain-care (POH-S) contacts
+``contacts``       GP, POH-GGZ and chain-care (POH-S) contacts; the plan patients
 ``prescriptions``  prescriptions and referrals
 ``payments``       declarations per programme, quarter and insurer
 ``practice``       one practice: the steps in the order they draw from its random stream
