@@ -185,6 +185,8 @@ def strata_sql(measures: dict[str, Measure], rules: Rules, first_day: date) -> s
            f"AND e.date BETWEEN p.rf AND p.rt AND e.date >= DATE '{first_day.isoformat()}'")
     qi = "year(e.date) * 4 + quarter(e.date) - 1"
     trend = f"w.k < {TREND_WINDOWS}"
+    contact_ms = [m for m in measures.values() if m.event in ROW_EVENTS and ROW_EVENTS[m.event][0] == "contacts"]
+    contact_counts = "".join(f", count(*) FILTER (WHERE {contacts(m)}) AS {_q('o_' + m.id)}" for m in contact_ms)
     parts = [f"""
 p AS MATERIALIZED (
   SELECT pt.practice_agb, pt.patient_id, pt.birth_year, pt.sex, pt.registered_from AS rf,
@@ -198,9 +200,13 @@ pw AS (
   FROM p JOIN mirror_windows w ON p.rf <= w.window_end AND p.rt >= w.window_start
   WHERE p.extraction_date >= w.window_end
 ),
+q_contacts AS MATERIALIZED (
+  SELECT e.practice_agb, e.patient_id, p.birth_year, p.sex, {qi} AS qi, count(*) AS n{contact_counts}
+  FROM contacts e JOIN p ON {reg} GROUP BY ALL
+),
 nc AS (
-  SELECT e.practice_agb, e.patient_id, w.k, count(*) AS n
-  FROM contacts e JOIN p ON {reg} JOIN mirror_windows w ON {qi} BETWEEN w.qi_lo AND w.qi_hi
+  SELECT e.practice_agb, e.patient_id, w.k, sum(e.n) AS n
+  FROM q_contacts e JOIN mirror_windows w ON e.qi BETWEEN w.qi_lo AND w.qi_hi
   GROUP BY ALL
 ),
 pwn AS MATERIALIZED (
@@ -250,7 +256,14 @@ base AS (
         conds = [ROW_EVENTS[m.event][1](m) for m in ms]
         names = [_q("o_" + m.id) for m in ms]
         column.update({m.id: f"s_{table}.{n}" for m, n in zip(ms, names)})
-        if table in ("contacts", "referrals"):  # every row counts: counts per birth year and sex
+        if table == "contacts":  # counted per patient and quarter in q_contacts (the frequent attenders need it)
+            parts.append(f"""
+s_contacts AS (
+  SELECT e.practice_agb, w.k, {band('e.birth_year')} AS age_band, e.sex, {', '.join(f'sum(e.{n}) AS {n}' for n in names)}
+  FROM q_contacts e JOIN mirror_windows w ON e.qi BETWEEN w.qi_lo AND w.qi_hi AND {trend}
+  GROUP BY ALL
+)""")
+        elif table == "referrals":  # every row counts: counts per birth year and sex
             counts = ", ".join(f"count(*) FILTER (WHERE {c}) AS {n}" for c, n in zip(conds, names))
             parts.append(f"""
 s_{table} AS (
