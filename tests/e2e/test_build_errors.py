@@ -5,8 +5,6 @@ exit status, never a traceback; an interrupted build leaves no file with a stale
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -18,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Group, build, counts, manifest, write_batch
+from conftest import (Group, assert_recorded_hashes, build, counts, manifest, proc_stats, quarter_of, running_build,
+                      wait_for_a_done_run, write_batch)
 from helpers.demo import edit_first_patient
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fixture_reports_registered")]
@@ -56,14 +55,7 @@ def test_a_fractional_time_limit_is_rounded_up_and_the_runs_work(built, group):
 
 
 def _children(pid: int) -> list[tuple[int, str]]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append((int(stat.parent.name), (stat.parent / "cmdline").read_bytes().decode(errors="replace")))
-        except (OSError, ValueError):
-            continue
-    return out
+    return [(child, cmdline.decode(errors="replace")) for child, _, ppid, _, cmdline in proc_stats() if ppid == pid]
 
 
 @pytest.mark.parametrize("damage", ["missing", "wrong header"])
@@ -109,29 +101,16 @@ def test_a_refused_register_survives_the_process_pool_and_dask(group, kind):
 
 
 def test_a_run_resubmitted_after_a_worker_crash_counts_both_attempts(built, group):
-    from helpers import cube
     outputs = group.root / "out-crash"
     batch = group.batch("crash", reports=["tiny"], formats=["html"], workers=1, params={"tiny": {"delay": "3"}})
-    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.prepare.code_hash()}
-    proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            files = list(outputs.glob("*/manifest.json"))
-            if files and any(r["status"] == "done" for r in json.loads(files[0].read_text())["runs"].values()):
-                break
-            time.sleep(0.2)
+    with running_build(batch) as proc:
+        wait_for_a_done_run(proc, outputs)
         workers = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd]
         assert len(workers) == 1, _children(proc.pid)
         os.kill(workers[0], signal.SIGKILL)   # the worker dies halfway through the second run
         text, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 0, text
-    runs = manifest(outputs, files[0].parent.name)["runs"]
+    runs = manifest(outputs, quarter_of(outputs))["runs"]
     assert all(r["status"] == "done" for r in runs.values())
     assert max(r["attempts"] for r in runs.values()) == 2, {n: r["attempts"] for n, r in runs.items()}
 
@@ -208,7 +187,7 @@ def test_a_refused_reload_keeps_the_previous_report_and_says_why(group):
     where = f"extracts/{agb}/patients.csv, line 2, column birth_year: found '…', expected"
     assert f"  practice {agb}: new delivery refused ({where}" in out
     assert "its report is built from the previous delivery still in the warehouse (loaded " in out
-    q = next(p.name for p in outputs.iterdir() if p.name[:4].isdigit())
+    q = quarter_of(outputs)
     entry = manifest(outputs, q)["runs"][f"{agb}-tiny"]
     assert entry["status"] == "done" and (outputs / q / entry["outputs"]["html"]["path"]).exists()
     stale = entry["stale_data"]
@@ -247,54 +226,28 @@ def _alive_in_group(pgid: int, wait: float = 5) -> list[str]:
     """Processes of the group that still run (zombies are dead: here nobody may reap them)."""
     deadline = time.time() + wait
     while True:
-        alive = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                    alive.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
-            except OSError:   # it ended while we looked
-                continue
+        alive = [cmdline.replace(b"\0", b" ").decode()[:120] for _, state, _, group, cmdline in proc_stats()
+                 if group == pgid and state not in ("Z", "X")]
         if not alive or time.time() > deadline:
             return alive
         time.sleep(0.2)
 
 
-def _hashes_match(outputs: Path, quarter: str) -> None:
-    for name, entry in manifest(outputs, quarter)["runs"].items():
-        for rec in [*entry.get("outputs", {}).values(), *entry.get("extras", [])]:
-            data = (outputs / quarter / rec["path"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == rec["sha256"], (name, rec["path"])
-
-
 def test_sigterm_stops_the_build_like_ctrl_c_and_the_rerun_completes_it(built, group):
-    from helpers import cube
     outputs = group.root / "out-sigterm"
     batch = group.batch("sigterm", reports=["tiny"], formats=["html"], workers=1, params={"tiny": {"delay": "2"}})
-    env = {**os.environ, "SPIEGEL_TEST_CODE_HASH": cube.prepare.code_hash()}
-    proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch), "--force"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            files = list(outputs.glob("*/manifest.json"))
-            if files and any(r["status"] == "done" for r in json.loads(files[0].read_text())["runs"].values()):
-                break
-            time.sleep(0.2)
+    with running_build(batch, "--force") as proc:
+        wait_for_a_done_run(proc, outputs)
         assert proc.poll() is None, proc.stdout.read()
         proc.send_signal(signal.SIGTERM)    # what `timeout`, CI cancellation and systemd send
         text, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 130, text
     assert "Traceback" not in text
     assert _alive_in_group(proc.pid) == [], "workers, kernel factory and kernels ended with the build"
     assert "interrupted; finished runs are kept" in text
     assert "run the same command without --force to resume" in text
-    q = files[0].parent.name
-    _hashes_match(outputs, q)
+    q = quarter_of(outputs)
+    assert_recorded_hashes(outputs, q)
     page = (outputs / q / "index.html").read_text()
     for href in re.findall(r'href="([^"]+)"', page):
         assert (outputs / q / href).exists(), f"the portal links {href}, which is not there"
@@ -302,4 +255,4 @@ def test_sigterm_stops_the_build_like_ctrl_c_and_the_rerun_completes_it(built, g
     assert code == 0, out
     c = counts(out)
     assert c["skipped"] >= 1 and c["done"] + c["skipped"] == 3
-    _hashes_match(outputs, q)
+    assert_recorded_hashes(outputs, q)
