@@ -63,6 +63,7 @@ class LocalExecutor:
         return self._pool
 
     def call(self, fn_path: str, *args, **kwargs):
+        """Run ``module:function`` in a worker and return its result (ingest, prepare)."""
         return self._ensure_pool().submit(call_task, fn_path, *args, **kwargs).result()
 
     def run_all(self, specs: list[RunSpec]):
@@ -113,6 +114,7 @@ class LocalExecutor:
                 self._pool = None
 
     def memory(self) -> list[dict]:
+        """Peak memory of every worker and the shared factory's resident memory (MB)."""
         if self._pool is None:
             return []
         futs = [self._pool.submit(worker_memory) for _ in range(self.workers)]
@@ -167,9 +169,12 @@ class DaskExecutor:
             pass
 
     def call(self, fn_path: str, *args, **kwargs):
+        """Run ``module:function`` on a Dask worker and return its result (ingest, prepare)."""
         return self.client.submit(call_task, fn_path, *args, pure=False, **kwargs).result()
 
     def run_all(self, specs: list[RunSpec]):
+        """Yield a RunResult per spec as they complete; a lost worker's run is retried once by
+        Dask, then reported as failed in stage ``worker``."""
         from distributed import as_completed
         futures = {}
         for s in specs:
@@ -185,6 +190,7 @@ class DaskExecutor:
                                                        "message": f"{type(exc).__name__}: {first_line(exc)}"})
 
     def memory(self) -> list[dict]:
+        """Memory figures of every Dask worker (empty when the cluster does not answer)."""
         try:
             return list(self.client.run(worker_memory).values())
         except Exception:  # noqa: BLE001
