@@ -27,6 +27,15 @@ def _parse(text: str, tmp_path: Path, *argv: str) -> B.Batch:
     return B.load_batch(f, parser.parse_args([str(f), *argv]))
 
 
+def _run_build(text: str, tmp_path: Path) -> int:
+    """``spiegel build`` of a batch file holding ``text``: its exit status."""
+    f = tmp_path / "b.yaml"
+    f.write_text(text)
+    parser = argparse.ArgumentParser()
+    B.add_build_arguments(parser)
+    return B.run_build(parser.parse_args([str(f)]))
+
+
 def _problems(text: str, tmp_path: Path, *argv: str) -> list[str]:
     with pytest.raises(ParameterError) as e:
         _parse(text, tmp_path, *argv)
@@ -104,11 +113,7 @@ def test_extra_notebook_parameters_are_checked(tmp_path):
 
 
 def test_run_build_refuses_before_anything_runs(tmp_path, capsys):
-    f = tmp_path / "b.yaml"
-    f.write_text(f"quarters: 2026Q9\npractices: [1]\noutputs: {tmp_path / 'out'}\n")
-    parser = argparse.ArgumentParser()
-    B.add_build_arguments(parser)
-    assert B.run_build(parser.parse_args([str(f)])) == 2
+    assert _run_build(f"quarters: 2026Q9\npractices: [1]\noutputs: {tmp_path / 'out'}\n", tmp_path) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith("spiegel build: ") for line in err)
     assert not (tmp_path / "out").exists(), "nothing ran, nothing written"
@@ -393,11 +398,7 @@ def test_outputs_at_a_file_and_warehouse_at_a_folder_are_refused(tmp_path):
 
 
 def test_unreachable_dask_scheduler_is_one_line(tmp_path, capsys):
-    f = tmp_path / "b.yaml"
-    f.write_text(f"outputs: {tmp_path / 'out'}\nexecutor: dask\nscheduler: tcp://127.0.0.1:1\n")
-    parser = argparse.ArgumentParser()
-    B.add_build_arguments(parser)
-    assert B.run_build(parser.parse_args([str(f)])) == 2
+    assert _run_build(f"outputs: {tmp_path / 'out'}\nexecutor: dask\nscheduler: tcp://127.0.0.1:1\n", tmp_path) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == ["spiegel build: Dask scheduler tcp://127.0.0.1:1 is not reachable (Connection refused): "
                    "start it (`dask scheduler`) or give the right address with --scheduler"]
