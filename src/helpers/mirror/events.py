@@ -189,28 +189,28 @@ def strata_sql(measures: dict[str, Measure], rules: Rules, first_day: date) -> s
     contact_counts = "".join(f", count(*) FILTER (WHERE {contacts(m)}) AS {_q('o_' + m.id)}" for m in contact_ms)
     parts = [f"""
 p AS MATERIALIZED (
-  SELECT pt.practice_agb, pt.patient_id, pt.birth_year, pt.sex, pt.registered_from AS rf,
+  SELECT row_number() OVER () AS pid, pt.practice_agb, pt.patient_id, pt.birth_year, pt.sex, pt.registered_from AS rf,
          least(coalesce(pt.registered_until, {_FAR}), coalesce(pt.deceased_on, {_FAR})) AS rt,
          pr.extraction_date
   FROM patients pt JOIN practices pr USING (practice_agb)
 ),
 pw AS (
-  SELECT p.practice_agb, p.patient_id, w.k, p.sex, {band('p.birth_year')} AS age_band,
+  SELECT p.pid, p.practice_agb, w.k, p.sex, {band('p.birth_year')} AS age_band,
          (date_diff('day', greatest(p.rf, w.window_start), least(p.rt, w.window_end)) + 1) / 365.25 AS py
   FROM p JOIN mirror_windows w ON p.rf <= w.window_end AND p.rt >= w.window_start
   WHERE p.extraction_date >= w.window_end
 ),
 q_contacts AS MATERIALIZED (
-  SELECT e.practice_agb, e.patient_id, p.birth_year, p.sex, {qi} AS qi, count(*) AS n{contact_counts}
+  SELECT p.pid, e.practice_agb, p.birth_year, p.sex, {qi} AS qi, count(*) AS n{contact_counts}
   FROM contacts e JOIN p ON {reg} GROUP BY ALL
 ),
 nc AS (
-  SELECT e.practice_agb, e.patient_id, w.k, sum(e.n) AS n
+  SELECT e.pid, w.k, sum(e.n) AS n
   FROM q_contacts e JOIN mirror_windows w ON e.qi BETWEEN w.qi_lo AND w.qi_hi
   GROUP BY ALL
 ),
 pwn AS MATERIALIZED (
-  SELECT pw.*, coalesce(nc.n, 0) AS n FROM pw LEFT JOIN nc USING (practice_agb, patient_id, k)
+  SELECT pw.*, coalesce(nc.n, 0) AS n FROM pw LEFT JOIN nc USING (pid, k)
 ),
 hist AS (SELECT k, age_band, sex, n, count(*) AS c FROM pwn GROUP BY ALL),
 bands AS (
@@ -231,12 +231,12 @@ pwf AS MATERIALIZED (
   SELECT pwn.*, CASE WHEN pwn.n > 0 AND pwn.n >= thr.thr THEN 1 ELSE 0 END AS fa
   FROM pwn LEFT JOIN thr USING (k, age_band, sex)
 ),
-fap AS MATERIALIZED (SELECT practice_agb, patient_id, k, age_band, sex FROM pwf WHERE fa = 1),
+fap AS MATERIALIZED (SELECT pid, practice_agb, k, age_band, sex FROM pwf WHERE fa = 1),
 persistent AS (
   SELECT a.practice_agb, a.k, a.age_band, a.sex, count(*) AS pfa
   FROM fap a
-  JOIN fap b ON b.practice_agb = a.practice_agb AND b.patient_id = a.patient_id AND b.k = a.k + {PERSISTENCE_STEP}
-  JOIN fap c ON c.practice_agb = a.practice_agb AND c.patient_id = a.patient_id AND c.k = a.k + {2 * PERSISTENCE_STEP}
+  JOIN fap b ON b.pid = a.pid AND b.k = a.k + {PERSISTENCE_STEP}
+  JOIN fap c ON c.pid = a.pid AND c.k = a.k + {2 * PERSISTENCE_STEP}
   WHERE a.k < {TREND_WINDOWS}
   GROUP BY ALL
 ),
@@ -274,7 +274,7 @@ s_{table} AS (
   GROUP BY ALL
 )""")
         else:  # per patient (prescriptions) or per patient-day (measurements): a bit mask
-            unit = "e.patient_id" + (", e.date" if table == "measurements" else "")
+            unit = "p.pid" + (", e.date" if table == "measurements" else "")
             mask = _mask(conds)
             if table == "measurements":
                 inner = (f"SELECT e.practice_agb, p.birth_year, p.sex, {qi} AS qi, bit_or({mask}) AS mask "
@@ -282,11 +282,11 @@ s_{table} AS (
                 per_window = f"""(SELECT e.practice_agb, w.k, e.birth_year, e.sex, e.mask
                     FROM ({inner}) e JOIN mirror_windows w ON e.qi BETWEEN w.qi_lo AND w.qi_hi AND {trend})"""
             else:
-                inner = (f"SELECT e.practice_agb, e.patient_id, p.birth_year, p.sex, {qi} AS qi, bit_or({mask}) AS mask "
+                inner = (f"SELECT p.pid, e.practice_agb, p.birth_year, p.sex, {qi} AS qi, bit_or({mask}) AS mask "
                          f"FROM {table} e JOIN p ON {reg} GROUP BY ALL")
                 per_window = f"""(SELECT e.practice_agb, w.k, e.birth_year, e.sex, bit_or(e.mask) AS mask
                     FROM ({inner}) e JOIN mirror_windows w ON e.qi BETWEEN w.qi_lo AND w.qi_hi AND {trend}
-                    GROUP BY e.practice_agb, e.patient_id, w.k, e.birth_year, e.sex)"""
+                    GROUP BY e.pid, e.practice_agb, w.k, e.birth_year, e.sex)"""
             sums = ", ".join(f"count(*) FILTER (WHERE e.mask & {1 << i} <> 0) AS {n}" for i, n in enumerate(names))
             parts.append(f"""
 s_{table} AS (
@@ -317,7 +317,7 @@ s_episodes AS (
              AND e.start_date <= least(p.rt, w.window_end)
              AND coalesce(e.end_date, {_FAR}) >= greatest(p.rf, w.window_start)
         WHERE {every}
-        GROUP BY e.practice_agb, e.patient_id, w.k, p.birth_year, p.sex) e
+        GROUP BY p.pid, e.practice_agb, w.k, p.birth_year, p.sex) e
   JOIN mirror_windows w USING (k)
   GROUP BY ALL
 )""")
@@ -345,11 +345,13 @@ def compute_mirror(con, quarter, measures: dict[str, Measure] | None = None,
     rules = rules or load_programmes()
     measures = measures if measures is not None else load_measures(rules=rules)
     w = windows(quarter)
-    con.register("mirror_windows", w)
+    cur = con.cursor()  # its own session: the caller's settings and open results stay as they are
     try:
-        strata = con.execute(strata_sql(measures, rules, w["window_start"].min())).df()
+        cur.register("mirror_windows", w)
+        cur.execute("SET enable_progress_bar = false")  # a batch log is no terminal
+        strata = cur.execute(strata_sql(measures, rules, w["window_start"].min())).df()
     finally:
-        con.unregister("mirror_windows")
+        cur.close()
     ends = dict(zip(w["k"], w["window_end"]))
     return {
         "mirror": _mirror_table(strata, measures, ends),
@@ -399,7 +401,9 @@ def _mirror_table(strata: pd.DataFrame, measures: dict[str, Measure], ends: dict
     out.insert(2, "window_end", pd.to_datetime(out["k"].map(ends)))
     order = {mid: i for i, mid in enumerate(measures)}
     out = out.sort_values(["k", "measure", "practice_agb"], key=lambda s: s.map(order) if s.name == "measure" else s)
-    return out.rename(columns={"k": "window"}).reset_index(drop=True)
+    out = out.rename(columns={"k": "window"})
+    first = ["practice_agb", "measure", "window", "window_end"]
+    return out[first + [c for c in out.columns if c not in first]].reset_index(drop=True)
 
 
 def _strata_table(strata: pd.DataFrame, ends: dict) -> pd.DataFrame:
