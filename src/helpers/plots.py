@@ -116,3 +116,127 @@ def pyramid(pyr: pd.DataFrame):
     ax.set_title("Leeftijdsopbouw op de eerste dag van het kwartaal", loc="left")
     ax.legend(loc="lower right", frameon=False)
     return fig
+
+
+# --- the praktijkspiegel ------------------------------------------------------------------
+# Care use is neither good nor bad in itself: the mirror's figures use one neutral colour for
+# the practice and grey for the others, never red and green.
+
+MIRROR_BAND = "#dfe6ec"   # the care group's P10-P90 band
+LIMIT_95 = "#9aa5b1"
+LIMIT_998 = "#5b6675"
+
+
+def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str):
+    """A funnel plot of one measure: O/E (y, log scale) against E (x) for every practice with
+    E >= the display minimum, this practice as a blue diamond, the others as grey dots, and the
+    overdispersion-adjusted 95% and 99.8% limits as lines.
+
+    ``points``: practice_agb, expected, ratio; ``limits``: expected, lo95, hi95, lo998, hi998
+    (a grid over the range of E, from ``helpers.mirror.stats``)."""
+    use_house_style()
+    fig, ax = plt.subplots(figsize=(8.0, 3.4))
+    lim = limits.sort_values("expected")
+    ax.plot(lim["expected"], lim["hi998"], color=LIMIT_998, lw=1.2, label="99,8%-grens")
+    ax.plot(lim["expected"], lim["lo998"], color=LIMIT_998, lw=1.2)
+    ax.plot(lim["expected"], lim["hi95"], color=LIMIT_95, lw=1.0, ls="--", label="95%-grens")
+    ax.plot(lim["expected"], lim["lo95"], color=LIMIT_95, lw=1.0, ls="--")
+    ax.axhline(1.0, color="#1d2430", lw=0.8)
+    others = points[points["practice_agb"] != own]
+    me = points[points["practice_agb"] == own]
+    ax.scatter(others["expected"], others["ratio"], color=PEERS, s=30, edgecolor="white", lw=0.5,
+               zorder=3, label="Andere praktijken")
+    ax.scatter(me["expected"], me["ratio"], color=PRACTICE, marker="D", s=70, zorder=4, label="Deze praktijk")
+    ax.set_yscale("log")
+    if lim["expected"].max() > 50 * lim["expected"].min():
+        ax.set_xscale("log")   # E spans orders of magnitude: a log axis keeps the funnel readable
+        ax.xaxis.set_major_formatter(lambda x, _p: f"{x:,.0f}".replace(",", "."))
+    values = pd.concat([points["ratio"], lim["lo998"], lim["hi998"]]).replace([np.inf, -np.inf], np.nan).dropna()
+    values = values[values > 0]
+    if len(values):
+        lo, hi = max(values.min() * 0.9, 0.2), min(values.max() * 1.1, 5.0)
+        ax.set_ylim(min(lo, 0.8), max(hi, 1.25))
+    ax.yaxis.set_major_formatter(lambda y, _p: f"{y:.2f}".replace(".", ","))
+    ax.yaxis.set_minor_formatter(lambda y, _p: "")
+    ax.set_xlabel("Verwacht aantal (E) voor de patiëntenpopulatie")
+    ax.set_ylabel("Waargenomen / verwacht")
+    ax.set_title(mpl_text(title), loc="left")
+    ax.legend(loc="upper right", frameon=False, ncol=2, fontsize=8)
+    return fig
+
+
+def ratio_dots(rows: pd.DataFrame, title: str):
+    """O/E with its 95% interval per measure of a section (one row each), the care group's
+    P10-P90 of O/E as a grey band behind it. ``rows``: label, ratio, lo, hi, p10, p90;
+    rows with no ratio (E too small) are listed with a note instead of a dot."""
+    use_house_style()
+    rows = rows.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.0, 0.36 * len(rows) + 1.0))
+    for i, r in rows.iterrows():
+        if pd.notna(r.get("p10")) and pd.notna(r.get("p90")):
+            ax.plot([r["p10"], r["p90"]], [i, i], color=MIRROR_BAND, lw=9, solid_capstyle="butt", zorder=1)
+        if pd.notna(r["ratio"]):
+            ax.plot([r["lo"], r["hi"]], [i, i], color=PRACTICE, lw=1.4, zorder=2)
+            ax.scatter([r["ratio"]], [i], color=PRACTICE, marker="D", s=36, zorder=3)
+        else:
+            ax.text(1.0, i, "te weinig verwacht", va="center", ha="center", fontsize=8, color=MUTED)
+    ax.axvline(1.0, color="#1d2430", lw=0.8)
+    ax.set_xscale("log")
+    finite = pd.concat([rows["lo"], rows["hi"], rows.get("p10", pd.Series(dtype=float)),
+                        rows.get("p90", pd.Series(dtype=float))]).replace([np.inf, -np.inf], np.nan).dropna()
+    finite = finite[finite > 0]
+    lo = max(float(finite.min()) * 0.9, 0.2) if len(finite) else 0.5
+    hi = min(float(finite.max()) * 1.1, 5.0) if len(finite) else 2.0
+    ax.set_xlim(min(lo, 0.8), max(hi, 1.25))
+    ticks = [t for t in (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0) if min(lo, 0.8) <= t <= max(hi, 1.25)]
+    ax.set_xticks(ticks, [f"{t:g}".replace(".", ",") for t in ticks])
+    ax.xaxis.set_minor_formatter(lambda x, _p: "")
+    ax.set_yticks(range(len(rows)), [mpl_text(t) for t in rows["label"]])
+    ax.invert_yaxis()
+    ax.set_xlabel("Waargenomen / verwacht (O/E) met 95%-betrouwbaarheidsinterval; grijs: P10-P90 zorggroep")
+    ax.set_title(mpl_text(title), loc="left")
+    return fig
+
+
+def trend_band(rows: pd.DataFrame, title: str, ylabel: str):
+    """A rate over the last quarters (rolling years): the care group's P10-P90 as a band, its
+    median as a grey line, the practice in blue (as OpenPrescribing draws a practice over its
+    peers' deciles). ``rows``: window_label, rate, median, p10, p90 in time order."""
+    use_house_style()
+    rows = rows.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(3.9, 2.5))
+    x = np.arange(len(rows))
+    ax.fill_between(x, rows["p10"], rows["p90"], color=MIRROR_BAND, lw=0, label="P10-P90 zorggroep")
+    ax.plot(x, rows["median"], color=MUTED, lw=1.2, label="Mediaan zorggroep")
+    ax.plot(x, rows["rate"], color=PRACTICE, lw=2.0, marker="o", ms=3.5, label="Deze praktijk")
+    ax.set_xticks(x, [mpl_text(t) for t in rows["window_label"]], rotation=45, ha="right", fontsize=7)
+    ax.yaxis.set_major_formatter(lambda y, _p: f"{y:,.1f}".replace(",", "_").replace(".", ",").replace("_", "."))
+    ax.set_ylabel(mpl_text(ylabel), fontsize=8)
+    ax.set_title(mpl_text(title), loc="left", fontsize=10)
+    ax.set_ylim(bottom=0)
+    return fig
+
+
+def pyramid_compare(own: pd.DataFrame, reference: pd.DataFrame, order: list[str]):
+    """The practice's age/sex make-up (bars, % of its patient-years) against the care group's
+    (black outline). ``own`` and ``reference``: age_band, sex (M/V), share (percent)."""
+    use_house_style()
+    fig, ax = plt.subplots(figsize=(8.0, 3.0))
+    y = np.arange(len(order))
+
+    def side(df, sex):
+        return df[df["sex"] == sex].set_index("age_band")["share"].reindex(order, fill_value=0).values
+
+    ax.barh(y, -side(own, "M"), color="#5b8db8", height=0.7, label="Mannen (praktijk)")
+    ax.barh(y, side(own, "V"), color="#d98c6b", height=0.7, label="Vrouwen (praktijk)")
+    ax.barh(y, -side(reference, "M"), height=0.7, fill=False, edgecolor="#1d2430", lw=1.0, label="Zorggroep")
+    ax.barh(y, side(reference, "V"), height=0.7, fill=False, edgecolor="#1d2430", lw=1.0)
+    ax.set_yticks(y, order)
+    m = max(np.max(side(own, "M")), np.max(side(own, "V")), np.max(side(reference, "M")),
+            np.max(side(reference, "V"))) * 1.15
+    ax.set_xlim(-m, m)
+    ax.xaxis.set_major_formatter(lambda x, _p: f"{abs(x):.0f}%")
+    ax.set_xlabel("Aandeel van de patiëntjaren (mannen links, vrouwen rechts)")
+    ax.set_title("Leeftijdsopbouw tegenover de zorggroep", loc="left")
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
+    return fig

@@ -62,7 +62,8 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
     bad = [c for c in cols if c in PATIENT_COLUMNS] + [c for c in [*table.keys, *table.counts] if c in PATIENT_COLUMNS]
     if bad:
         raise SpiegelError(f"{where}: column {bad[0]!r} identifies patients; aggregate it away before sharing")
-    declared = [*table.keys, *table.counts]
+    derived = tuple(getattr(table, "derived", ()))
+    declared = [*table.keys, *table.counts, *(d[0] for d in derived)]
     extra = [c for c in cols if c not in declared]
     missing = [c for c in declared if c not in cols]
     if extra or missing:
@@ -85,6 +86,11 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
         out[name] = [suppression.suppress_rate(n, d) if pd.notna(n) and pd.notna(d) else None
                      for n, d in zip(exact[num], exact[den])]
         out[name] = out[name].astype("float64")
+    for column, count in derived:
+        if count not in exact:
+            raise SpiegelError(f"{where}: derived column {column!r} must rest on a declared count (found {count!r})")
+        small = exact[count].map(suppression.is_small).astype(bool).to_numpy()
+        out[column] = df[column].where(~small, None)
     for c, values in exact.items():
         out[c] = values.mask(values.map(suppression.is_small).astype(bool))
         out[f"{c}_shown"] = suppression.suppress_counts(values.astype("float64")).astype("string")
@@ -103,6 +109,7 @@ def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame
         arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), STAMP_KEY: _stamp().encode()})
         pq.write_table(arrow, directory / f"{table.name}.parquet")
         index[table.name] = {"keys": list(table.keys), "counts": list(table.counts),
+                             "derived": [d[0] for d in getattr(table, "derived", ())],
                              "rates": [r[0] for r in table.rates]}
     (directory / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
     return sorted(index)
@@ -146,7 +153,8 @@ class SharedCube:
         spec = index[table]
         if any(c in df.columns for c in PATIENT_COLUMNS):
             raise SharedReadError(f"shared cube table {table!r}: holds a patient column; prepare the quarter again")
-        allowed = {*spec["keys"], *spec["counts"], *(f"{c}_shown" for c in spec["counts"]), *spec["rates"]}
+        allowed = {*spec["keys"], *spec["counts"], *(f"{c}_shown" for c in spec["counts"]), *spec["rates"],
+                   *spec.get("derived", ())}
         for c in spec["counts"]:
             if c in df.columns and df[c].dropna().map(suppression.is_small).any():
                 raise SharedReadError(f"shared cube table {table!r}: column {c!r} holds an unsuppressed small count; "

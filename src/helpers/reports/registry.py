@@ -79,6 +79,9 @@ class SharedTable:
     keys: tuple[str, ...]
     counts: tuple[str, ...]
     rates: tuple[tuple[str, str, str], ...] = ()   # (column, numerator, denominator)
+    #: statistics that rest on one count (an expected value, a ratio, its interval, a funnel
+    #: position): ``(column, count)``, withheld (empty) wherever that count is suppressed
+    derived: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,30 @@ def _his_analyse_figures(cube: Path, practice_agb: str) -> dict:
     return his_analyse.key_figures(his_analyse.load(cube, practice_agb))
 
 
+def _praktijkspiegel_prepare(con, quarter, tables):
+    from . import praktijkspiegel
+    return praktijkspiegel.prepare(con, quarter, tables)
+
+
+def _praktijkspiegel_figures(cube: Path, practice_agb: str) -> dict:
+    from . import praktijkspiegel
+    return praktijkspiegel.key_figures(praktijkspiegel.load(cube, practice_agb))
+
+
+def _spiegelbijeenkomst_figures(shared, hagro: str) -> dict:
+    from . import spiegelbijeenkomst
+    return spiegelbijeenkomst.key_figures(spiegelbijeenkomst.load(shared, hagro))
+
+
+#: the praktijkspiegel's prepare step: its tables, and the shared table of the hagro packs
+MIRROR_PREPARE = PrepareStep(
+    function=_praktijkspiegel_prepare,
+    tables=("mirror", "mirror_strata"),
+    shared=(SharedTable(name="spiegel_hagro", keys=("hagro", "practice_agb", "name", "measure"),
+                        counts=("O",), derived=tuple((c, "O") for c in ("E", "ratio", "lo", "hi", "rate", "position"))),),
+)
+
+
 _BUILTIN = (
     ReportSpec(
         id="his_analyse",
@@ -210,6 +237,28 @@ _BUILTIN = (
                                     ("patients_to_call", "Op te roepen")),
                            compute=_his_analyse_figures),
         description="Registration and chain-care quality per practice and quarter, with POH worklists.",
+    ),
+    ReportSpec(
+        id="praktijkspiegel",
+        title_nl="Praktijkspiegel",
+        notebook=NOTEBOOKS_DIR / "praktijkspiegel.ipynb",
+        scope="practice",
+        params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
+        prepare=MIRROR_PREPARE,
+        figures=KeyFigures(columns=(("patient_years", "Patiëntjaren"),
+                                    ("beyond_chance", "Buiten toeval")),
+                           compute=_praktijkspiegel_figures),
+        description="The practice's care use against its peers, age/sex standardised, rolling year.",
+    ),
+    ReportSpec(
+        id="spiegelbijeenkomst",
+        title_nl="Spiegelbijeenkomst hagro",
+        notebook=NOTEBOOKS_DIR / "spiegelbijeenkomst.ipynb",
+        scope="hagro",
+        params=(Param("hagro", "hagro", help="the peer group (hagro), as in practices.csv"), *COMMON),
+        figures=KeyFigures(columns=(("practices", "Praktijken"), ("discussion_points", "Gespreksonderwerpen")),
+                           compute=_spiegelbijeenkomst_figures),
+        description="The peer-meeting pack of one hagro: the mirror side by side, discussion points, report and attendance list.",
     ),
 )
 
