@@ -16,7 +16,7 @@ import pytest
 from helpers.demo import edit_first_patient
 from helpers.suppression import RULE_TEXT
 
-from conftest import build, counts, manifest
+from conftest import build, counts, manifest, strings
 
 pytestmark = pytest.mark.slow
 
@@ -72,20 +72,8 @@ def test_manifest_records_every_run(first, care_group):
     assert top["cube"]["key"]
 
 
-def _strings(obj):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _strings(v)
-    elif isinstance(obj, str):
-        yield obj
-
-
 def test_manifest_and_logs_hold_no_patient_ids(first, care_group):
-    text = "\n".join(_strings(manifest(care_group.outputs, care_group.quarter)))   # numbers are sizes/counts
+    text = "\n".join(strings(manifest(care_group.outputs, care_group.quarter)))   # numbers are sizes/counts
     logs = "".join(p.read_text() for p in (care_group.outputs / care_group.quarter / "logs").glob("*.log"))
     logs = re.sub(r"\d+ bytes", "", logs)
     tokens = set(re.findall(r"\b\d{4,}\b", text + logs))

@@ -7,7 +7,6 @@ entry), and the rerun without --force completes exactly what is missing."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,8 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import FIXTURES, build, counts, manifest
-from helpers import cube, runner
+from conftest import assert_recorded_hashes, build, counts, done_runs, quarter_of, start_build
+from helpers import runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fixture_reports_registered")]
 
@@ -56,17 +55,14 @@ def tagged(tag: str) -> dict[int, str]:
 
 
 class Build:
-    """``spiegel build`` with the fixture reports, in its own session, output to a file."""
+    """``spiegel build`` with the fixture reports, in its own session, output to a file; as a
+    ``with`` block, every process of the build is killed at its end."""
 
     def __init__(self, batch: Path, *args: str, env: dict | None = None):
         self.tag = uuid.uuid4().hex
         self.log = batch.with_suffix(f".{self.tag[:8]}.out")
-        environ = {**os.environ, "SPIEGEL_TEST_TAG": self.tag, "SPIEGEL_TEST_CODE_HASH": cube.prepare.code_hash(),
-                   **(env or {})}
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, str(FIXTURES / "build_driver.py"), str(batch), *args],
-                                         env=environ, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = start_build(batch, *args, env={"SPIEGEL_TEST_TAG": self.tag, **(env or {})}, stdout=out)
         self.seen: dict[int, str] = {}
 
     def processes(self) -> dict[int, str]:
@@ -95,6 +91,12 @@ class Build:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def __enter__(self) -> "Build":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill_everything()   # whatever the test saw: no process of this build outlives it
 
     def kill_everything(self) -> None:
         for pid in tagged(self.tag):
@@ -149,14 +151,7 @@ def assert_manifest_matches(outputs: Path, quarter: str) -> dict:
     """Every file the manifest names has its hash, and no report file exists without it."""
     mpath = outputs / quarter / "manifest.json"
     runs = json.loads(mpath.read_text())["runs"] if mpath.exists() else {}
-    recorded = set()
-    for name, entry in runs.items():
-        for rec in [*entry.get("outputs", {}).values(), *entry.get("extras", [])]:
-            path = outputs / quarter / rec["path"]
-            assert path.exists(), f"{name}: {rec['path']} is in the manifest but not on disk"
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["sha256"], \
-                f"{name}: {rec['path']} differs from its manifest hash"
-            recorded.add(path)
+    recorded = assert_recorded_hashes(outputs, quarter, runs)
     for path in (outputs / quarter).rglob("*"):
         in_run_folder = path.parent != outputs / quarter and path.parent.name != "logs"   # not the portal
         if in_run_folder and path.suffix in OUTPUT_SUFFIXES and ".tmp-" not in path.name \
@@ -165,31 +160,36 @@ def assert_manifest_matches(outputs: Path, quarter: str) -> dict:
     return runs
 
 
-def _done(outputs: Path) -> int:
-    files = list(outputs.glob("*/manifest.json"))
-    if not files:
-        return 0
-    try:
-        runs = json.loads(files[0].read_text())["runs"]
-    except (OSError, ValueError):
-        return 0
-    return sum(r["status"] == "done" for r in runs.values())
-
-
-def _quarter(outputs: Path) -> str:
-    return next(outputs.glob("*/manifest.json")).parent.name
-
-
 def _rerun_completes_what_is_missing(batch: Path, outputs: Path, done_before: int, runs: int = 3) -> str:
     code, out = build(batch)
     assert code == 0, out
     c = counts(out)
     assert c["skipped"] == done_before and c["done"] == runs - done_before, c
-    q = _quarter(outputs)
+    q = quarter_of(outputs)
     assert_no_half_file(outputs)
     entries = assert_manifest_matches(outputs, q)
     assert all(e["status"] == "done" for e in entries.values())
     return out
+
+
+def _whole_and_recorded_after_the_stop(outputs: Path) -> int:
+    """After the build was stopped: no half file (temporaries may stay until the next build),
+    every file recorded with its hash; returns how many runs are done."""
+    q = quarter_of(outputs)
+    assert_no_half_file(outputs, temporaries_allowed=True)
+    runs = assert_manifest_matches(outputs, q)
+    return sum(r["status"] == "done" for r in runs.values())
+
+
+def _at_most_one_failed_then_the_rerun_completes(b: Build, code: int, batch: Path, outputs: Path) -> None:
+    """After a kill inside one run: that run failed or was retried, the others are done, the
+    outputs are whole and recorded, and the rerun completes what is missing."""
+    c = counts(b.output())
+    assert c["failed"] <= 1 and c["done"] + c["failed"] == 3 and code == (1 if c["failed"] else 0)
+    q = quarter_of(outputs)
+    assert_no_half_file(outputs)
+    assert_manifest_matches(outputs, q)
+    _rerun_completes_what_is_missing(batch, outputs, c["done"])
 
 
 def _kernel_or_launcher(b: Build) -> bool:
@@ -207,21 +207,15 @@ def test_killing_the_build_leaves_nothing_running_and_the_rerun_completes_it(tin
     formats = ["html", "pdf"] if how == "SIGKILL" else ["html"]   # Chromium too, once
     batch = tiny_group.batch(name, reports=["tiny"], formats=formats, workers=2, params={"tiny": {"delay": "3"}})
     outputs = tiny_group.root / f"out-{name}"
-    b = Build(batch)
-    try:
-        b.wait_for(lambda: _done(outputs) >= 1)
+    with Build(batch) as b:
+        b.wait_for(lambda: done_runs(outputs) >= 1)
         if how == "SIGKILL":
             assert any("chromium" in c for c in b.seen.values()) or b.wait_for(
                 lambda: any("chromium" in c for c in b.processes().values()), timeout=30)
         os.kill(b.proc.pid, getattr(signal, how))   # the coordinator only: its children must follow
         b.finish(timeout=60)
         assert_no_process_left(b)
-    finally:
-        b.kill_everything()
-    q = _quarter(outputs)
-    assert_no_half_file(outputs, temporaries_allowed=True)
-    runs = assert_manifest_matches(outputs, q)
-    done_before = sum(r["status"] == "done" for r in runs.values())
+    done_before = _whole_and_recorded_after_the_stop(outputs)
     _rerun_completes_what_is_missing(batch, outputs, done_before)
 
 
@@ -229,22 +223,16 @@ def test_ctrl_c_stops_at_once_and_keeps_only_what_the_manifest_records(tiny_grou
     batch = tiny_group.batch("ctrl-c", reports=["tiny"], formats=["html"], workers=2,
                              params={"tiny": {"delay": "4"}})
     outputs = tiny_group.root / "out-ctrl-c"
-    b = Build(batch)
-    try:
-        b.wait_for(lambda: _done(outputs) >= 1)
+    with Build(batch) as b:
+        b.wait_for(lambda: done_runs(outputs) >= 1)
         os.killpg(b.proc.pid, signal.SIGINT)   # what a terminal sends to the whole group
         code = b.finish(timeout=60)
         assert code == 130, b.output()
         assert "interrupted" in b.output()
         assert "Traceback" not in b.output(), b.output()
         assert_no_process_left(b)
-    finally:
-        b.kill_everything()
     time.sleep(3)   # a worker that went on after the interrupt would write now
-    q = _quarter(outputs)
-    assert_no_half_file(outputs, temporaries_allowed=True)
-    runs = assert_manifest_matches(outputs, q)
-    done_before = sum(r["status"] == "done" for r in runs.values())
+    done_before = _whole_and_recorded_after_the_stop(outputs)
     assert done_before < 3
     _rerun_completes_what_is_missing(batch, outputs, done_before)
 
@@ -262,8 +250,7 @@ def test_a_killed_worker_costs_no_run_and_leaves_no_temporaries(tiny_group):
     batch = tiny_group.batch("kill-worker", reports=["tiny"], formats=["html"], workers=2,
                              params={"tiny": {"delay": "3"}})
     outputs = tiny_group.root / "out-kill-worker"
-    b = Build(batch)
-    try:
+    with Build(batch) as b:
         b.wait_for(lambda: _kernel_or_launcher(b) and _workers(b))
         time.sleep(1.5)   # inside the run (the sleeping cell)
         victim = _workers(b)[0]
@@ -271,10 +258,8 @@ def test_a_killed_worker_costs_no_run_and_leaves_no_temporaries(tiny_group):
         code = b.finish()
         assert code == 0, b.output()
         assert_no_process_left(b)
-    finally:
-        b.kill_everything()
     assert counts(b.output())["done"] == 3
-    q = _quarter(outputs)
+    q = quarter_of(outputs)
     assert_no_half_file(outputs)   # the dead worker's temporaries were removed
     runs = assert_manifest_matches(outputs, q)
     assert max(r["attempts"] for r in runs.values()) >= 2, "the resubmission is counted"
@@ -286,8 +271,7 @@ def test_a_killed_kernel_fails_at_most_its_run(tiny_group):
     batch = tiny_group.batch("kill-kernel", reports=["tiny"], formats=["html"], workers=2,
                              params={"tiny": {"delay": "3"}})
     outputs = tiny_group.root / "out-kill-kernel"
-    b = Build(batch)
-    try:
+    with Build(batch) as b:
         b.wait_for(lambda: _kernel_or_launcher(b))
         time.sleep(1.5)   # inside the run (the sleeping cell)
         table = runner._process_table()
@@ -298,34 +282,19 @@ def test_a_killed_kernel_fails_at_most_its_run(tiny_group):
         os.kill(kernels[0], signal.SIGKILL)
         code = b.finish()
         assert_no_process_left(b)
-    finally:
-        b.kill_everything()
-    c = counts(b.output())
-    assert c["failed"] <= 1 and c["done"] + c["failed"] == 3 and code == (1 if c["failed"] else 0)
-    q = _quarter(outputs)
-    assert_no_half_file(outputs)
-    assert_manifest_matches(outputs, q)
-    _rerun_completes_what_is_missing(batch, outputs, c["done"])
+    _at_most_one_failed_then_the_rerun_completes(b, code, batch, outputs)
 
 
 def test_a_killed_browser_fails_at_most_one_pdf(tiny_group):
     batch = tiny_group.batch("kill-browser", reports=["tiny"], formats=["html", "pdf"], workers=1)
     outputs = tiny_group.root / "out-kill-browser"
-    b = Build(batch)
-    try:
+    with Build(batch) as b:
         browsers = b.wait_for(lambda: [p for p, c in b.processes().items()
                                        if re.search(r"chromium/chromium\b", c) and "--type=" not in c])
         os.kill(browsers[0], signal.SIGKILL)
         code = b.finish()
         assert_no_process_left(b)
-    finally:
-        b.kill_everything()
-    c = counts(b.output())
-    assert c["failed"] <= 1 and c["done"] + c["failed"] == 3 and code == (1 if c["failed"] else 0)
-    q = _quarter(outputs)
-    assert_no_half_file(outputs)
-    assert_manifest_matches(outputs, q)
-    _rerun_completes_what_is_missing(batch, outputs, c["done"])
+    _at_most_one_failed_then_the_rerun_completes(b, code, batch, outputs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -333,34 +302,20 @@ def test_a_killed_browser_fails_at_most_one_pdf(tiny_group):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_a_full_disk_fails_the_run_that_fills_it_and_the_others_complete(tiny_group, small_disk):
     big = tiny_group.practices[1]
     outputs = small_disk / "out"
     batch = tiny_group.batch("disk-full", reports=["steady"], formats=["html"], workers=1, outputs=outputs,
                              params={"steady": {"big_for": big}})
-    b = Build(batch)
-    try:
+    with Build(batch) as b:
         code = b.finish()
         assert_no_process_left(b)
-    finally:
-        b.kill_everything()
     out = b.output()
     assert code == 1, out
     assert counts(out) == {"runs": 3, "done": 2, "skipped": 0, "failed": 1}
     assert f"disk full at {outputs}" in out and "Traceback" not in out
     assert (outputs / "index.html").exists(), "the portal is written"
-    q = _quarter(outputs)
+    q = quarter_of(outputs)
     assert_no_half_file(outputs)
     runs = assert_manifest_matches(outputs, q)
     assert runs[f"{big}-steady"]["error"]["stage"] == "write"
@@ -377,12 +332,9 @@ def test_a_locked_warehouse_fails_in_one_line_and_leaves_nothing(tiny_group):
         stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"locked"
-        b = Build(batch, env={"SPIEGEL_LOCK_WAIT": "1"})
-        try:
+        with Build(batch, env={"SPIEGEL_LOCK_WAIT": "1"}) as b:
             code = b.finish()
             assert_no_process_left(b)
-        finally:
-            b.kill_everything()
     finally:
         holder.kill()
         holder.wait()

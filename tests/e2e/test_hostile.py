@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Group, build, counts
+from conftest import Group, build, counts, quarter_of, strings
 
 from helpers.render.portal import SEARCH_JS
 
@@ -94,7 +94,7 @@ class Built:
         code, self.out = build(self.group.batch("hostile", workers=1))
         assert code == 0, self.out
         assert counts(self.out)["failed"] == 0
-        self.quarter = next(p.name for p in self.outputs.iterdir() if p.is_dir() and re.match(r"\d{4}Q\d", p.name))
+        self.quarter = quarter_of(self.outputs)
         self.qdir = self.outputs / self.quarter
 
 
@@ -220,18 +220,6 @@ def test_shared_outputs_hold_only_suppressed_figures(built):
     assert not [c for c in cells if re.fullmatch(r"[1-9]", c)]
 
 
-def _strings(obj):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _strings(v)
-    elif isinstance(obj, str):
-        yield obj
-
-
 def test_shared_outputs_hold_no_patient_ids(built):
     from helpers.cube import read_slice
     from helpers.config import cube_dir
@@ -242,7 +230,7 @@ def test_shared_outputs_hold_no_patient_ids(built):
     for f in shared:
         text = f.read_text(encoding="utf-8")
         if f.suffix == ".json":   # its numbers are sizes and timings
-            text = "\n".join(_strings(json.loads(text)))
+            text = "\n".join(strings(json.loads(text)))
         tokens = set(re.findall(r"\b\d{5,}\b", text))
         plain = {i for i in ids if i.isdigit()}
         assert not tokens & plain, f"patient numbers in {f.name}"

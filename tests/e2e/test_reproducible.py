@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import Group, build, counts, manifest
+from conftest import Group, build, counts, manifest, quarter_of
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def group(tmp_path_factory) -> Group:
 def _build(group: Group, *extra: str) -> dict:
     code, out = build(group.batch("repro"), *extra)
     assert code == 0 and counts(out)["failed"] == 0, out
-    q = next(p for p in (group.root / "out-repro").iterdir() if p.is_dir() and re.match(r"\d{4}Q\d$", p.name))
+    q = group.root / "out-repro" / quarter_of(group.root / "out-repro")
     files = {p.relative_to(q).as_posix(): p.read_bytes()
              for p in sorted(q.glob("*/*")) if p.suffix in (".html", ".pdf", ".csv")}
     hashes = {name: {k: v["sha256"] for k, v in r["outputs"].items() if k != "ipynb"}
