@@ -475,8 +475,8 @@ def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[Problem])
 def load_batch(path: Path | str, args: argparse.Namespace | None = None) -> Batch:
     """Parse and check a batch file (plus overrides); ParameterError lists every problem.
 
-    >>> load_batch(PARAMETERS_DIR / "demo.yaml").reports
-    ['his_analyse']
+    >>> "his_analyse" in load_batch(PARAMETERS_DIR / "demo.yaml").reports
+    True
     """
     source = str(path)
     data = load_batch_file(path)
