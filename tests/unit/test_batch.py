@@ -46,10 +46,12 @@ def _problems(text: str, tmp_path: Path, *argv: str) -> list[str]:
 
 
 def test_demo_batch_file_parses():
-    b, problems = B.parse_batch(B.load_batch_file(PARAMETERS_DIR / "demo.yaml"), "demo.yaml")
+    raw = B.load_batch_file(PARAMETERS_DIR / "demo.yaml")
+    b, problems = B.parse_batch(raw, "demo.yaml")
     assert problems == []
     assert b.quarters is None and b.practices is None
-    assert b.reports == ["his_analyse"] and b.formats == ["html", "pdf"]
+    assert b.reports == raw["reports"] and b.reports[0] == "his_analyse" and set(b.reports) <= set(REPORTS)
+    assert b.formats == ["html", "pdf"]
     assert b.executor == "local" and b.dataset.name == "demo" and b.warehouse.name == "warehouse.duckdb"
 
 
