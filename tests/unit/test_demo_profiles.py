@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.demo.constants import CONTACT_KINDS, NON_MEDICAL, ROLES, SPECIALISMS
+from helpers.demo.constants import CONTACT_KINDS, LOW_QUALITY_MEASURES, NON_MEDICAL, ROLES, SPECIALISMS
 from helpers.demo.plant import ATC_MAIN_GROUPS
 from helpers.quarter import Quarter
 
@@ -88,9 +88,12 @@ def measures(data: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     for s, _, _ in SPECIALISMS:
         out[f"verwijzing_{s.replace(' ', '_')}"] = events(r[r["specialism"] == s])
     out["antibiotica"] = patients(rx[rx["atc"].str.startswith("J01")])
-    out["antibiotica_tweede_keus"] = patients(rx[rx["atc"].str.startswith("J01MA") | (rx["atc"] == "J01CR02")])
+    # a standardised count here, not the mirror's antibiotica_tweede_keus (a share of the antibiotics
+    # patients, which the antibiotics practice dilutes): its number is not planted to move
+    out["antibiotica_tweede_keus_patienten"] = patients(rx[rx["atc"].str.startswith("J01MA")
+                                                           | (rx["atc"] == "J01CR02")])
     for g in ATC_MAIN_GROUPS:
-        out[f"voorschrift_{g}"] = patients(rx[rx["atc"].str.startswith(g)])
+        out[f"voorschrift_{g.lower()}"] = patients(rx[rx["atc"].str.startswith(g)])
     return out
 
 
@@ -137,8 +140,16 @@ def test_the_mirror_truth_file(mirror, demo_dataset):
     assert list(truth.columns) == ["practice_agb", "measure", "direction", "planted_factor"]
     assert set(truth["direction"]) == {"higher", "lower", "none"}
     agbs = set(read(demo_dataset / "practices.csv")["practice_agb"])
-    assert set(truth["practice_agb"]) <= agbs and truth["practice_agb"].nunique() == 4
-    wanted = {"verwijzing_dermatologie", "antibiotica", "contacten_e_consult", "populatie_65plus"}
+    assert set(truth["practice_agb"]) <= agbs
+    profiled = truth[~truth["measure"].isin(LOW_QUALITY_MEASURES)]
+    assert profiled["practice_agb"].nunique() == 4
+    # the lab measurements of the one practice planted below LOW_QUALITY: all lower
+    low = truth[truth["measure"].isin(LOW_QUALITY_MEASURES)]
+    assert low["practice_agb"].nunique() == 1 and set(low["measure"]) == set(LOW_QUALITY_MEASURES)
+    assert set(low["direction"]) == {"lower"} and (low["planted_factor"].astype(float) < 1).all()
+    assert (truth["measure"] == truth["measure"].str.lower()).all()  # the ids of parameters/mirror
+    wanted = {"verwijzing_dermatologie", "antibiotica", "contacten_e_consult", "populatie_65plus",
+              "e_consult_aandeel", "antibiotica_tweede_keus"}
     assert wanted <= set(truth.loc[truth["direction"] != "none", "measure"])
     assert {"contacten_totaal", "verwijzingen_medisch_specialist"} <= set(truth.loc[truth["direction"] == "none",
                                                                                      "measure"])
@@ -206,7 +217,7 @@ def test_the_older_practice_is_older_and_crude_high_but_standardised_ordinary(mi
     others = share.drop(older)
     assert 1.7 <= share[older] / others.mean() <= 2.4, share.to_dict()
     py = pats.groupby("practice_agb")["py"].sum()
-    for m in ("contacten_totaal", "verwijzingen_medisch_specialist", "voorschrift_C"):
+    for m in ("contacten_totaal", "verwijzingen_medisch_specialist", "voorschrift_c"):
         crude = table[m]["O"] / py
         planted = truth.loc[(truth["measure"] == m) & (truth["direction"] != "none"), "practice_agb"]
         assert crude[older] > crude.drop([older, *planted]).max(), (m, crude.to_dict())

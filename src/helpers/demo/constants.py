@@ -138,6 +138,16 @@ EXTRA_ANTIBIOTIC_SHARE = 0.08
 FIRST_CHOICE_ANTIBIOTICS = (("J01CA04", 10), ("J01CE02", 3), ("J01AA02", 4), ("J01XE01", 5))
 #: E-consult practice: e-consults x this, in place of telephone contacts (same roles).
 E_CONSULT_FACTOR = 2.5
+#: Low chain-care quality: a practice planted below this quality misses the most controls, so
+#: its lab measurements (LOW_QUALITY_MEASURES: mirror measure -> the concepts it counts) are
+#: fewer than chance allows and are listed in the mirror truth as ``lower``. The register
+#: plants one weakest practice at 0.1 and draws the others within 0.3..0.95, so this is the
+#: weakest one only; QUALITY_TYPICAL (the mean of the Beta(4, 3) quality draw) is what its
+#: planted factor compares with.
+LOW_QUALITY = 0.2
+QUALITY_TYPICAL = 4 / 7
+LOW_QUALITY_MEASURES = {"diagnostiek_egfr": ("egfr",), "diagnostiek_hba1c": ("hba1c",),
+                        "diagnostiek_lipiden": ("ldl", "total_cholesterol")}
 
 #: Visits per year for frequently measured concepts (weak practice .. excellent practice);
 #: other concepts follow their control interval (a bit more often than required).

@@ -117,6 +117,7 @@ class _PracticeInfo:
     insurer_shares: np.ndarray
     profile: str = ""  # planted care-use profile (see helpers.demo.plant), "" = none
     plan_size: int = 0  # patients in its veelgebruikers_plan.csv (0 = no file)
+    care_group_size: int = 0  # practices in the care group (profiles need PROFILE_MIN_PRACTICES)
 
 
 def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_PracticeInfo]:
@@ -181,7 +182,7 @@ def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_Pract
             his=str(his[i]), ext=_day(plan.extraction) - int(backs[i]), quality=float(quality[i]),
             target=int(sizes[i]), tilt=float(tilts[i]), bom=(i == bom_idx),
             pc4_core=rng.integers(lo, hi + 1, 4), pc4_range=(lo, hi), insurer_shares=shares / shares.sum(),
-            profile=profiles[i], plan_size=plan_sizes[i],
+            profile=profiles[i], plan_size=plan_sizes[i], care_group_size=practices,
         ))
     return out
 

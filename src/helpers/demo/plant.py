@@ -22,13 +22,33 @@ overdispersion-adjusted 99.8% limits: the practice must *not* be flagged after s
                   factor is written); the other specialisms are unchanged.
 ``antibiotica``   ``antibiotica`` (patients with a J01 prescription) higher, about x1.5: an extra
                   first-choice antibiotic after 8% of GP contacts; the ATC main group
-                  ``voorschrift_J`` moves with it; second-choice antibiotics do not.
+                  ``voorschrift_j`` moves with it. Second-choice antibiotics are not prescribed
+                  more, so their number stays, but ``antibiotica_tweede_keus`` (second-choice
+                  patients as a share *of the antibiotics patients*) is lower: the extra
+                  first-choice patients dilute it (factor 1/1.5).
 ``e_consult``     ``contacten_e_consult`` higher x2.5, in place of telephone contacts:
-                  ``contacten_telefonisch`` lower (its realised factor is written); roles and
-                  ``contacten_totaal`` unchanged.
-``older``         ``populatie_65plus`` higher (about twice the share of 65+), and direction ``none``
-                  for ``contacten_totaal``, ``verwijzingen_medisch_specialist`` and every
-                  ``voorschrift_<ATC main group>``: crude rates high, standardised ordinary.
+                  ``contacten_telefonisch`` lower (its realised factor is written), and
+                  ``e_consult_aandeel`` (e-consults as a share of all contacts) higher x2.5, as
+                  ``contacten_totaal`` is unchanged; roles unchanged.
+``older``         direction ``none`` for ``contacten_totaal``, ``verwijzingen_medisch_specialist``
+                  and every ``voorschrift_<ATC main group>``: crude rates high, standardised
+                  ordinary. And a row ``populatie_65plus`` higher (about twice the share of 65+):
+                  a fact about the practice's population, *not* a mirror measure (no
+                  parameters/mirror file): check it on the age make-up the mirror returns
+                  (``mirror_strata``).
+
+Beside the profiles, the chain-care quality (``_PracticeInfo.quality``, drawn in
+:func:`helpers.demo.plan._practice_register`) moves lab measurements: a practice planted below
+``LOW_QUALITY`` (constants; only the weakest practice, planted at 0.1 — the others lie within
+0.3..0.95) misses so many controls that ``diagnostiek_egfr``, ``diagnostiek_hba1c`` and
+``diagnostiek_lipiden`` (``LOW_QUALITY_MEASURES``) are written ``lower``, whether or not it also
+has a profile. Its factor is the planted share of those controls met (1 - missed share, see
+below) against that of a practice of typical quality (``QUALITY_TYPICAL``): an indication only,
+as visits per year also fall with quality. These rows too are written only when the care group
+has at least ``PROFILE_MIN_PRACTICES`` practices.
+
+Measure ids are those of parameters/mirror/*.yaml, lower case (``voorschrift_j``, not
+``voorschrift_J``).
 
 Factors are the planted multipliers of the age/sex-specific rate, not the O/E a mirror finds
 (that has Poisson noise and the practice's own weight in the reference).
@@ -44,10 +64,20 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import _uniform_day
-from .constants import (ACUTE, BAND_MID, DERMATOLOGY_FACTOR, E_CONSULT_FACTOR, IMPLAUSIBLE_CONCEPTS, INF, MISSED_FACTOR, MISSED_HIGH,
-                        MISSED_LOW, MISSING_SHARE, NEAR_MISS,
-                        NL_PYRAMID, OLDER_TILT, PLANT_RANGE, REGIMENS)
+from .constants import (ACUTE, BAND_MID, DERMATOLOGY_FACTOR, E_CONSULT_FACTOR, IMPLAUSIBLE_CONCEPTS, INF, LOW_QUALITY,
+                        LOW_QUALITY_MEASURES, MISSED_FACTOR, MISSED_HIGH, MISSED_LOW, MISSING_SHARE, NEAR_MISS,
+                        NL_PYRAMID, OLDER_TILT, PLANT_RANGE, PROFILE_MIN_PRACTICES, QUALITY_TYPICAL, REGIMENS)
 from .state import PracticeState
+
+
+def _missed_base(q: float) -> float:
+    """The share of a programme's single-enrolled patients that misses a control, at quality ``q``."""
+    return MISSED_LOW + (MISSED_HIGH - MISSED_LOW) * (1 - q) ** 1.2
+
+
+def _missed_share(base: float, key) -> float:
+    """The missed share of the control measuring the concepts ``key``."""
+    return min(base * max((MISSED_FACTOR.get(k, 1.0) for k in key), default=1.0), 0.25)
 
 
 def _count(pr: PracticeState, kind: str) -> int:
@@ -224,7 +254,7 @@ def plant(pr: PracticeState) -> None:
     # several controls, and carries no other planted kind
     pr.planted_tasks: dict[tuple[int, tuple], tuple[str, int]] = {}
     free = pr.in_pop & (n_enr == 1) & ~pr.used
-    base = MISSED_LOW + (MISSED_HIGH - MISSED_LOW) * (1 - pr.q) ** 1.2
+    base = _missed_base(pr.q)
     for p in plan.programmes:
         if not p.controls:
             continue
@@ -236,7 +266,7 @@ def plant(pr: PracticeState) -> None:
         limit = plan.ws(longest) - 400
         can_overdue = (first_start[cand] <= limit) & (pr.reg[cand] <= limit)
         for key in dict.fromkeys(tuple(sorted(c.concepts)) for c in p.controls):
-            r = min(base * max((MISSED_FACTOR.get(k, 1.0) for k in key), default=1.0), 0.25)
+            r = _missed_share(base, key)
             u = rng.random(cand.size)
             missing = u < r * MISSING_SHARE
             overdue = ~missing & can_overdue & (u < r)
@@ -278,15 +308,18 @@ ATC_MAIN_GROUPS = tuple(sorted({a[0] for a, _, _ in ACUTE} | {o[0] for r in REGI
 
 
 def care_use_profile(pr: PracticeState) -> None:
-    """Record the practice's planted care-use profile (``info.profile``) in ``profile_truth``;
-    the contact, prescription and referral steps plant it. Draws nothing from the stream."""
+    """Record the practice's planted care-use profile (``info.profile``) and, for a practice of
+    low planted quality, its fewer lab measurements in ``profile_truth``; the contact,
+    prescription and referral steps plant the profile. Draws nothing from the stream."""
     prof = pr.info.profile
     if prof == "dermatologie":
         pr.profile_truth.append(("verwijzing_dermatologie", "higher", DERMATOLOGY_FACTOR))
     elif prof == "antibiotica":
-        pr.profile_truth += [("antibiotica", "higher", 1.5), ("voorschrift_J", "higher", 1.5)]
+        pr.profile_truth += [("antibiotica", "higher", 1.5), ("voorschrift_j", "higher", 1.5),
+                             ("antibiotica_tweede_keus", "lower", 1 / 1.5)]
     elif prof == "e_consult":
-        pr.profile_truth.append(("contacten_e_consult", "higher", E_CONSULT_FACTOR))
+        pr.profile_truth += [("contacten_e_consult", "higher", E_CONSULT_FACTOR),
+                             ("e_consult_aandeel", "higher", E_CONSULT_FACTOR)]
     elif prof == "older":
         def share(tilt):
             w = NL_PYRAMID * np.exp(tilt * (BAND_MID - 42) / 40)
@@ -294,4 +327,8 @@ def care_use_profile(pr: PracticeState) -> None:
         pr.profile_truth.append(("populatie_65plus", "higher", share(OLDER_TILT) / share(0.0)))
         pr.profile_truth += [(m, "none", 1.0) for m in
                              ("contacten_totaal", "verwijzingen_medisch_specialist",
-                              *(f"voorschrift_{g}" for g in ATC_MAIN_GROUPS))]
+                              *(f"voorschrift_{g.lower()}" for g in ATC_MAIN_GROUPS))]
+    if pr.info.care_group_size >= PROFILE_MIN_PRACTICES and pr.q < LOW_QUALITY:
+        for m, key in LOW_QUALITY_MEASURES.items():
+            met = 1 - _missed_share(_missed_base(pr.q), key)
+            pr.profile_truth.append((m, "lower", met / (1 - _missed_share(_missed_base(QUALITY_TYPICAL), key))))
