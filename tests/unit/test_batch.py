@@ -620,3 +620,9 @@ def test_batch_problems_are_problem_objects_written_by_one_function(tmp_path):
     assert [(p.file, p.key, p.value) for p in problems] == [
         (f, "quarters", "2026Q5"), (f, "practices", "123"), (None, "--workers", "0")]
     assert str(e.value).splitlines() == [format_problem(p) for p in problems]
+
+
+def test_batch_file_executor_names_are_the_runner_registry():
+    from helpers.batch.batchfile import EXECUTORS as names
+    from helpers.runner import EXECUTORS as registry
+    assert tuple(names) == tuple(registry)

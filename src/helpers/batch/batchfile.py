@@ -26,6 +26,8 @@ from ..reports import REPORTS
 FORMATS = ("html", "pdf")
 
 
+#: the names of ``helpers.runner.EXECUTORS`` (kept here so reading a batch file imports no
+#: runner; tests/unit/test_batch.py keeps the two in step)
 EXECUTORS = ("local", "dask")
 
 
@@ -381,10 +383,7 @@ def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[Proble
 
 
 #: parameter types the sweep fills in itself (a batch file cannot set them)
-SWEEP_TYPES = ("practice", "region", "quarter")
-
-
-SWEEP_NAMES = ("warehouse", "cube_path")
+SWEEP_TYPES = ("practice", "hagro", "region", "quarter")
 
 
 def parse_extra_params(value, reports: list[str], where: At, problems: list[Problem]) -> dict:
@@ -409,11 +408,12 @@ def parse_extra_params(value, reports: list[str], where: At, problems: list[Prob
             continue
         spec = REPORTS[report_id]
         types = {p.name: p.type for p in spec.params}
+        swept = {p.name for p in spec.params if p.type in SWEEP_TYPES or p.sweep}
         for name, v in values.items():
             if name not in types:
                 problems.append(where.sub(report_id).problem(
                     name, f"a parameter of {report_id}: {', '.join(spec.param_names())}"))
-            elif types[name] in SWEEP_TYPES or name in SWEEP_NAMES:
+            elif name in swept:
                 problems.append(where.sub(report_id).problem(
                     name, "a parameter the sweep does not set", "use practices/quarters/warehouse instead"))
             elif isinstance(v, (dict, list)):

@@ -46,6 +46,18 @@ SCOPE_COLUMNS = {"hagro": "hagro", "region": "region"}
 SCOPE_LABELS_NL = {"hagro": "Hagro {key}", "region": "Regio {key}", "zorggroep": "Zorggroep (alle praktijken)"}
 
 
+def scope_label(scope: str, key: str) -> str:
+    """The Dutch label of a shared run, without saying the scope twice.
+
+    >>> scope_label("hagro", "Hagro Zeist"), scope_label("hagro", "Zeist"), scope_label("region", "Utrecht")
+    ('Hagro Zeist', 'Hagro Zeist', 'Regio Utrecht')
+    """
+    word = SCOPE_LABELS_NL[scope].split(" ")[0]
+    if "{key}" in SCOPE_LABELS_NL[scope] and str(key).lower().startswith(word.lower() + " "):
+        return str(key)
+    return SCOPE_LABELS_NL[scope].format(key=key)
+
+
 def run_name(report_id: str, scope: str, key: str) -> str:
     """``<agb>-<report>``, ``regio-<slug>-<report>``, ``hagro-<slug>-<report>``, ``zorggroep-<report>``.
 
@@ -214,7 +226,7 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                 else:
                     members = [a for a, g in groups.items() if g == key]
                     data_hash = region_data_hash(key, groups, hashes)
-                    label = SCOPE_LABELS_NL[spec.scope].format(key=key)
+                    label = scope_label(spec.scope, key)
                     dates = sorted(_fmt_date(rows[a].get("extraction_date")) for a in members)
                     extraction = dates[0] if len(set(dates)) == 1 else f"{dates[0]} t/m {dates[-1]}"
                     data_version = f"{len(members)} praktijken: {data_hash[:12]}"

@@ -309,3 +309,8 @@ def resolve(practice_agb: str = "", quarter: str = "", warehouse: str = "", cube
     p = notebook_defaults("his_analyse", {"practice_agb": practice_agb, "quarter": quarter,
                                           "warehouse": warehouse, "cube_path": cube_path})
     return Path(p["cube_path"]), p["practice_agb"]
+
+
+def programmes(data: HisData) -> list[str]:
+    """The chain-care programmes in the one order of ``parameters/programmes.yaml``."""
+    return list(load_programmes().programme_ids)
