@@ -336,3 +336,18 @@ def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
     hagro = cur[[*HAGRO_KEYS, "O", *HAGRO_DERIVED]].copy()
     hagro["position"] = hagro["position"].fillna("").astype(str)
     return {"mirror": mirror, "mirror_strata": out["mirror_strata"], HAGRO_TABLE: hagro.reset_index(drop=True)}
+
+
+def largest_differences(data: MirrorData, section: str, n: int = 3) -> str:
+    """One Dutch line naming the measures of a section that differ most from expected (largest
+    |ln O/E| among those with E >= 10), e.g. the specialisms a practice refers to most unlike
+    its peers; words only, the figures are in the table."""
+    cur = data.current[(data.current["section"] == section) & (data.current["E"] >= stats.MIN_EXPECTED)
+                       & data.current["ratio"].notna() & (data.current["ratio"] > 0)].copy()
+    if cur.empty:
+        return ""
+    cur["size"] = np.abs(np.log(cur["ratio"]))
+    top = cur.sort_values(["size", "measure"], ascending=[False, True]).head(n)
+    parts = [f"{r.title} (O/E {nl_ratio(r.ratio)}, {'hoger' if r.ratio > 1 else 'lager'} dan verwacht"
+             f"{', buiten toeval' if r.beyond_chance else ''})" for r in top.itertuples()]
+    return "Het meest afwijkend van verwacht: " + "; ".join(parts) + "."
