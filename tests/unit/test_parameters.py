@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.config import CODES_FILE, INDICATORS_DIR, PROGRAMMES_FILE
 from helpers.rules.codes import load_codes, parse_codes
 from helpers.errors import ConfigError, IndicatorError
 from helpers.rules.indicators import load_indicators
@@ -37,8 +38,10 @@ def test_bad_indicator_file(tmp_path, path):
     (tmp_path / path.name).write_text(path.read_text())
     with pytest.raises(IndicatorError) as exc:
         load_indicators(directory=tmp_path)
-    assert expected in str(exc.value)
-    assert path.name in str(exc.value)
+    # the problem is written by format_problem on a line of its own: the file, the key, found, expected
+    lines = str(exc.value).splitlines()
+    assert any(line.startswith(str(tmp_path / path.name)) and f"{path.name}, {expected}" in line for line in lines)
+    assert all(p.file == str(tmp_path / path.name) and p.key for p in exc.value.problems)
 
 
 def test_all_indicator_problems_reported_together(tmp_path):
@@ -48,8 +51,11 @@ def test_all_indicator_problems_reported_together(tmp_path):
         load_indicators(directory=tmp_path)
     for p in BAD.glob("*.yaml"):
         assert p.name in str(exc.value)
-    # unknown_chain.yaml has two problems: both are listed
-    assert "low_is_good must be true or false" in str(exc.value)
+    # unknown_chain.yaml has two problems: both are listed, one line each
+    lines = str(exc.value).splitlines()
+    assert f"{tmp_path / 'unknown_chain.yaml'}, chain: found 'HF', expected one of DM2, COPD, CVRM, ASTMA" in lines
+    assert f"{tmp_path / 'unknown_chain.yaml'}, low_is_good: found 'maybe', expected true or false" in lines
+    assert len(lines) == len(exc.value.problems) == 7
 
 
 def test_codes_problems_listed_together():
@@ -60,10 +66,17 @@ def test_codes_problems_listed_together():
     data["atc"]["statin"]["prefixes"] = ["statine"]
     with pytest.raises(ConfigError) as exc:
         parse_codes(data)
-    msg = str(exc.value)
-    assert "'T9002' is not an ICPC-1-NL code" in msg
-    assert "nhg 2816 is also used by hba1c" in msg
-    assert "'statine' is not an ATC code" in msg
+    lines = str(exc.value).splitlines()
+    assert len(lines) == len(exc.value.problems) == 3
+    assert all(line.startswith(f"{CODES_FILE}, ") for line in lines)
+    assert f"{CODES_FILE}, icpc.dm2.include: found 'T9002', expected an ICPC-1-NL code (letter, two digits, " \
+        "optional .dd); e.g. T90 or T90.02" in lines
+    assert f"{CODES_FILE}, measurements.sbp.nhg: found '2816', expected an NHG number of its own " \
+        "(2816 is also used by hba1c)" in lines
+    assert f"{CODES_FILE}, atc.statin.prefixes: found 'statine', expected an ATC code or prefix; e.g. A10BA02, C10" \
+        in lines
+    assert [(p.key, p.value) for p in exc.value.problems] == [
+        ("icpc.dm2.include", "T9002"), ("measurements.sbp.nhg", 2816), ("atc.statin.prefixes", "statine")]
 
 
 def test_programme_rules_checked_against_codes():
@@ -74,10 +87,14 @@ def test_programme_rules_checked_against_codes():
     data["programmes"]["COPD"]["max_inclusion_pct"] = 140
     with pytest.raises(ConfigError) as exc:
         parse_programmes(data, load_codes())
-    msg = str(exc.value)
-    assert "'diabetes' is not an ICPC group" in msg
-    assert "concept 'hba1c_x' is not in codes.yaml" in msg
-    assert "max_inclusion_pct: 140" in msg
+    lines = str(exc.value).splitlines()
+    assert len(lines) == len(exc.value.problems) == 3
+    assert f"{PROGRAMMES_FILE}, programmes.DM2.inclusion: found 'diabetes', expected an ICPC group of codes.yaml" \
+        in lines
+    assert f"{PROGRAMMES_FILE}, programmes.DM2.controls[0].concepts: found 'hba1c_x', expected a concept of " \
+        "codes.yaml measurements (control hba1c)" in lines
+    assert f"{PROGRAMMES_FILE}, programmes.COPD.max_inclusion_pct: found '140', expected a percentage in (0, 100]" \
+        in lines
 
 
 def test_icpc_matching():
@@ -119,8 +136,8 @@ def test_an_indicator_of_a_programme_not_in_programmes_yaml(tmp_path):
     rules = parse_programmes(data, load_codes())
     with pytest.raises(IndicatorError) as exc:
         load_indicators(rules)
-    assert "astma_control_recorded.yaml: chain 'ASTMA' is not a programme of programmes.yaml (DM2, CVRM, COPD)" \
-        in str(exc.value)
+    assert f"{INDICATORS_DIR / 'astma_control_recorded.yaml'}, chain: found 'ASTMA', expected a programme of " \
+        "programmes.yaml (DM2, CVRM, COPD)" in str(exc.value).splitlines()
 
 
 def test_a_programme_the_contract_does_not_know():
@@ -128,7 +145,8 @@ def test_a_programme_the_contract_does_not_know():
     data["programmes"]["HF"] = data["programmes"]["COPD"]
     with pytest.raises(ConfigError) as exc:
         parse_programmes(data, load_codes())
-    assert "programmes.HF: unknown programme (the contract knows DM2, COPD, CVRM, ASTMA)" in str(exc.value)
+    assert f"{PROGRAMMES_FILE}, programmes.HF: found 'HF', expected a programme the contract knows " \
+        "(DM2, COPD, CVRM, ASTMA)" in str(exc.value).splitlines()
 
 
 def test_the_dm2_cvrm_exclusion_is_read_from_excluded_if():

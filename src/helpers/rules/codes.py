@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..config import CODES_FILE
-from ..errors import ConfigError
+from ..errors import ConfigError, Problem, format_problem
 
 ICPC_RE = re.compile(r"[A-Z][0-9]{2}(\.[0-9]{2})?", re.ASCII)
 ATC_RE = re.compile(r"[A-Z][0-9]{2}[A-Z0-9]{0,4}", re.ASCII)
@@ -81,66 +81,94 @@ class Codes:
         return {c.nhg: c for c in self.measurements.values()}
 
 
-def _problems_list(path: Path, problems: list[str]) -> ConfigError:
-    body = "\n".join(f"  - {p}" for p in problems)
-    return ConfigError(f"{path}: {len(problems)} problem(s)\n{body}\n  Fix: edit {path.name} and run again.")
+def config_error(problems: list[Problem], cls: type[ConfigError] = ConfigError) -> ConfigError:
+    """One ``cls`` holding every problem of a parameters file; its message is their lines,
+    each written by :func:`~helpers.errors.format_problem` and said once.
+
+    >>> e = config_error([Problem("codes.yaml", None, None, "T9002", "an ICPC-1-NL code", key="icpc.dm2.include")])
+    >>> str(e), e.problems[0].key
+    ("codes.yaml, icpc.dm2.include: found 'T9002', expected an ICPC-1-NL code", 'icpc.dm2.include')
+    """
+    exc = cls("\n".join(dict.fromkeys(format_problem(p) for p in problems)))
+    exc.problems = list(problems)
+    return exc
 
 
 def read_yaml(path: Path) -> dict:
+    """The top-level mapping of the YAML file ``path``; a ConfigError (with its Problem) if not."""
+    def fail(value, expected: str) -> ConfigError:
+        return config_error([Problem(str(path), None, None, value, expected)])
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise fail(None, "a file (it is not found)") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise fail(None, f"valid YAML ({exc})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+        raise fail(type(data).__name__, "a mapping at the top level")
     return data
 
 
 def parse_codes(data: dict, path: Path = CODES_FILE) -> Codes:
-    """Validate a codes mapping; raise one ConfigError listing every problem."""
-    problems: list[str] = []
+    """Validate a codes mapping; raise one ConfigError listing every problem (one line each).
+
+    >>> parse_codes({"icpc": {"dm2": {"include": ["T9002"]}}, "measurements": {}, "atc": {}}, Path("codes.yaml"))
+    Traceback (most recent call last):
+    ...
+    helpers.errors.ConfigError: codes.yaml, icpc.dm2.include: found 'T9002', expected an ICPC-1-NL code (letter, two digits, optional .dd); e.g. T90 or T90.02
+    codes.yaml, measurements: expected a non-empty measurements section (it is missing or empty)
+    codes.yaml, atc: expected a non-empty atc section (it is missing or empty)
+    """
+    problems: list[Problem] = []
+
+    def problem(key: str, value, expected: str, fix: str | None = None) -> None:
+        problems.append(Problem(str(path), None, None, value, expected, fix=fix, key=key))
+
     icpc: dict[str, IcpcGroup] = {}
     for gid, g in (data.get("icpc") or {}).items():
         if not isinstance(g, dict):
-            problems.append(f"icpc.{gid}: expected a mapping with title and include")
+            problem(f"icpc.{gid}", type(g).__name__, "a mapping with title and include")
             continue
         inc = [str(c) for c in g.get("include") or []]
         exc = [str(c) for c in g.get("exclude") or []]
         if not inc:
-            problems.append(f"icpc.{gid}: include is empty")
-        for c in inc + exc:
-            if not ICPC_RE.fullmatch(c):
-                problems.append(f"icpc.{gid}: {c!r} is not an ICPC-1-NL code (letter, two digits, optional .dd)")
+            problem(f"icpc.{gid}.include", None, "at least one ICPC-1-NL code (include is empty)")
+        for key, listed in (("include", inc), ("exclude", exc)):
+            for c in listed:
+                if not ICPC_RE.fullmatch(c):
+                    problem(f"icpc.{gid}.{key}", c, "an ICPC-1-NL code (letter, two digits, optional .dd)",
+                            "e.g. T90 or T90.02")
         icpc[gid] = IcpcGroup(gid, str(g.get("title", gid)), tuple(inc), tuple(exc))
 
     measurements: dict[str, Concept] = {}
     seen_nhg: dict[int, str] = {}
     for cid, m in (data.get("measurements") or {}).items():
+        where = f"measurements.{cid}"
         if not isinstance(m, dict):
-            problems.append(f"measurements.{cid}: expected a mapping")
+            problem(where, type(m).__name__, "a mapping")
             continue
         nhg = m.get("nhg")
         if not isinstance(nhg, int) or nhg <= 0:
-            problems.append(f"measurements.{cid}: nhg {nhg!r} is not a positive whole number")
+            problem(f"{where}.nhg", nhg, "a positive whole number (the NHG Tabel 45 number)"
+                    + (" (nhg is missing)" if nhg is None else ""))
             continue
         if nhg in seen_nhg:
-            problems.append(f"measurements.{cid}: nhg {nhg} is also used by {seen_nhg[nhg]}")
+            problem(f"{where}.nhg", nhg, f"an NHG number of its own ({nhg} is also used by {seen_nhg[nhg]})")
         seen_nhg[nhg] = cid
         kind = m.get("kind")
         if kind not in ("numeric", "coded"):
-            problems.append(f"measurements.{cid}: kind {kind!r} must be numeric or coded")
+            problem(f"{where}.kind", kind, "numeric or coded" + (" (kind is missing)" if kind is None else ""))
         plaus = m.get("plausible")
         if plaus is not None and (not isinstance(plaus, list) or len(plaus) != 2 or plaus[0] >= plaus[1]):
-            problems.append(f"measurements.{cid}: plausible {plaus!r} must be [low, high] with low < high")
+            problem(f"{where}.plausible", plaus, "[low, high] with low < high")
             plaus = None
         values = tuple(str(v) for v in m.get("values") or [])
         if kind == "coded" and not values:
-            problems.append(f"measurements.{cid}: a coded concept needs its values")
+            problem(f"{where}.values", None, "the values of the coded concept (a coded concept needs its values)")
         if "verified" not in m:
-            problems.append(f"measurements.{cid}: say verified: true or false")
+            problem(f"{where}.verified", None, "true or false (verified is missing)",
+                    "say verified: true once the NHG number is checked, else false")
         measurements[cid] = Concept(
             cid, nhg, str(m.get("title", cid)), str(kind), m.get("unit"),
             tuple(plaus) if plaus else None, values, bool(m.get("verified", False)),
@@ -150,17 +178,17 @@ def parse_codes(data: dict, path: Path = CODES_FILE) -> Codes:
     for aid, a in (data.get("atc") or {}).items():
         prefixes = [str(p) for p in (a or {}).get("prefixes") or []]
         if not prefixes:
-            problems.append(f"atc.{aid}: prefixes is empty")
+            problem(f"atc.{aid}.prefixes", None, "at least one ATC code or prefix (prefixes is empty)")
         for p in prefixes:
             if not ATC_RE.fullmatch(p):
-                problems.append(f"atc.{aid}: {p!r} is not an ATC code or prefix (e.g. A10BA02, C10)")
+                problem(f"atc.{aid}.prefixes", p, "an ATC code or prefix", "e.g. A10BA02, C10")
         atc[aid] = AtcGroup(aid, str((a or {}).get("title", aid)), tuple(prefixes))
 
     for section in ("icpc", "measurements", "atc"):
         if not data.get(section):
-            problems.append(f"section {section!r} is missing or empty")
+            problem(section, None, f"a non-empty {section} section (it is missing or empty)")
     if problems:
-        raise _problems_list(Path(path), problems)
+        raise config_error(problems)
     return Codes(icpc, measurements, atc)
 
 

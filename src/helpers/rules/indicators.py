@@ -17,8 +17,8 @@ from datetime import date
 from pathlib import Path
 
 from ..config import INDICATORS_DIR
-from ..errors import IndicatorError
-from .codes import AtcGroup, read_yaml
+from ..errors import ConfigError, IndicatorError, Problem
+from .codes import AtcGroup, config_error, read_yaml
 from .programmes import CONTRACT_PROGRAMMES, Rules
 
 TYPES = ("process", "outcome", "structure")
@@ -72,62 +72,70 @@ NEEDS_THRESHOLD = frozenset({"last_value_at_most", "last_value_below", "last_val
 
 
 # ---------------------------------------------------------------- loading
-def parse_indicator(data: dict, source: str, rules: Rules) -> tuple[Indicator | None, list[str]]:
-    """Validate one definition; return it (or None) and its problems."""
-    problems = []
-    where = source
+def parse_indicator(data: dict, source: str, rules: Rules) -> tuple[Indicator | None, list[Problem]]:
+    """Validate one definition; return it (or None) and its problems (``file`` is ``source``).
+
+    >>> ind, problems = parse_indicator({"id": "x"}, "x.yaml", None)
+    >>> ind, problems[0].describe()
+    (None, 'x.yaml, title: expected title (it is missing)')
+    """
+    problems: list[Problem] = []
+
+    def problem(key: str, value, expected: str, fix: str | None = None) -> None:
+        problems.append(Problem(source, None, None, value, expected, fix=fix, key=key))
+
     for key in REQUIRED:
         if key not in data:
-            problems.append(f"{where}: {key} is missing")
+            problem(key, None, f"{key} (it is missing)")
     if problems:
         return None, problems
     iid = str(data["id"])
     if Path(source).stem != iid:
-        problems.append(f"{where}: id {iid!r} must equal the file name ({Path(source).stem!r})")
+        problem("id", iid, f"the file name ({Path(source).stem!r})")
     if data["chain"] not in CONTRACT_PROGRAMMES:
-        problems.append(f"{where}: chain {data['chain']!r} is not one of {', '.join(CONTRACT_PROGRAMMES)}")
+        problem("chain", data["chain"], f"one of {', '.join(CONTRACT_PROGRAMMES)}")
     elif data["chain"] not in rules.programmes:
-        problems.append(f"{where}: chain {data['chain']!r} is not a programme of programmes.yaml "
-                        f"({', '.join(rules.programme_ids)})")
+        problem("chain", data["chain"], f"a programme of programmes.yaml ({', '.join(rules.programme_ids)})")
     if data["type"] not in TYPES:
-        problems.append(f"{where}: type {data['type']!r} is not one of {', '.join(TYPES)}")
+        problem("type", data["type"], f"one of {', '.join(TYPES)}")
     if data["numerator"] not in NUMERATOR_NAMES:
-        problems.append(f"{where}: numerator {data['numerator']!r} is not a known name ({', '.join(NUMERATOR_NAMES)})")
+        problem("numerator", data["numerator"], f"a known numerator name ({', '.join(NUMERATOR_NAMES)})")
     if data["denominator"] not in DENOMINATOR_NAMES:
-        problems.append(f"{where}: denominator {data['denominator']!r} is not a known name ({', '.join(DENOMINATOR_NAMES)})")
+        problem("denominator", data["denominator"], f"a known denominator name ({', '.join(DENOMINATOR_NAMES)})")
     concepts = tuple(data.get("concepts") or ())
     for c in concepts:
         if c not in rules.codes.measurements:
-            problems.append(f"{where}: concept {c!r} is not in codes.yaml")
+            problem("concepts", c, "a measurement concept of codes.yaml")
     if (data["numerator"] != "prescribed" or data["denominator"] == "measured") and not concepts:
-        problems.append(f"{where}: name the measurement concepts")
+        problem("concepts", None, "the measurement concepts (none are named)")
     thresholds = []
-    for t in data.get("thresholds") or []:
+    for i, t in enumerate(data.get("thresholds") or []):
         try:
             thresholds.append(Threshold(float(t["value"]), t.get("min_age"), t.get("max_age"), t.get("group")))
         except (KeyError, TypeError, ValueError):
-            problems.append(f"{where}: threshold {t!r} needs a numeric value")
+            problem(f"thresholds[{i}]", t, "a threshold with a numeric value")
             continue
         if t.get("group") and t["group"] not in rules.codes.icpc:
-            problems.append(f"{where}: threshold group {t['group']!r} is not an ICPC group in codes.yaml")
+            problem(f"thresholds[{i}].group", t["group"], "an ICPC group of codes.yaml")
     if data["numerator"] in NEEDS_THRESHOLD and not thresholds:
-        problems.append(f"{where}: numerator {data['numerator']} needs thresholds")
+        problem("thresholds", None, f"thresholds (numerator {data['numerator']} needs them)")
     if thresholds and any(t.min_age or t.max_age or t.group for t in thresholds[-1:]):
-        problems.append(f"{where}: the last threshold must be unconditional (it is the default)")
+        problem("thresholds", None, "an unconditional last threshold (it is the default)",
+                "drop min_age, max_age and group from the last threshold")
     if data["numerator"] == "last_value_in" and not data.get("values"):
-        problems.append(f"{where}: numerator last_value_in needs values")
+        problem("values", None, "values (numerator last_value_in needs them)")
     if data["numerator"] == "prescribed" and data.get("atc") not in rules.codes.atc:
-        problems.append(f"{where}: atc {data.get('atc')!r} is not an ATC group in codes.yaml")
+        problem("atc", data.get("atc"), "an ATC group of codes.yaml (numerator prescribed needs one)")
     if data.get("group") and data["group"] not in rules.codes.icpc:
-        problems.append(f"{where}: group {data['group']!r} is not an ICPC group in codes.yaml")
+        problem("group", data["group"], "an ICPC group of codes.yaml")
     wm = data.get("window_months", 12)
     if not isinstance(wm, int) or not 1 <= wm <= 120:
-        problems.append(f"{where}: window_months {wm!r} must be 1..120")
+        problem("window_months", wm, "a whole number of months, 1..120")
     tp = data["target_pct"]
     if tp is not None and (not isinstance(tp, (int, float)) or not 0 <= tp <= 100):
-        problems.append(f"{where}: target_pct {tp!r} must be a percentage")
+        problem("target_pct", tp, "a percentage (0..100) or null")
     if not isinstance(data["low_is_good"], bool):
-        problems.append(f"{where}: low_is_good must be true or false")
+        problem("low_is_good", data["low_is_good"], "true or false")
     if problems:
         return None, problems
     reviewed_on = data["reviewed_on"]
@@ -147,23 +155,23 @@ def load_indicators(rules: Rules | None = None, directory: Path = INDICATORS_DIR
     """Load every ``*.yaml`` in ``directory``; one IndicatorError lists all problems of all files."""
     from .programmes import load_programmes
     rules = rules or load_programmes()
-    problems, out = [], {}
+    problems: list[Problem] = []
+    out: dict[str, Indicator] = {}
     files = sorted(Path(directory).glob("*.yaml"))
     if not files:
-        raise IndicatorError(f"{directory}: no indicator files (*.yaml) found")
+        raise config_error([Problem(str(directory), None, None, None, "indicator files (*.yaml)")], IndicatorError)
     for f in files:
         try:
             data = read_yaml(f)
-        except Exception as exc:  # ConfigError with the YAML problem
-            problems.append(str(exc))
+        except ConfigError as exc:  # the file is missing, not YAML or not a mapping
+            problems += getattr(exc, "problems", None) or [Problem(str(f), None, None, None, f"valid YAML ({exc})")]
             continue
-        ind, probs = parse_indicator(data, f.name, rules)
+        ind, probs = parse_indicator(data, str(f), rules)
         problems += probs
         if ind:
             out[ind.id] = ind
     if problems:
-        body = "\n".join(f"  - {p}" for p in problems)
-        raise IndicatorError(f"{directory}: {len(problems)} problem(s) in the indicator definitions\n{body}")
+        raise config_error(problems, IndicatorError)
     # report order: programme (as in programmes.yaml), then grouped by measurement (as listed in codes.yaml), process first
     concept_order = {c: i for i, c in enumerate(rules.codes.measurements)}
     type_order = {t: i for i, t in enumerate(TYPES)}

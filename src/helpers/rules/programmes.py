@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .codes import Codes, load_codes, read_yaml
+from .codes import Codes, config_error, load_codes, read_yaml
 from ..config import PROGRAMMES_FILE
 from ..contract.tables import CONTACT_ROLES
 from ..contract.tables import PROGRAMMES as CONTRACT_PROGRAMMES
-from ..errors import ConfigError
+from ..errors import Problem
 
 
 @dataclass(frozen=True)
@@ -73,72 +73,83 @@ class Rules:
 
 
 def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE) -> Rules:
-    """Validate the rules against the code lists; one ConfigError lists every problem."""
-    problems: list[str] = []
+    """Validate the rules against the code lists; one ConfigError lists every problem (one line each).
+
+    >>> parse_programmes({"minimum_age": -1}, load_codes(), Path("programmes.yaml"))
+    Traceback (most recent call last):
+    ...
+    helpers.errors.ConfigError: programmes.yaml, minimum_age: found '-1', expected an age in years (0..120)
+    programmes.yaml, programmes: expected at least one programme (none defined)
+    """
+    problems: list[Problem] = []
+
+    def problem(key: str, value, expected: str, fix: str | None = None) -> None:
+        problems.append(Problem(str(path), None, None, value, expected, fix=fix, key=key))
+
     min_age = data.get("minimum_age", 18)
     if not isinstance(min_age, int) or not 0 <= min_age <= 120:
-        problems.append(f"minimum_age: {min_age!r} is not an age in years")
+        problem("minimum_age", min_age, "an age in years (0..120)")
         min_age = 18
     roles = tuple(data.get("chain_contact_roles") or ())
     for r in roles:
         if r not in CONTACT_ROLES:
-            problems.append(f"chain_contact_roles: {r!r} is not a contract role ({', '.join(CONTACT_ROLES)})")
+            problem("chain_contact_roles", r, f"a contract role ({', '.join(CONTACT_ROLES)})")
     months = data.get("chain_contact_months", 12)
     if not isinstance(months, int) or months <= 0:
-        problems.append(f"chain_contact_months: {months!r} must be a positive whole number")
+        problem("chain_contact_months", months, "a positive whole number of months")
         months = 12
 
     programmes: dict[str, Programme] = {}
     for pid, p in (data.get("programmes") or {}).items():
         where = f"programmes.{pid}"
         if pid not in CONTRACT_PROGRAMMES:
-            problems.append(f"{where}: unknown programme (the contract knows {', '.join(CONTRACT_PROGRAMMES)})")
+            problem(where, pid, f"a programme the contract knows ({', '.join(CONTRACT_PROGRAMMES)})")
         if not isinstance(p, dict):
-            problems.append(f"{where}: expected a mapping")
+            problem(where, type(p).__name__, "a mapping")
             continue
         groups = {}
         for key in ("inclusion", "supporting", "excluded_if"):
             groups[key] = tuple(p.get(key) or ())
             for g in groups[key]:
                 if g not in codes.icpc:
-                    problems.append(f"{where}.{key}: {g!r} is not an ICPC group in codes.yaml")
+                    problem(f"{where}.{key}", g, "an ICPC group of codes.yaml")
         if not groups["inclusion"]:
-            problems.append(f"{where}.inclusion: name at least one ICPC group")
+            problem(f"{where}.inclusion", None, "at least one ICPC group of codes.yaml (inclusion is empty)")
         controls = []
         seen = set()
         for i, c in enumerate(p.get("controls") or []):
+            at = f"{where}.controls[{i}]"
             cid = (c or {}).get("id")
             if not cid or cid in seen:
-                problems.append(f"{where}.controls[{i}]: id {cid!r} missing or repeated")
+                problem(f"{at}.id", cid, "an id of its own (it is missing or repeated)")
             seen.add(cid)
             concepts = tuple((c or {}).get("concepts") or ())
             if not concepts:
-                problems.append(f"{where}.controls[{i}] ({cid}): name at least one concept")
+                problem(f"{at}.concepts", None, f"at least one concept of codes.yaml measurements (control {cid})")
             for k in concepts:
                 if k not in codes.measurements:
-                    problems.append(f"{where}.controls[{i}] ({cid}): concept {k!r} is not in codes.yaml measurements")
+                    problem(f"{at}.concepts", k, f"a concept of codes.yaml measurements (control {cid})")
             iv = (c or {}).get("interval_months")
             if not isinstance(iv, int) or not 1 <= iv <= 120:
-                problems.append(f"{where}.controls[{i}] ({cid}): interval_months {iv!r} must be 1..120")
+                problem(f"{at}.interval_months", iv, f"a whole number of months, 1..120 (control {cid})")
                 iv = 12
             controls.append(Control(str(cid), concepts, iv))
         cap = p.get("max_inclusion_pct")
         if not isinstance(cap, (int, float)) or not 0 < cap <= 100:
-            problems.append(f"{where}.max_inclusion_pct: {cap!r} must be a percentage in (0, 100]")
+            problem(f"{where}.max_inclusion_pct", cap, "a percentage in (0, 100]")
             cap = 100.0
         tariff = p.get("annual_tariff_eur")
         if not isinstance(tariff, (int, float)) or tariff < 0:
-            problems.append(f"{where}.annual_tariff_eur: {tariff!r} must be a non-negative amount")
+            problem(f"{where}.annual_tariff_eur", tariff, "a non-negative amount in euro")
             tariff = 0.0
         programmes[pid] = Programme(
             pid, str(p.get("title", pid)), groups["inclusion"], groups["supporting"],
             groups["excluded_if"], float(cap), float(tariff), tuple(controls),
         )
     if not programmes:
-        problems.append("programmes: none defined")
+        problem("programmes", None, "at least one programme (none defined)")
     if problems:
-        body = "\n".join(f"  - {x}" for x in problems)
-        raise ConfigError(f"{path}: {len(problems)} problem(s)\n{body}\n  Fix: edit {Path(path).name} and run again.")
+        raise config_error(problems)
     return Rules(min_age, roles, months, programmes, codes)
 
 
