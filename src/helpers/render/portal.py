@@ -28,6 +28,7 @@ from ..escape import csp_meta, html_text
 from .html import generated_at
 from ..reports import REPORTS
 from ..suppression import RULE_TEXT, suppress_counts
+from ..tables import nl_number
 
 STATUS_NL = {"done": "klaar", "failed": "mislukt", "skipped": "ongewijzigd"}
 
@@ -54,7 +55,11 @@ def key_figures(report_id: str, cube: Path, key: str) -> dict[str, str]:
     k = spec.compute_figures(Path(cube), key)
     names = [name for name, _ in spec.figure_columns() if name in k]
     values = pd.Series([k[n] for n in names], dtype="object")
-    return dict(zip(names, suppress_counts(pd.to_numeric(values, errors="coerce").astype("float64"))))
+    shown = dict(zip(names, suppress_counts(pd.to_numeric(values, errors="coerce").astype("float64"))))
+    for name in spec.figures.plain:   # counts of practices or measures, not of patients
+        if name in k and k[name] is not None:
+            shown[name] = nl_number(k[name])
+    return shown
 
 
 def _shown(value) -> str:
@@ -160,15 +165,17 @@ def _section(root: Path, title: str, first: str, runs: dict, counts: dict, heade
     figure_cols = []
     for rep in reports:
         figure_cols += [(rep, k, t) for k, t in figure_columns(rep)]
-    head = f"<th>{_e(first)}</th><th>AGB</th>"
+    practices = any(r["scope"] == "practice" for r in rows.values())
+    head = f"<th>{_e(first)}</th>" + ("<th>AGB</th>" if practices else "")
     head += "".join(f"<th>{_e(REPORTS[rep].title_nl if rep in REPORTS else rep)}</th>" for rep in reports)
     head += "".join(f'<th class="num">{_e(t)}</th>' for _rep, _k, t in figure_cols)
     body_rows = []
     for rk in sorted(rows):
         row = rows[rk]
         scope_nl = {"hagro": "hagro", "zorggroep": "zorggroep"}.get(row["scope"], "regio")
-        cells = [f"<td>{_e(row['label'])}</td>",
-                 f"<td>{_e(row['key']) if row['scope'] == 'practice' else f'<span class=muted>{scope_nl}</span>'}</td>"]
+        cells = [f"<td>{_e(row['label'])}</td>"]
+        if practices:
+            cells.append(f"<td>{_e(row['key']) if row['scope'] == 'practice' else f'<span class=muted>{scope_nl}</span>'}</td>")
         for rep in reports:
             cells.append(_run_cell(root, row["runs"].get(rep), counts))
         for rep, k, _t in figure_cols:

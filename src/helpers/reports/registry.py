@@ -109,6 +109,8 @@ class KeyFigures:
     for a shared scope. The portal stores them suppressed (``suppression.suppress_counts``)."""
     columns: tuple[tuple[str, str], ...]
     compute: Callable
+    #: figures that count no patients (practices, measures): stored as they are, not suppressed
+    plain: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,8 +248,8 @@ _BUILTIN = (
         params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
         prepare=MIRROR_PREPARE,
         figures=KeyFigures(columns=(("patient_years", "Patiëntjaren"),
-                                    ("beyond_chance", "Buiten toeval")),
-                           compute=_praktijkspiegel_figures),
+                                    ("beyond_chance", "Maten buiten toeval")),
+                           compute=_praktijkspiegel_figures, plain=("beyond_chance",)),
         description="The practice's care use against its peers, age/sex standardised, rolling year.",
     ),
     ReportSpec(
@@ -257,7 +259,7 @@ _BUILTIN = (
         scope="hagro",
         params=(Param("hagro", "hagro", help="the peer group (hagro), as in practices.csv"), *COMMON),
         figures=KeyFigures(columns=(("practices", "Praktijken"), ("discussion_points", "Gespreksonderwerpen")),
-                           compute=_spiegelbijeenkomst_figures),
+                           compute=_spiegelbijeenkomst_figures, plain=("practices", "discussion_points")),
         description="The peer-meeting pack of one hagro: the mirror side by side, discussion points, report and attendance list.",
     ),
 )
