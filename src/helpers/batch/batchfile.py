@@ -475,8 +475,13 @@ def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[Problem])
 def load_batch(path: Path | str, args: argparse.Namespace | None = None) -> Batch:
     """Parse and check a batch file (plus overrides); ParameterError lists every problem.
 
-    >>> "his_analyse" in load_batch(PARAMETERS_DIR / "demo.yaml").reports
-    True
+    >>> b, problems = parse_batch(load_batch_file(PARAMETERS_DIR / "demo.yaml"), "demo.yaml")
+    >>> "his_analyse" in b.reports, problems
+    (True, [])
+    >>> load_batch(PARAMETERS_DIR / "demo.yaml")      # doctest: +SKIP
+    Batch(...)
+
+    (The last one checks that ``dataset: data/demo`` exists: after ``make demo``.)
     """
     source = str(path)
     data = load_batch_file(path)
