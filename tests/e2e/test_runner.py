@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -249,18 +248,6 @@ def test_without_a_browser_the_html_and_extras_are_kept_and_the_pdf_follows_with
     assert (d / "steady.pdf").read_bytes().startswith(b"%PDF")
     assert done.outputs_done == {"ipynb": True, "html": True, "pdf": True}
     assert "not executed again" in (tmp_path / quarter / "logs" / f"{agb}-steady.log").read_text()
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MB tmpfs (we are root in CI and here); skipped where mounting is not allowed."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.usefixtures("fixture_reports_registered")

@@ -41,3 +41,14 @@ def read_slice(cube: Path, table: str, practice_agb: str | None = None,
     elif practices is not None:
         filters = [("practice_agb", "in", [str(p) for p in practices])]
     return pq.read_table(path, filters=filters).to_pandas()
+
+
+def practice_row(cube: Path, practice_agb: str) -> pd.Series:
+    """The cube's ``practices`` row of one practice; a practice not in the cube is a
+    ParameterError naming the ones that are."""
+    practices = read_slice(cube, "practices")
+    row = practices[practices["practice_agb"] == str(practice_agb)]
+    if row.empty:
+        raise ParameterError(f"practice {practice_agb} is not in the quarter cube {Path(cube).name} "
+                             f"(known: {', '.join(practices['practice_agb'].head(20))})")
+    return row.iloc[0]

@@ -356,7 +356,7 @@ def compute_mirror(con, quarter, measures: dict[str, Measure] | None = None,
     return {
         "mirror": _mirror_table(strata, measures, ends),
         "mirror_strata": _strata_table(strata, ends),
-        "mirror_measures": _measures_table(measures),
+        "mirror_measures": measures_table(measures),
     }
 
 
@@ -419,7 +419,8 @@ def _strata_table(strata: pd.DataFrame, ends: dict) -> pd.DataFrame:
     return s.rename(columns={"k": "window"}).reset_index(drop=True)
 
 
-def _measures_table(measures: dict[str, Measure]) -> pd.DataFrame:
+def measures_table(measures: dict[str, Measure]) -> pd.DataFrame:
+    """The measure definitions and their national figures, one row per measure."""
     rows = []
     for m in measures.values():
         n = m.national

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import escape
 from ..cube import read_meta, read_slice
+from ..cube.read import practice_row
 from ..errors import ParameterError
 from ..cube.findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
 from ..rules.programmes import load_programmes
@@ -58,14 +59,10 @@ def load(cube: Path | str, practice_agb: str) -> HisData:
     """Read one practice's slice; a practice missing from the cube is a ParameterError."""
     cube = Path(cube)
     meta = read_meta(cube)
-    practices = read_slice(cube, "practices")
-    row = practices[practices["practice_agb"] == str(practice_agb)]
-    if row.empty:
-        raise ParameterError(f"practice {practice_agb} is not in the quarter cube {cube.name} "
-                             f"(known: {', '.join(practices['practice_agb'].head(20))})")
+    practice = practice_row(cube, practice_agb)
     return HisData(
         quarter=Quarter.parse(meta["quarter"]),
-        practice=row.iloc[0],
+        practice=practice,
         summary=read_slice(cube, "summary", practice_agb=practice_agb),
         findings=read_slice(cube, "findings", practice_agb=practice_agb),
         indicators=read_slice(cube, "indicators"),
@@ -74,7 +71,7 @@ def load(cube: Path | str, practice_agb: str) -> HisData:
         dq_issue_counts=read_slice(cube, "dq_issue_counts", practice_agb=practice_agb),
         pyramid=read_slice(cube, "pyramid", practice_agb=practice_agb),
         meta=meta,
-        n_practices=len(practices),
+        n_practices=int(meta["practices"]),
     )
 
 

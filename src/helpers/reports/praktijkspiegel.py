@@ -28,6 +28,7 @@ import pandas as pd
 
 from .. import escape
 from ..cube import read_meta, read_slice
+from ..cube.read import practice_row
 from ..errors import ParameterError
 from ..mirror import stats
 from ..mirror.measures import SECTIONS, load_measures
@@ -63,17 +64,16 @@ def sentence(title: str, ratio: float, lo: float, hi: float) -> str:
             f"(O/E {nl_ratio(ratio)}; 95%-BI {nl_ratio(lo)}-{nl_ratio(hi)}).")
 
 
+#: the measure fields the mirror reports show beside the figures
+MEASURE_COLUMNS = ["measure", "title", "section", "unit", "unit_label", "standardised", "why", "source",
+                   "national_value", "national_year", "national_source"]
+
+
 @lru_cache(maxsize=1)
-def _measures_frame() -> pd.DataFrame:
-    rows = []
-    for m in load_measures().values():
-        n = m.national
-        rows.append({"measure": m.id, "title": m.title, "section": m.section, "unit": m.unit,
-                     "unit_label": m.unit_label, "standardised": m.standardised, "why": m.why,
-                     "source": m.source, "national_value": np.nan if n is None else n.value,
-                     "national_year": None if n is None else n.year,
-                     "national_source": None if n is None else n.source})
-    return pd.DataFrame(rows)
+def measures_frame() -> pd.DataFrame:
+    """The measure files' definitions (``helpers.mirror.events.measures_table``), read once."""
+    from ..mirror.events import measures_table
+    return measures_table(load_measures())[MEASURE_COLUMNS]
 
 
 @dataclass
@@ -111,23 +111,24 @@ def load(cube: Path | str, practice_agb: str) -> MirrorData:
     """Read one practice's mirror from the quarter cube; an unknown practice is a ParameterError."""
     cube = Path(cube)
     meta = read_meta(cube)
-    practices = read_slice(cube, "practices")
-    row = practices[practices["practice_agb"] == str(practice_agb)]
-    if row.empty:
-        raise ParameterError(f"practice {practice_agb} is not in the quarter cube {cube.name} "
-                             f"(known: {', '.join(practices['practice_agb'].head(20))})")
+    practice = practice_row(cube, practice_agb)
     mirror = read_slice(cube, "mirror")
     own = mirror[mirror["practice_agb"] == str(practice_agb)].reset_index(drop=True)
     strata = read_slice(cube, "mirror_strata", practice_agb=practice_agb)
-    return MirrorData(quarter=Quarter.parse(meta["quarter"]), practice=row.iloc[0], own=own,
+    return MirrorData(quarter=Quarter.parse(meta["quarter"]), practice=practice, own=own,
                       peers=publishable_peers(mirror[mirror["window"] == 0]),
                       strata=strata[strata["window"] == 0].reset_index(drop=True),
-                      measures=_measures_frame(), meta=meta, n_practices=len(practices))
+                      measures=measures_frame(), meta=meta, n_practices=int(meta["practices"]))
 
 
 # ------------------------------------------------------------------ text
 def _period(data: MirrorData) -> str:
     return f"{data.window_start:%d-%m-%Y} t/m {data.quarter.last_day:%d-%m-%Y}"
+
+
+def _extraction(data: MirrorData) -> str:
+    day = data.practice.get("extraction_date")
+    return pd.Timestamp(day).strftime("%d-%m-%Y") if pd.notna(day) else "–"
 
 
 def heading(data: MirrorData) -> str:
@@ -138,8 +139,7 @@ def heading(data: MirrorData) -> str:
 def intro_text(data: MirrorData) -> str:
     """Who is compared with whom, over which period, and how to read O/E."""
     py = data.own.loc[(data.own["window"] == 0), "patient_years"].max()
-    extraction = pd.Timestamp(data.practice.get("extraction_date")).strftime("%d-%m-%Y") \
-        if pd.notna(data.practice.get("extraction_date")) else "–"
+    extraction = _extraction(data)
     return (f"Het zorggebruik van uw praktijk over de twaalf maanden **{_period(data)}**, vergeleken met "
             f"de {data.n_practices} praktijken van de zorggroep. Ieder cijfer is gecorrigeerd voor de leeftijd "
             f"en het geslacht van uw patiënten: *verwacht* (E) is wat u zou zien als uw patiënten even vaak "
@@ -283,8 +283,7 @@ def pyramid_frames(data: MirrorData) -> tuple[pd.DataFrame, pd.DataFrame, list[s
 
 def method_text(data: MirrorData) -> str:
     """How each figure is computed (the Methode section)."""
-    extraction = pd.Timestamp(data.practice.get("extraction_date")).strftime("%d-%m-%Y") \
-        if pd.notna(data.practice.get("extraction_date")) else "–"
+    extraction = _extraction(data)
     bands = ", ".join(stats.AGE_BAND_LABELS)
     return f"""
 - **Periode**: de twaalf maanden {_period(data)} (een voortschrijdend jaar: ieder kwartaal is vergelijkbaar met het vorige). HIS-extractie van {extraction}.

@@ -22,9 +22,8 @@ import pandas as pd
 from .. import escape
 from ..cube.shared import SharedCube
 from ..errors import ParameterError
-from ..mirror.measures import load_measures
 from ..suppression import RULE_TEXT
-from .praktijkspiegel import HAGRO_TABLE, SECTION_TITLES, nl_ratio
+from .praktijkspiegel import HAGRO_TABLE, SECTION_TITLES, measures_frame, nl_ratio
 
 #: at most this many discussion points
 MAX_DISCUSSION_POINTS = 6
@@ -55,8 +54,7 @@ def load(source, hagro: str, quarter: str = "") -> HagroData:
     if rows.empty:
         known = sorted(table["hagro"].dropna().unique())
         raise ParameterError(f"hagro {hagro!r} has no practices in the quarter cube (known: {', '.join(known[:20])})")
-    measures = pd.DataFrame([{"measure": m.id, "title": m.title, "section": m.section, "unit_label": m.unit_label}
-                             for m in load_measures().values()])
+    measures = measures_frame()[["measure", "title", "section", "unit_label"]]
     practices = rows[["practice_agb", "name"]].drop_duplicates().sort_values("name").reset_index(drop=True)
     return HagroData(quarter=str(quarter), hagro=str(hagro), rows=rows, practices=practices, measures=measures)
 
