@@ -131,7 +131,8 @@ def test_a_quarter_after_the_extraction_date_is_refused(built, group):
     code, out = build(group.root / "base.yaml", "--quarter", "2030Q1")
     assert code == 2, out
     (line,) = _errors(out)
-    assert line.startswith("spiegel build: quarter 2030Q1 is not complete at the newest extraction date")
+    assert line.startswith(f"spiegel build: {group.root / 'base.yaml'}, quarters: found '2030Q1', expected a "
+                           "quarter complete at the newest extraction date")
     assert f"the latest quarter possible is {group.quarter}" in line
     assert not (group.root / "out-base" / "2030Q1").exists()
 

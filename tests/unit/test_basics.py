@@ -70,11 +70,11 @@ def test_dutch_formats():
 def test_validate_params():
     ok = validate_params("his_analyse", {"practice_agb": "01000001", "quarter": "2026q3"}, {"01000001"})
     assert ok["quarter"] == "2026Q3"
-    with pytest.raises(ParameterError, match="unknown parameter"):
+    with pytest.raises(ParameterError, match="^his_analyse: found 'colour', expected a parameter of his_analyse"):
         validate_params("his_analyse", {"practice_agb": "01000001", "quarter": "2026Q3", "colour": "red"})
-    with pytest.raises(ParameterError, match="not in the warehouse"):
+    with pytest.raises(ParameterError, match="^his_analyse.practice_agb: found '09999999', expected a practice in the warehouse"):
         validate_params("his_analyse", {"practice_agb": "09999999", "quarter": "2026Q3"}, {"01000001"})
-    with pytest.raises(ParameterError, match="report 'mirror' is unknown"):
+    with pytest.raises(ParameterError, match="^report: found 'mirror', expected a report id: his_analyse"):
         validate_params("mirror", {})
 
 

@@ -225,8 +225,8 @@ def test_latest_quarter_from_extraction_dates(tmp_path):
 def test_unknown_practice_is_refused_and_refused_practice_is_known(tmp_path):
     with pytest.raises(ParameterError) as e:
         B.resolve_selection(_batch(tmp_path, practices=["09999999"], quarters=["2025Q2"]), PRACTICES, {})
-    assert str(e.value) == ("practice 09999999 is not in the warehouse w.duckdb (known: 01000001, 01000002, "
-                            "01000003): check --practice or `practices:` in t.yaml")
+    assert str(e.value) == ("t.yaml, practices: found '09999999', expected a practice in the warehouse w.duckdb "
+                            "(known: 01000001, 01000002, 01000003); check --practice or `practices:` in t.yaml")
     practices, _, _ = B.resolve_selection(_batch(tmp_path, practices=["09999999"], quarters=["2025Q2"]),
                                           PRACTICES, {"09999999": "practice 09999999 refused: 1 problem"})
     assert practices == ["09999999"]
@@ -382,7 +382,7 @@ def test_agb_codes_quarters_and_workers_take_ascii_digits_only(tmp_path):
     assert "quarters: found '２０２５Q2', expected a quarter YYYYQn" in text
     assert "workers: found '٣', expected a number of workers: a whole number" in text
     from helpers.reports import validate_params
-    with pytest.raises(ParameterError, match="is not an AGB code"):
+    with pytest.raises(ParameterError, match="found '٠١٠٠٠٠٠١', expected an AGB code"):
         validate_params("his_analyse", {"practice_agb": "٠١٠٠٠٠٠١", "quarter": "2025Q2"})
 
 
@@ -425,9 +425,9 @@ def test_a_refused_delivery_is_one_line_naming_the_file_and_the_fix():
 def test_quarter_after_every_extraction_date_is_refused(tmp_path):
     with pytest.raises(ParameterError) as e:
         B.resolve_selection(_batch(tmp_path, quarters=["2030Q1"]), PRACTICES, {})
-    assert str(e.value) == ("quarter 2030Q1 is not complete at the newest extraction date of the selected "
-                            "practices, 03-07-2025 (practice 01000002): the latest quarter possible is 2025Q2; "
-                            "choose it or an earlier one, or `latest`")
+    assert str(e.value) == ("t.yaml, quarters: found '2030Q1', expected a quarter complete at the newest extraction "
+                            "date of the selected practices, 03-07-2025 (practice 01000002): the latest quarter "
+                            "possible is 2025Q2; choose it or an earlier one, or `latest`")
     # the quarter that ends on the extraction date is complete (as for `latest`)
     on_the_day = PRACTICES.assign(extraction_date=pd.to_datetime(["2025-06-30"] * 3))
     assert B.resolve_selection(_batch(tmp_path, quarters=["2025Q2"]), on_the_day, {})[2] == ["2025Q2"]

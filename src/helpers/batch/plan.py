@@ -1,6 +1,19 @@
 """The plan: which practices, regions and quarters (``resolve_selection``), the named runs with
 their fixed output paths and validated parameters (``plan_runs``), and what a refused or stale
-delivery means for them."""
+delivery means for them.
+
+A selection or a run that cannot be planned is a :class:`~helpers.errors.Problem` of the batch
+file's key (or the report's parameter), one line each, all raised together as for the batch
+file itself (``helpers.batch.batchfile``):
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"practice_agb": ["01000001"], "region": ["N"], "extraction_date": ["2025-07-01"]})
+>>> resolve_selection(Batch(name="b", source="b.yaml", practices=["01000009"], quarters=["2025Q2"],
+...                         warehouse=Path("w.duckdb")), df, {})
+Traceback (most recent call last):
+...
+helpers.errors.ParameterError: b.yaml, practices: found '01000009', expected a practice in the warehouse w.duckdb (known: 01000001); check --practice or `practices:` in b.yaml
+"""
 
 from __future__ import annotations
 
@@ -10,11 +23,11 @@ from datetime import date, datetime
 from pathlib import Path
 
 from ..config import PROJECT_ROOT, cube_dir
-from ..errors import ParameterError
+from ..errors import ParameterError, Problem
 from ..identifiers import is_agb
 from ..quarter import Quarter
-from ..reports import KEY_TYPES, get_report, validate_params
-from .batchfile import Batch
+from ..reports import KEY_TYPES, REPORTS, validate_params
+from .batchfile import At, Batch
 from .cache import code_version, environment_fingerprint, key_params, region_data_hash, run_cache_key, _sha
 
 
@@ -113,24 +126,26 @@ def scope_members(scope: str, practices_df) -> dict[str, str]:
 
 def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
     """Practices, regions and quarters of the batch, checked against the warehouse."""
-    problems = []
+    problems: list[Problem] = []
     in_warehouse = [str(a) for a in practices_df["practice_agb"]] if len(practices_df) else []
     # a refused practice still gets a (failed) run that says why; a key that is not even an
     # AGB code (a stray folder under extracts/) cannot, and is reported by ingest instead
     runnable_refused = sorted(a for a in refused if is_agb(str(a)))
     known = list(dict.fromkeys(in_warehouse + runnable_refused))
     if not known:
-        raise ParameterError(f"warehouse {b.warehouse} holds no practices: run `spiegel ingest <dataset>` "
-                             f"first (or name the dataset in {b.source})")
+        raise ParameterError.from_problems([At(b.source, "warehouse").problem(
+            b.warehouse, "a warehouse that holds practices (this one holds no practices)",
+            f"run `spiegel ingest <dataset>` first (or name the dataset in {b.source})")])
     if b.practices is None:
         practices = known
     else:
         practices = []
         for agb in b.practices:
             if agb not in known:
-                problems.append(f"practice {agb} is not in the warehouse {b.warehouse.name} "
-                                f"(known: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''}): "
-                                f"check --practice or `practices:` in {b.source}")
+                problems.append(At(b.source, "practices").problem(
+                    agb, f"a practice in the warehouse {b.warehouse.name} "
+                         f"(known: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''})",
+                    f"check --practice or `practices:` in {b.source}"))
             else:
                 practices.append(agb)
     regions_of = {str(r["practice_agb"]): r.get("region") for r in practices_df.to_dict("records")}
@@ -140,17 +155,19 @@ def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[
     if b.quarters is None:
         quarters = [str(Quarter.latest_complete(max(dates.values())))] if dates else []
         if not dates and not problems:  # with unknown practices that is the one problem to show
-            problems.append("quarters: latest: no extraction date in the warehouse for the selected practices; "
-                            "name the quarter (--quarter 2025Q2)")
+            problems.append(At(b.source, "quarters").problem(
+                "latest", "an extraction date in the warehouse for the selected practices (there is none)",
+                "name the quarter (--quarter 2025Q2)"))
     else:
         quarters = list(b.quarters)
-        problems += [p for p in (_beyond_every_extraction(Quarter.parse(q), dates) for q in quarters) if p]
+        problems += [p for p in (_beyond_every_extraction(Quarter.parse(q), dates, At(b.source, "quarters"))
+                                 for q in quarters) if p]
     if problems:
-        raise ParameterError("\n".join(problems))
+        raise ParameterError.from_problems(problems)
     return practices, regions, quarters
 
 
-def _beyond_every_extraction(q: Quarter, dates: dict[str, date]) -> str | None:
+def _beyond_every_extraction(q: Quarter, dates: dict[str, date], where: At) -> Problem | None:
     """A quarter that no selected practice's data cover completely refuses the whole build (a
     quarter some practices cover runs for those; the others fail with the reason, _not_covered)."""
     if not dates or any(d >= q.last_day for d in dates.values()):
@@ -158,9 +175,10 @@ def _beyond_every_extraction(q: Quarter, dates: dict[str, date]) -> str | None:
     newest = max(dates.values())
     limiting = sorted(a for a, d in dates.items() if d == newest)
     names = ", ".join(limiting[:5]) + (f" and {len(limiting) - 5} more" if len(limiting) > 5 else "")
-    return (f"quarter {q} is not complete at the newest extraction date of the selected practices, "
-            f"{newest:%d-%m-%Y} (practice{'s' if len(limiting) > 1 else ''} {names}): the latest quarter possible is "
-            f"{Quarter.latest_complete(newest)}; choose it or an earlier one, or `latest`")
+    return where.problem(
+        str(q), f"a quarter complete at the newest extraction date of the selected practices, {newest:%d-%m-%Y} "
+                f"(practice{'s' if len(limiting) > 1 else ''} {names}): the latest quarter possible is "
+                f"{Quarter.latest_complete(newest)}", "choose it or an earlier one, or `latest`")
 
 
 def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str, str],
@@ -186,15 +204,20 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                "zorggroep": [ZORGGROEP_KEY] if practices else []}
     dataset_label = _dataset_label(b)
     extracted_on = extraction_dates(practices_df)
-    specs, problems = [], []
+    specs: list = []
+    problems: list[Problem] = []
     for quarter in quarters:
         q = Quarter.parse(quarter)
         cube = cube_dir(b.warehouse, quarter)
         for report_id in b.reports:
-            spec = get_report(report_id)
+            if report_id not in REPORTS:
+                problems.append(At(b.source, "reports").problem(report_id, f"a report id: {', '.join(REPORTS)}"))
+                continue
+            spec = REPORTS[report_id]
             nb_path = Path(spec.notebook)
             if not nb_path.exists():
-                problems.append(f"report {report_id}: notebook {nb_path} does not exist")
+                problems.append(Problem(str(nb_path), None, None, None, f"the notebook of report {report_id} "
+                                        "(the file does not exist)", fix="restore it or fix the report's notebook path"))
                 continue
             nb_hash = _sha(nb_path.read_bytes())
             formats = [f for f in b.formats if f in spec.formats]
@@ -214,7 +237,9 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                 try:
                     params = validate_params(report_id, params, known["practice"], known["region"], known["hagro"])
                 except ParameterError as e:
-                    problems.append(str(e))
+                    if not e.problems:
+                        raise
+                    problems += e.problems
                     continue
                 if spec.scope == "practice":
                     members = [key]
@@ -261,7 +286,7 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                     cache_key=cache_key, timeout=b.timeout, title=spec.title_nl,
                     subtitle=f"{label} · {q.label_nl}", provenance=provenance, pre_failed=pre_failed))
     if problems:
-        raise ParameterError("\n".join(dict.fromkeys(problems)))
+        raise ParameterError.from_problems(problems)
     return specs
 
 

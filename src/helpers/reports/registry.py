@@ -28,7 +28,7 @@ each notebook's parameters cell in step with its ``ReportSpec``.
 >>> validate_params("his_analyse", {"practice_agb": "01000001", "quarter": "2026Q5"})
 Traceback (most recent call last):
 ...
-helpers.errors.ParameterError: his_analyse: parameter quarter: quarter '2026Q5' is not a quarter: write it as YYYYQn with n from 1 to 4, e.g. 2025Q2
+helpers.errors.ParameterError: his_analyse.quarter: found '2026Q5', expected a quarter YYYYQn (n from 1 to 4, year 1900 to 2100); e.g. 2025Q2
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import DEFAULT_WAREHOUSE, NOTEBOOKS_DIR
-from ..errors import ParameterError
+from ..errors import ParameterError, Problem
 from ..identifiers import is_agb
 from ..quarter import Quarter
 
@@ -402,43 +402,82 @@ def get_report(report_id: str) -> ReportSpec:
     return REPORTS[report_id]
 
 
+#: what a quarter parameter must look like (as ``helpers.batch.batchfile`` says it for ``quarters``)
+_QUARTER = "a quarter YYYYQn (n from 1 to 4, year 1900 to 2100)"
+
+
+def _param_problems(report_id: str, params: dict, known_practices: set[str] | None = None,
+                    known_regions: set[str] | None = None, known_hagros: set[str] | None = None
+                    ) -> tuple[dict, list[Problem]]:
+    """One run's parameters checked and normalised, and every problem found (one
+    :class:`~helpers.errors.Problem` each, keyed ``<report>.<parameter>``).
+
+    >>> out, problems = _param_problems("his_analyse", {"practice_agb": "123", "quarter": "2026q3"})
+    >>> out["quarter"], [p.describe() for p in problems]
+    ('2026Q3', ["his_analyse.practice_agb: found '123', expected an AGB code (8 digits 0-9)"])
+    """
+    if report_id not in REPORTS:
+        return {}, [Problem(None, None, None, report_id, f"a report id: {', '.join(REPORTS)}", key="report")]
+    spec = REPORTS[report_id]
+    problems: list[Problem] = []
+    names = spec.param_names()
+    for name in sorted(set(params) - set(names), key=str):
+        problems.append(Problem(None, None, None, name, f"a parameter of {report_id}: {', '.join(names)}",
+                                key=report_id))
+    out = {}
+    for p in spec.params:
+        value = params.get(p.name, p.default)
+        where = f"{report_id}.{p.name}"
+
+        def problem(expected: str, fix: str | None = None, found=value) -> None:
+            problems.append(Problem(None, None, None, found, expected, fix=fix, key=where))
+
+        if value is None or value == "" and p.required:
+            if p.required:
+                problem(f"a value: {p.name} is required" + (f" ({p.help})" if p.help else ""), found=None)
+            else:
+                out[p.name] = value
+            continue
+        if p.type == "quarter":
+            try:
+                value = str(Quarter.parse(value))
+            except ParameterError:
+                problem(_QUARTER, "e.g. 2025Q2")
+                continue
+        elif p.type == "practice":
+            value = str(value).strip()
+            if not is_agb(value):
+                problem("an AGB code (8 digits 0-9)")
+                continue
+            if known_practices is not None and value not in known_practices:
+                problem("a practice in the warehouse", "ingest its delivery first (`spiegel ingest <dataset>`)")
+                continue
+        elif p.type in ("region", "hagro"):
+            value = str(value)
+            known = known_regions if p.type == "region" else known_hagros
+            if known is not None and value not in known:
+                problem(f"a {p.type} of the warehouse's practices: {', '.join(sorted(known)) or 'none'}")
+                continue
+        else:
+            value = str(value)
+        out[p.name] = value
+    return out, problems
+
+
 def validate_params(report_id: str, params: dict, known_practices: set[str] | None = None,
                     known_regions: set[str] | None = None, known_hagros: set[str] | None = None) -> dict:
-    """Check and normalise one run's parameters; raise ParameterError naming the first problem.
+    """Check and normalise one run's parameters; raise ParameterError listing every problem
+    (:func:`_param_problems`, one line each).
 
     Unknown keys are refused (papermill would only warn); quarters are parsed explicitly;
     a practice, region or hagro must exist when the known sets are given.
+
+    >>> validate_params("his_analyse", {"practice_agb": "01000001", "quarter": "2026Q3", "colour": "red"})
+    Traceback (most recent call last):
+    ...
+    helpers.errors.ParameterError: his_analyse: found 'colour', expected a parameter of his_analyse: practice_agb, quarter, warehouse, cube_path
     """
-    spec = get_report(report_id)
-    out = {}
-    unknown = set(params) - set(spec.param_names())
-    if unknown:
-        raise ParameterError(f"{report_id}: unknown parameter(s) {', '.join(sorted(unknown))}; "
-                             f"it takes {', '.join(spec.param_names())}")
-    for p in spec.params:
-        value = params.get(p.name, p.default)
-        if value is None or value == "" and p.required:
-            if p.required:
-                raise ParameterError(f"{report_id}: parameter {p.name} is required ({p.help})")
-            out[p.name] = value
-            continue
-        try:
-            if p.type == "quarter":
-                value = str(Quarter.parse(value))
-            elif p.type == "practice":
-                value = str(value).strip()
-                if not is_agb(value):
-                    raise ParameterError(f"practice {value!r} is not an AGB code (8 digits 0-9)")
-                if known_practices is not None and value not in known_practices:
-                    raise ParameterError(f"practice {value} is not in the warehouse")
-            elif p.type in ("region", "hagro"):
-                value = str(value)
-                known = known_regions if p.type == "region" else known_hagros
-                if known is not None and value not in known:
-                    raise ParameterError(f"{p.type} {value!r} is unknown; known: {', '.join(sorted(known)) or 'none'}")
-            else:
-                value = str(value)
-        except ParameterError as exc:
-            raise ParameterError(f"{report_id}: parameter {p.name}: {exc}") from None
-        out[p.name] = value
+    out, problems = _param_problems(report_id, params, known_practices, known_regions, known_hagros)
+    if problems:
+        raise ParameterError.from_problems(problems)
     return out
