@@ -81,6 +81,86 @@ def peer_figure(values: pd.Series, func: str = "median") -> float | None:
     return float(getattr(values, func)())
 
 
+#: how a count withheld by complementary suppression is shown (CBS: ``x``, geheim): it is no
+#: small count itself, it is withheld so that a small one cannot be worked out from a total
+WITHHELD_TEXT = "x"
+
+
+def _groups_of(within) -> list[tuple[str, ...]]:
+    """``within`` as a list of key groups: one group (``("hagro", "measure")``) or several
+    (``(("hagro", "measure"), ("practice_agb",))``); ``()`` in the list is the whole table."""
+    within = tuple(within)
+    if not within or all(isinstance(c, str) for c in within):
+        return [tuple(within)]
+    return [tuple(g) for g in within]
+
+
+def suppress_complementary(frame: pd.DataFrame, count: str, within, withheld: pd.Series | None = None) -> pd.Series:
+    """Complementary (secondary) suppression: the cells of ``count`` to withhold *besides* the
+    small ones, so that no withheld value can be worked out by differencing a total.
+
+    ``within`` names the groups of rows that add up to a total a reader has (published beside
+    the table, or one the reader can add up): one key group, e.g. ``("hagro", "measure")`` (the
+    practices of one hagro for one measure), or several, e.g. ``(("hagro", "measure"),
+    ("practice_agb",))`` for the row and the column margins of a practice x measure table.
+    A group in which exactly one cell is withheld (a small count, 1..MIN_CELL-1 as
+    :func:`is_small` says, or one already withheld for another group) gives that cell away:
+    total minus the others. There the next-smallest shown cell of the group is withheld as
+    well. Groups with no withheld cell, or two or more, are left alone. Withholding a cell for
+    one group can leave a single withheld cell in an overlapping group: the rule is applied
+    again until nothing changes.
+
+    Only a count above zero is picked as the second cell: a withheld zero would give the small
+    one away all the same (a withheld cell is known to be 0 or at least MIN_CELL). A group with
+    no such cell (its other cells are 0 or empty) has a total equal to the small count, which
+    is itself small wherever it is published under this rule. ``withheld`` (booleans, one per
+    row) adds cells withheld for another reason to the small ones. Ties go to the first row.
+
+    >>> t = pd.DataFrame({"hagro": ["A", "A", "A", "B", "B", "B"], "practice": list("pqrstu"),
+    ...                   "O": [3, 40, 25, 3, 4, 80]})
+    >>> t.assign(secondary=suppress_complementary(t, "O", ("hagro",)))
+      hagro practice   O  secondary
+    0     A        p   3      False
+    1     A        q  40      False
+    2     A        r  25       True
+    3     B        s   3      False
+    4     B        t   4      False
+    5     B        u  80      False
+
+    In hagro A the hagro's total (68) minus 40 would give p's 3: r's 25 is withheld with it.
+    Hagro B has two small cells already; nothing more is withheld.
+    """
+    index = frame.index
+    frame = frame.reset_index(drop=True)   # by position: the caller's index may repeat labels
+    values = pd.to_numeric(frame[count], errors="coerce")
+    small = values.map(is_small).astype(bool)
+    out = pd.Series(False, index=frame.index)
+    hidden = small.copy() if withheld is None else small | pd.Series(list(map(bool, withheld)), index=frame.index)
+    eligible = values.notna() & (values > 0)
+    groups = _groups_of(within)
+    for g in groups:
+        missing = [c for c in g if c not in frame.columns]
+        if missing:
+            raise KeyError(f"suppress_complementary: margin column {missing[0]!r} is not a column of the table")
+    # one group id per row and margin (an empty key value is a key value like any other)
+    ids = [frame.groupby(list(g), dropna=False, sort=False).ngroup() if g else pd.Series(0, index=frame.index)
+           for g in groups]
+    order = pd.DataFrame({"v": values, "pos": range(len(frame))}, index=frame.index)
+    changed = True
+    while changed:
+        changed = False
+        for gid in ids:
+            lone = hidden.groupby(gid).transform("sum") == 1   # rows of a group with one withheld cell
+            pool = order[lone & eligible & ~hidden]
+            if pool.empty:
+                continue
+            picked = pool.assign(g=gid[pool.index]).sort_values(["v", "pos"]).groupby("g", sort=False).head(1).index
+            hidden.loc[picked] = True
+            out.loc[picked] = True
+            changed = True
+    return pd.Series(out.to_numpy(), index=index, name=count)
+
+
 _QUOTED = re.compile(r"""(['"])(?:(?!\1).){1,200}\1""")
 
 

@@ -10,7 +10,11 @@ whose stamp or counts do not show the rule is refused.
 
 Stored per count column ``c``: ``c`` as a nullable whole number, empty (``<NA>``) where the
 count is 1..MIN_CELL-1, and ``c_shown``, the display text (``<10``, ``1.234``); per rate a
-percentage, empty where ``suppression.suppress_rate`` withholds it.
+percentage, empty where ``suppression.suppress_rate`` withholds it. A table that declares
+``margins`` (key groups whose rows add up to a total a reader has) also has complementary
+suppression (``suppression.suppress_complementary``): where a group would hold a single
+withheld count, a second one is withheld (empty, shown as ``x``), and every rate and derived
+column resting on a withheld count is withheld with it.
 
 >>> shared = SharedCube("data/cube/2026Q3")                 # doctest: +SKIP
 >>> shared.tables()                                         # doctest: +SKIP
@@ -54,7 +58,16 @@ def _stamp() -> str:
 def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
     """Apply the small-number rule to one declared shared table (``SharedTable``): the
     columns must be exactly its keys, counts and nothing else; one row per key; no patient
-    column. Rates are computed from the exact counts first, then the counts are suppressed."""
+    column. Rates are computed from the exact counts first, then the counts are suppressed;
+    within each of the table's ``margins`` complementary suppression withholds a second count
+    where one withheld count could be worked out from the group's total.
+
+    >>> from helpers.reports import SharedTable
+    >>> t = SharedTable("per_practice", keys=("hagro", "practice"), counts=("O",), margins=(("hagro",),))
+    >>> df = pd.DataFrame({"hagro": ["A", "A", "A"], "practice": ["p", "q", "r"], "O": [3, 40, 25]})
+    >>> suppress_table(df, t)[["practice", "O", "O_shown"]].values.tolist()
+    [['p', <NA>, '<10'], ['q', 40, '40'], ['r', <NA>, 'x']]
+    """
     where = f"shared table {table.name}"
     if not _NAME.match(table.name):
         raise SpiegelError(f"{where}: name must be lower-case letters, digits and _ (found {table.name!r})")
@@ -71,6 +84,11 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
         raise SpiegelError(f"{where}: {what}; declare every column as a key or a count")
     if table.keys and df.duplicated(list(table.keys)).any():
         raise SpiegelError(f"{where}: more than one row per {', '.join(table.keys)}: a shared table is aggregated")
+    margins = tuple(getattr(table, "margins", ()))
+    for margin in margins:
+        if isinstance(margin, str) or not all(isinstance(c, str) and c in table.keys for c in margin):
+            raise SpiegelError(f"{where}: margin {margin!r} must be a tuple of key columns "
+                               f"({', '.join(table.keys)}), e.g. margins=(({table.keys[0]!r},),)")
     out = df[list(table.keys)].copy()
     for key in table.keys:
         out[key] = out[key].astype("string")
@@ -80,20 +98,26 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
         if (values.dropna() < 0).any() or (values.dropna() % 1 != 0).any():
             raise SpiegelError(f"{where}: count column {c!r} holds a value that is no count (negative or a fraction)")
         exact[c] = values.astype("Int64")
+    # per count: complementary (secondary) withholding within the margins, and all it withholds
+    secondary, withheld = {}, {}
+    for c, values in exact.items():
+        secondary[c] = (suppression.suppress_complementary(df[list(table.keys)].assign(**{c: values}), c, margins)
+                        if margins else pd.Series(False, index=df.index)).astype(bool)
+        withheld[c] = values.map(suppression.is_small).astype(bool) | secondary[c]
     for name, num, den in table.rates:
         if num not in exact or den not in exact:
             raise SpiegelError(f"{where}: rate {name!r} must be made of two declared counts ({num}, {den})")
         out[name] = [suppression.suppress_rate(n, d) if pd.notna(n) and pd.notna(d) else None
                      for n, d in zip(exact[num], exact[den])]
-        out[name] = out[name].astype("float64")
+        out[name] = out[name].astype("float64").mask((secondary[num] | secondary[den]).to_numpy())
     for column, count in derived:
         if count not in exact:
             raise SpiegelError(f"{where}: derived column {column!r} must rest on a declared count (found {count!r})")
-        small = exact[count].map(suppression.is_small).astype(bool).to_numpy()
-        out[column] = df[column].where(~small, None)
+        out[column] = df[column].where(~withheld[count].to_numpy(), None)
     for c, values in exact.items():
-        out[c] = values.mask(values.map(suppression.is_small).astype(bool))
-        out[f"{c}_shown"] = suppression.suppress_counts(values.astype("float64")).astype("string")
+        out[c] = values.mask(withheld[c])
+        shown = suppression.suppress_counts(values.astype("float64")).astype("string")
+        out[f"{c}_shown"] = shown.mask(secondary[c], suppression.WITHHELD_TEXT)
     return out
 
 
@@ -110,6 +134,7 @@ def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame
         pq.write_table(arrow, directory / f"{table.name}.parquet")
         index[table.name] = {"keys": list(table.keys), "counts": list(table.counts),
                              "derived": [d[0] for d in getattr(table, "derived", ())],
+                             "margins": [list(m) for m in getattr(table, "margins", ())],
                              "rates": [r[0] for r in table.rates]}
     (directory / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
     return sorted(index)

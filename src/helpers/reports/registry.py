@@ -74,7 +74,12 @@ class SharedTable:
     ``keys``: the grouping columns (labels: region, hagro, programme, ...; one row per key);
     ``counts``: count columns, suppressed by ``helpers.suppression`` when written;
     ``rates``: ``{column: (numerator, denominator)}`` percentages from two of the counts,
-    withheld where ``suppression.suppress_rate`` says so. No other column is accepted."""
+    withheld where ``suppression.suppress_rate`` says so. No other column is accepted.
+
+    ``margins``: the key groups within which rows add up to a total a reader has (published
+    elsewhere, or one a reader can add up), e.g. ``(("hagro", "measure"),)``: the practices of
+    one hagro for one measure. Within each, ``suppression.suppress_complementary`` withholds a
+    second cell wherever a single withheld one could be worked out from the total."""
     name: str
     keys: tuple[str, ...]
     counts: tuple[str, ...]
@@ -82,6 +87,8 @@ class SharedTable:
     #: statistics that rest on one count (an expected value, a ratio, its interval, a funnel
     #: position): ``(column, count)``, withheld (empty) wherever that count is suppressed
     derived: tuple[tuple[str, str], ...] = ()
+    #: key groups whose rows add up to a published total: complementary suppression within each
+    margins: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
