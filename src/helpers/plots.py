@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullLocator
 import pandas as pd
 import seaborn as sns
 
@@ -26,7 +27,14 @@ def use_house_style() -> None:
     In a notebook, figures are embedded as SVG: vector, so crisp when printed, and about a
     third faster to produce than PNG for these charts (measured with savefig). The same
     figure gives the same SVG bytes: no date in its metadata, and the ids of its clip paths
-    and glyphs hashed with a fixed salt instead of a random one.
+    hashed with a fixed salt instead of a random one.
+
+    Three settings keep a figure cheap to draw (the praktijkspiegel draws twelve; measured
+    with ``benchmarks/bench_figures.py``): text is written as SVG text in the browser's font
+    (DejaVu Sans, else Arial or Helvetica) instead of one path per glyph, which also makes
+    the SVG a third of the size and its words searchable; the title sits at a fixed height
+    instead of being moved clear of the tick labels on every draw; and log axes get no
+    minor ticks (``no_minor_ticks``).
     """
     try:
         from IPython import get_ipython
@@ -35,14 +43,33 @@ def use_house_style() -> None:
             set_matplotlib_formats("svg", metadata={"Date": None})
     except ImportError:  # outside Jupyter nothing to configure
         pass
-    sns.set_theme(style="whitegrid", context="notebook", font=FONT)
+    sns.set_theme(style="whitegrid", context="notebook", font="sans-serif")
     plt.rcParams.update({
+        "font.sans-serif": [FONT, "Arial", "Helvetica", "Liberation Sans"],
+        "svg.fonttype": "none", "axes.titley": 1.0, "axes.titlepad": 8.0,
         "figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (8.0, 3.6),
         "axes.titlesize": 12, "axes.titleweight": "bold", "axes.labelsize": 10,
         "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
         "axes.spines.top": False, "axes.spines.right": False, "axes.edgecolor": "#9aa5b1",
         "grid.color": "#e3e8ee", "figure.autolayout": True, "svg.hashsalt": "spiegel",
     })
+
+
+def no_minor_ticks(ax, *axes: str) -> None:
+    """No minor ticks on the named axes ("x", "y") of ``ax``: on a log axis matplotlib lays out
+    a label for each of them on every draw, though the house style shows none."""
+    for name in axes:
+        getattr(ax, f"{name}axis").set_minor_locator(NullLocator())
+
+
+RATIO_TICKS = (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+
+
+def _ratio_ticks(ax, axis: str, lo: float, hi: float) -> None:
+    """Ticks at the ratios a reader knows (0,5 is half, 2 is twice) on a log O/E axis."""
+    ticks = [t for t in RATIO_TICKS if lo <= t <= hi]
+    getattr(ax, f"set_{axis}ticks")(ticks, [f"{t:g}".replace(".", ",") for t in ticks])
+    no_minor_ticks(ax, axis)
 
 
 def pct_fmt(x, _pos=None) -> str:
@@ -151,13 +178,12 @@ def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str):
     if lim["expected"].max() > 50 * lim["expected"].min():
         ax.set_xscale("log")   # E spans orders of magnitude: a log axis keeps the funnel readable
         ax.xaxis.set_major_formatter(lambda x, _p: f"{x:,.0f}".replace(",", "."))
+        no_minor_ticks(ax, "x")
     values = pd.concat([points["ratio"], lim["lo998"], lim["hi998"]]).replace([np.inf, -np.inf], np.nan).dropna()
     values = values[values > 0]
-    if len(values):
-        lo, hi = max(values.min() * 0.9, 0.2), min(values.max() * 1.1, 5.0)
-        ax.set_ylim(min(lo, 0.8), max(hi, 1.25))
-    ax.yaxis.set_major_formatter(lambda y, _p: f"{y:.2f}".replace(".", ","))
-    ax.yaxis.set_minor_formatter(lambda y, _p: "")
+    lo, hi = (max(values.min() * 0.9, 0.2), min(values.max() * 1.1, 5.0)) if len(values) else (0.5, 2.0)
+    ax.set_ylim(min(lo, 0.8), max(hi, 1.25))
+    _ratio_ticks(ax, "y", min(lo, 0.8), max(hi, 1.25))
     ax.set_xlabel("Verwacht aantal (E) voor de patiëntenpopulatie")
     ax.set_ylabel("Waargenomen / verwacht")
     ax.set_title(mpl_text(title), loc="left")
@@ -172,14 +198,18 @@ def ratio_dots(rows: pd.DataFrame, title: str):
     use_house_style()
     rows = rows.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8.0, 0.36 * len(rows) + 1.0))
-    for i, r in rows.iterrows():
-        if pd.notna(r.get("p10")) and pd.notna(r.get("p90")):
-            ax.plot([r["p10"], r["p90"]], [i, i], color=MIRROR_BAND, lw=9, solid_capstyle="butt", zorder=1)
-        if pd.notna(r["ratio"]):
-            ax.plot([r["lo"], r["hi"]], [i, i], color=PRACTICE, lw=1.4, zorder=2)
-            ax.scatter([r["ratio"]], [i], color=PRACTICE, marker="D", s=36, zorder=3)
-        else:
-            ax.text(1.0, i, "te weinig verwacht", va="center", ha="center", fontsize=8, color=MUTED)
+    y = np.arange(len(rows))
+    # one collection per layer (not one artist per row): a section has up to 22 measures
+    band = rows.get("p10", pd.Series(np.nan, index=rows.index)).notna() & \
+        rows.get("p90", pd.Series(np.nan, index=rows.index)).notna()
+    if band.any():
+        ax.hlines(y[band], rows.loc[band, "p10"], rows.loc[band, "p90"], color=MIRROR_BAND, lw=9, zorder=1)
+    shown = rows["ratio"].notna().to_numpy()
+    if shown.any():
+        ax.hlines(y[shown], rows.loc[shown, "lo"], rows.loc[shown, "hi"], color=PRACTICE, lw=1.4, zorder=2)
+        ax.scatter(rows.loc[shown, "ratio"], y[shown], color=PRACTICE, marker="D", s=36, zorder=3)
+    for i in y[~shown]:
+        ax.text(1.0, i, "te weinig verwacht", va="center", ha="center", fontsize=8, color=MUTED)
     ax.axvline(1.0, color="#1d2430", lw=0.8)
     ax.set_xscale("log")
     finite = pd.concat([rows["lo"], rows["hi"], rows.get("p10", pd.Series(dtype=float)),
@@ -188,9 +218,7 @@ def ratio_dots(rows: pd.DataFrame, title: str):
     lo = max(float(finite.min()) * 0.9, 0.2) if len(finite) else 0.5
     hi = min(float(finite.max()) * 1.1, 5.0) if len(finite) else 2.0
     ax.set_xlim(min(lo, 0.8), max(hi, 1.25))
-    ticks = [t for t in (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0) if min(lo, 0.8) <= t <= max(hi, 1.25)]
-    ax.set_xticks(ticks, [f"{t:g}".replace(".", ",") for t in ticks])
-    ax.xaxis.set_minor_formatter(lambda x, _p: "")
+    _ratio_ticks(ax, "x", min(lo, 0.8), max(hi, 1.25))
     ax.set_yticks(range(len(rows)), [mpl_text(t) for t in rows["label"]])
     ax.invert_yaxis()
     ax.set_xlabel("Waargenomen / verwacht (O/E) met 95%-betrouwbaarheidsinterval; grijs: P10-P90 zorggroep")
@@ -198,22 +226,50 @@ def ratio_dots(rows: pd.DataFrame, title: str):
     return fig
 
 
-def trend_band(rows: pd.DataFrame, title: str, ylabel: str):
-    """A rate over the last quarters (rolling years): the care group's P10-P90 as a band, its
-    median as a grey line, the practice in blue (as OpenPrescribing draws a practice over its
-    peers' deciles). ``rows``: window_label, rate, median, p10, p90 in time order."""
-    use_house_style()
+def _trend_axes(ax, rows: pd.DataFrame, title: str, ylabel: str) -> None:
     rows = rows.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(3.9, 2.5))
     x = np.arange(len(rows))
     ax.fill_between(x, rows["p10"], rows["p90"], color=MIRROR_BAND, lw=0, label="P10-P90 zorggroep")
     ax.plot(x, rows["median"], color=MUTED, lw=1.2, label="Mediaan zorggroep")
     ax.plot(x, rows["rate"], color=PRACTICE, lw=2.0, marker="o", ms=3.5, label="Deze praktijk")
     ax.set_xticks(x, [mpl_text(t) for t in rows["window_label"]], rotation=45, ha="right", fontsize=7)
-    ax.yaxis.set_major_formatter(lambda y, _p: f"{y:,.1f}".replace(",", "_").replace(".", ",").replace("_", "."))
+    top = float(pd.concat([rows["rate"], rows["p90"]]).max()) if len(rows) else 0.0
+    decimals = 0 if top >= 20 else 1
+    ax.yaxis.set_major_formatter(
+        lambda y, _p: f"{y:,.{decimals}f}".replace(",", "_").replace(".", ",").replace("_", "."))
+    ax.tick_params(axis="y", labelsize=8)
     ax.set_ylabel(mpl_text(ylabel), fontsize=8)
     ax.set_title(mpl_text(title), loc="left", fontsize=10)
     ax.set_ylim(bottom=0)
+
+
+def trend_band(rows: pd.DataFrame, title: str, ylabel: str):
+    """A rate over the last quarters (rolling years): the care group's P10-P90 as a band, its
+    median as a grey line, the practice in blue (as OpenPrescribing draws a practice over its
+    peers' deciles). ``rows``: window_label, rate, median, p10, p90 in time order."""
+    use_house_style()
+    fig, ax = plt.subplots(figsize=(3.9, 2.5))
+    _trend_axes(ax, rows, title, ylabel)
+    return fig
+
+
+def trend_grid(panels: list[tuple[pd.DataFrame, str, str]], columns: int = 2):
+    """Several ``trend_band`` panels as one figure (small multiples, each with its own y axis),
+    the legend once below: ``panels`` is a list of (rows, title, ylabel)."""
+    use_house_style()
+    n_rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(8.0, 2.55 * n_rows + 0.4), squeeze=False)
+    for ax, (rows, title, ylabel) in zip(axes.flat, panels):
+        _trend_axes(ax, rows, title, ylabel)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=8)
+    # a fixed grid instead of the tight layout engine, which re-measures every label of six
+    # axes on each draw (half of this figure's time); the saved SVG is cropped to its content
+    fig.set_layout_engine("none")
+    fig.subplots_adjust(left=0.09, right=0.99, top=1 - 0.3 / fig.get_figheight(),
+                        bottom=0.95 / fig.get_figheight(), hspace=0.75, wspace=0.3)
     return fig
 
 

@@ -20,7 +20,7 @@ small-number rule (``suppression.MIN_CELL``) and with an expected count of at le
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +88,20 @@ class MirrorData:
     meta: dict
     n_practices: int
 
-    @property
+    @cached_property
     def current(self) -> pd.DataFrame:
         """This practice's figures for the rolling year ending on the quarter's last day."""
         cur = self.own[self.own["window"] == 0]
         return cur.merge(self.measures, on="measure", how="left")
+
+    @cached_property
+    def oe_band(self) -> pd.DataFrame:
+        """Per measure the care group's P10 and P90 of O/E over the publishable practices
+        (empty where fewer than ``MIN_PRACTICES_FOR_PEERS`` have a ratio)."""
+        g = self.peers.groupby("measure")["ratio"]
+        band = pd.DataFrame({"oe_p10": g.quantile(0.10), "oe_p90": g.quantile(0.90), "n": g.count()})
+        band.loc[band["n"] < MIN_PRACTICES_FOR_PEERS, ["oe_p10", "oe_p90"]] = np.nan
+        return band.reset_index()
 
     @property
     def window_start(self):
@@ -185,7 +194,12 @@ def _value(x, unit: str) -> str:
 def _interval(r) -> str:
     if pd.isna(r.ratio) or r.E < stats.MIN_EXPECTED:
         return "– (E < 10)"
-    return f"{nl_ratio(r.ratio)} ({nl_ratio(r.lo)}-{nl_ratio(r.hi)})"
+    return f"{nl_ratio(r.ratio)} {_range(nl_ratio(r.lo), nl_ratio(r.hi))}"
+
+
+def _range(lo: str, hi: str) -> str:
+    """``(lo–hi)`` that a table cell may put on its own line but never breaks inside."""
+    return f"({lo}\u2013\u2060{hi})"
 
 
 POSITION_NL = {"boven": "hoger dan verwacht", "onder": "lager dan verwacht", "binnen": "binnen toeval", "": "–"}
@@ -202,8 +216,8 @@ def section_table(data: MirrorData, section: str) -> pd.DataFrame:
             year = int(r.national_year) if pd.notna(r.national_year) and str(r.national_year).replace(".0", "").isdigit() \
                 else r.national_year
             national = f"{_value(r.national_value, r.unit)} ({year})"
-        band = "–" if pd.isna(r.median) else f"{_value(r.median, r.unit)} ({_value(r.p10, r.unit)}-{_value(r.p90, r.unit)})"
-        rows.append({"Maat": r.title, "Eenheid": r.unit_label,
+        band = "–" if pd.isna(r.median) else f"{_value(r.median, r.unit)} {_range(_value(r.p10, r.unit), _value(r.p90, r.unit))}"
+        rows.append({"Maat": f"{r.title} ({r.unit_label})" if r.unit_label and r.unit_label != "%" else r.title,
                      "Waargenomen (O)": nl_number(r.O), "Verwacht (E)": nl_number(r.E, 1),
                      "O/E (95%-BI)": _interval(r), "Uw praktijk": _value(r.rate, r.unit),
                      "Zorggroep mediaan (P10-P90)": band, "Trechter": POSITION_NL.get(r.position or "", "–"),
@@ -217,10 +231,7 @@ RIGHT = ("Waargenomen (O)", "Verwacht (E)", "O/E (95%-BI)", "Uw praktijk", "Zorg
 def section_dots(data: MirrorData, section: str) -> pd.DataFrame:
     """Rows for ``plots.ratio_dots``: O/E with interval, and the care group's P10-P90 of O/E."""
     cur = data.current[data.current["section"] == section]
-    band = (data.peers.groupby("measure")["ratio"]
-            .agg(oe_p10=lambda s: s.quantile(0.10), oe_p90=lambda s: s.quantile(0.90), n="count").reset_index())
-    band.loc[band["n"] < MIN_PRACTICES_FOR_PEERS, ["oe_p10", "oe_p90"]] = np.nan
-    out = cur.merge(band, on="measure", how="left")
+    out = cur.merge(data.oe_band, on="measure", how="left")
     shown = out["E"] >= stats.MIN_EXPECTED
     return pd.DataFrame({"label": out["title"], "ratio": out["ratio"].where(shown),
                          "lo": out["lo"].where(shown), "hi": out["hi"].where(shown),
@@ -255,6 +266,12 @@ def trend_rows(data: MirrorData, measure: str) -> pd.DataFrame:
 def trend_title(data: MirrorData, measure: str) -> tuple[str, str]:
     m = data.measures.set_index("measure").loc[measure]
     return m["title"], m["unit_label"]
+
+
+def trend_panels(data: MirrorData) -> list[tuple[pd.DataFrame, str, str]]:
+    """The trend of every measure of ``TREND_MEASURES`` as (rows, title, unit), the panels of
+    ``plots.trend_grid``."""
+    return [(trend_rows(data, m), *trend_title(data, m)) for m in TREND_MEASURES]
 
 
 def population_table(data: MirrorData) -> pd.DataFrame:
