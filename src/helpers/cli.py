@@ -22,21 +22,11 @@ from .errors import EXIT_CODES_HELP, ParameterError, SpiegelError, exit_code
 
 
 def _cmd_demo_data(args, settings: Settings) -> int:
-    from datetime import date
-
     from .demo import generate
-    try:
-        extraction = date.fromisoformat(args.extraction_date)
-    except ValueError:
-        raise ParameterError(f"--extraction-date {args.extraction_date!r} is not a date (YYYY-MM-DD)") from None
-    if not 1 <= args.practices <= 2000:
-        raise ParameterError(f"--practices {args.practices} must be between 1 and 2000")
-    regions = min(2, args.practices) if args.regions is None else args.regions
-    if not 1 <= regions <= args.practices:
-        raise ParameterError(f"--regions {regions} must be between 1 and --practices ({args.practices}): "
-                             "every region needs a practice")
-    summary = generate(Path(args.out), practices=args.practices, regions=regions, seed=args.seed,
-                       extraction_date=extraction, force=args.force)
+    from .demo.flags import parse_demo_flags
+    flags = parse_demo_flags({"practices": args.practices, "regions": args.regions, "seed": args.seed,
+                              "extraction_date": args.extraction_date})
+    summary = generate(Path(args.out), **flags, force=args.force)
     print(summary.describe())
     return 0
 
@@ -228,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write a realistic demo care group that follows the data contract, "
                                    "plus a ground-truth file of planted registration defects beside it.")
     p.add_argument("--out", default=str(DEMO_DATASET), help="dataset folder to write (default: data/demo)")
-    p.add_argument("--practices", type=int, default=12, help="number of practices (default 12)")
-    p.add_argument("--regions", type=int, help="number of regions (default 2, or 1 for one practice)")
-    p.add_argument("--seed", type=int, default=20261123, help="random seed (default 20261123)")
+    p.add_argument("--practices", default="12", help="number of practices, 1 to 2000 (default 12)")
+    p.add_argument("--regions", help="number of regions (default 2, or 1 for one practice)")
+    p.add_argument("--seed", default="20261123", help="random seed, a whole number from 0 on (default 20261123)")
     p.add_argument("--extraction-date", default="2026-10-05", help="extraction date YYYY-MM-DD (default 2026-10-05)")
     p.add_argument("--force", action="store_true",
                    help="replace --out even when it is not a dataset written by demo-data (never the project, "

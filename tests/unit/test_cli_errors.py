@@ -172,13 +172,13 @@ def test_warehouse_class_refuses_a_folder(tmp_path):
 
 
 @pytest.mark.parametrize("args,names", [
-    (["--seed", "-1"], ["seed -1", "from 0"]),
-    (["--extraction-date", "1850-01-01"], ["1850-01-01", "1999-01-01 to 2099-12-31"]),
-    (["--extraction-date", "2101-01-01"], ["2101-01-01", "1999-01-01 to 2099-12-31"]),
-    (["--extraction-date", "2026-13-01"], ["--extraction-date '2026-13-01'", "YYYY-MM-DD"]),
-    (["--practices", "0"], ["--practices 0", "between 1 and 2000"]),
-    (["--regions", "0"], ["--regions 0", "between 1 and --practices (1)"]),
-    (["--practices", "2", "--regions", "3"], ["--regions 3", "between 1 and --practices (2)"]),
+    (["--seed", "-1"], ["--seed: found '-1'", "from 0 on"]),
+    (["--extraction-date", "1850-01-01"], ["--extraction-date: found '1850-01-01'", "1999-01-01 to 2099-12-31"]),
+    (["--extraction-date", "2101-01-01"], ["--extraction-date: found '2101-01-01'", "1999-01-01 to 2099-12-31"]),
+    (["--extraction-date", "2026-13-01"], ["--extraction-date: found '2026-13-01'", "YYYY-MM-DD"]),
+    (["--practices", "0"], ["--practices: found '0'", "from 1 to 2000"]),
+    (["--regions", "0"], ["--regions: found '0'", "from 1 to --practices (1)"]),
+    (["--practices", "2", "--regions", "3"], ["--regions: found '3'", "from 1 to --practices (2)"]),
 ], ids=["seed", "1850", "2101", "not-a-date", "practices-0", "regions-0", "regions-above-practices"])
 def test_demo_data_values(capsys, tmp_path, args, names):
     out = tmp_path / "demo"
