@@ -228,7 +228,9 @@ MIRROR_PREPARE = PrepareStep(
     function=_praktijkspiegel_prepare,
     tables=("mirror", "mirror_strata"),
     shared=(SharedTable(name="spiegel_hagro", keys=("hagro", "practice_agb", "name", "measure"),
-                        counts=("O",), derived=tuple((c, "O") for c in ("E", "ratio", "lo", "hi", "rate", "position"))),),
+                        counts=("O",), derived=tuple((c, "O") for c in ("E", "ratio", "lo", "hi", "rate", "position")),
+                        # a hagro's practices add up for each measure (and E nearly gives the total away)
+                        margins=(("hagro", "measure"),)),),
 )
 
 
