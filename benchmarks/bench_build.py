@@ -18,7 +18,14 @@ the same prepared quarter cube for both sides:
 
 Nothing is asserted: it prints a table of seconds and ratios. Not part of the test suite.
 
-    .venv/bin/python benchmarks/bench_build.py [--practices 12] [--workers N] [--keep]
+    .venv/bin/python benchmarks/bench_build.py [--practices 12] [--workers N] [--keep] [--dataset DIR]
+
+Before and after a change, on equal inputs (the demo generator changes too)::
+
+    git worktree add /tmp/before <old commit>
+    PYTHONPATH=/tmp/before/src .venv/bin/spiegel demo-data --out /tmp/before-demo/demo
+    PYTHONPATH=/tmp/before/src .venv/bin/python /tmp/before/benchmarks/bench_build.py
+    .venv/bin/python benchmarks/bench_build.py --dataset /tmp/before-demo/demo
 """
 
 from __future__ import annotations
@@ -144,6 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--skip-plain", action="store_true", help="skip the (slow) plain loops")
+    ap.add_argument("--dataset", type=Path, default=None,
+                    help="a delivery folder to use (copied) instead of generating one: to compare two "
+                         "versions of the code on equal inputs, generate it once with the older one")
     args = ap.parse_args(argv)
 
     from helpers.cube import prepare_quarter
@@ -158,7 +168,10 @@ def main(argv=None) -> int:
         print(f"benchmark folder {root}; {args.practices} practices, {args.workers} workers, "
               f"{os.cpu_count()} cores", flush=True)
         dataset, warehouse = root / "demo", root / "warehouse.duckdb"
-        generate(dataset, practices=args.practices)
+        if args.dataset:
+            shutil.copytree(args.dataset, dataset)   # the rebuild step below edits one practice
+        else:
+            generate(dataset, practices=args.practices)
         Warehouse(warehouse).ingest(dataset)
         import pandas as pd
         latest = pd.to_datetime(Warehouse(warehouse).practices()["extraction_date"]).max().date()
