@@ -112,3 +112,15 @@ def test_an_empty_or_unprepared_cube_offers_nothing(tmp_path):
     assert SharedCube(tmp_path).tables() == []
     with pytest.raises(SharedReadError, match="no tables"):
         read_shared(tmp_path, "per_region")
+
+
+def test_plain_figures_pass_as_they_are_and_may_not_count_patients(tmp_path):
+    """A figure that counts no patients (indicators meeting their target) is declared plain:
+    stored as it is beside the suppressed counts; a count or a patient column cannot be plain."""
+    table = SharedTable("per_practice", keys=("practice",), counts=("enrolled",), plain=("indicators_met",))
+    frame = pd.DataFrame({"practice": ["A", "B"], "enrolled": [3, 40], "indicators_met": [2, 7]})
+    write_shared(tmp_path / SHARED_DIR, [table], {"per_practice": frame})
+    df = read_shared(tmp_path, "per_practice").set_index("practice")
+    assert df["indicators_met"].tolist() == [2, 7] and pd.isna(df.loc["A", "enrolled"])
+    with pytest.raises(SpiegelError, match="must count no patients"):
+        suppress_table(frame, SharedTable("t", keys=("practice",), counts=("enrolled",), plain=("enrolled",)))

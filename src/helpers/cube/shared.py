@@ -76,7 +76,11 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
     if bad:
         raise SpiegelError(f"{where}: column {bad[0]!r} identifies patients; aggregate it away before sharing")
     derived = tuple(getattr(table, "derived", ()))
-    declared = [*table.keys, *table.counts, *(d[0] for d in derived)]
+    plain = tuple(getattr(table, "plain", ()))
+    for column in plain:
+        if column in PATIENT_COLUMNS or column in table.counts or column in table.keys:
+            raise SpiegelError(f"{where}: plain column {column!r} must count no patients (nor be a key or a count)")
+    declared = [*table.keys, *table.counts, *(d[0] for d in derived), *plain]
     extra = [c for c in cols if c not in declared]
     missing = [c for c in declared if c not in cols]
     if extra or missing:
@@ -114,6 +118,8 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
         if count not in exact:
             raise SpiegelError(f"{where}: derived column {column!r} must rest on a declared count (found {count!r})")
         out[column] = df[column].where(~withheld[count].to_numpy(), None)
+    for column in plain:
+        out[column] = df[column].to_numpy()
     for c, values in exact.items():
         out[c] = values.mask(withheld[c])
         shown = suppression.suppress_counts(values.astype("float64")).astype("string")
@@ -135,6 +141,7 @@ def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame
         index[table.name] = {"keys": list(table.keys), "counts": list(table.counts),
                              "derived": [d[0] for d in getattr(table, "derived", ())],
                              "margins": [list(m) for m in getattr(table, "margins", ())],
+                             "plain": list(getattr(table, "plain", ())),
                              "rates": [r[0] for r in table.rates]}
     (directory / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
     return sorted(index)
@@ -179,7 +186,7 @@ class SharedCube:
         if any(c in df.columns for c in PATIENT_COLUMNS):
             raise SharedReadError(f"shared cube table {table!r}: holds a patient column; prepare the quarter again")
         allowed = {*spec["keys"], *spec["counts"], *(f"{c}_shown" for c in spec["counts"]), *spec["rates"],
-                   *spec.get("derived", ())}
+                   *spec.get("derived", ()), *spec.get("plain", ())}
         for c in spec["counts"]:
             if c in df.columns and df[c].dropna().map(suppression.is_small).any():
                 raise SharedReadError(f"shared cube table {table!r}: column {c!r} holds an unsuppressed small count; "

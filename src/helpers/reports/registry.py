@@ -89,6 +89,9 @@ class SharedTable:
     derived: tuple[tuple[str, str], ...] = ()
     #: key groups whose rows add up to a published total: complementary suppression within each
     margins: tuple[tuple[str, ...], ...] = ()
+    #: figures that count no patients (indicators meeting their target, a contract's maximum
+    #: share, a tariff): stored as they are, as ``KeyFigures.plain``
+    plain: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
