@@ -53,8 +53,26 @@ def cube_tables(src: Path, warehouse: Path, quarters: list[str], out: Path) -> d
         return pickle.load(fh)
 
 
+#: Columns renamed between code versions: old name -> new name. A table of either version is
+#: compared under the new names (``indicators.chain`` became ``programme``).
+RENAMED_COLUMNS = {"chain": "programme"}
+
+
+def _new_names(df):
+    """``df`` with the old column names of ``RENAMED_COLUMNS`` under their new names (in place
+    in the column order), unless the new name is already a column.
+
+    >>> import pandas as pd
+    >>> list(_new_names(pd.DataFrame(columns=["indicator_id", "order", "chain", "title"])).columns)
+    ['indicator_id', 'order', 'programme', 'title']
+    """
+    renames = {o: n for o, n in RENAMED_COLUMNS.items() if o in df.columns and n not in df.columns}
+    return df.rename(columns=renames) if renames else df
+
+
 def compare(old: dict, new: dict) -> list[str]:
-    """One line per table: equal (with its shape) or the difference."""
+    """One line per table: equal (with its shape) or the difference. Columns renamed since the
+    old version (``RENAMED_COLUMNS``) are compared under their new names."""
     import pandas as pd
     lines = []
     for quarter in sorted(set(old) | set(new)):
@@ -64,7 +82,7 @@ def compare(old: dict, new: dict) -> list[str]:
                 lines.append(f"DIFF  {quarter} {name}: only in {'new' if name in b else 'old'}")
                 continue
             try:
-                pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
+                pd.testing.assert_frame_equal(_new_names(a[name]), _new_names(b[name]), check_exact=True)
                 lines.append(f"equal {quarter} {name}: {a[name].shape[0]} rows x {a[name].shape[1]} columns")
             except AssertionError as exc:
                 lines.append(f"DIFF  {quarter} {name}: {exc}")

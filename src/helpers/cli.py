@@ -59,7 +59,7 @@ def _cmd_prepare(args, settings: Settings) -> int:
 
 # ------------------------------------------------------------------------------ explain
 #: the order of an indicator's fields when explained; any other field of the file follows
-_INDICATOR_FIELDS = ("id", "title", "chain", "programme", "type", "why", "numerator", "denominator",
+_INDICATOR_FIELDS = ("id", "title", "programme", "type", "why", "numerator", "denominator",
                      "denominator_note", "concepts", "window_months", "thresholds", "values", "atc", "group",
                      "min_age", "max_age", "target_pct", "low_is_good", "source", "reviewed_by", "reviewed_on")
 

@@ -96,7 +96,7 @@ def test_the_definition_shows_every_field_of_its_file(capsys, indicator_id):
     assert all(line.startswith("  ") for line in block)
     fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in block}
     assert set(fields) == set(raw)
-    for key in ("title", "chain", "numerator", "denominator", "source", "reviewed_by", "reviewed_on"):
+    for key in ("title", "programme", "numerator", "denominator", "source", "reviewed_by", "reviewed_on"):
         assert fields[key] == str(raw[key]), key
     assert fields["target_pct"] == str(raw["target_pct"])
     assert fields["low_is_good"] == str(raw["low_is_good"]).lower()

@@ -51,10 +51,10 @@ def test_all_indicator_problems_reported_together(tmp_path):
         load_indicators(directory=tmp_path)
     for p in BAD.glob("*.yaml"):
         assert p.name in str(exc.value)
-    # unknown_chain.yaml has two problems: both are listed, one line each
+    # unknown_programme.yaml has two problems: both are listed, one line each
     lines = str(exc.value).splitlines()
-    assert f"{tmp_path / 'unknown_chain.yaml'}, chain: found 'HF', expected one of DM2, COPD, CVRM, ASTMA" in lines
-    assert f"{tmp_path / 'unknown_chain.yaml'}, low_is_good: found 'maybe', expected true or false" in lines
+    assert f"{tmp_path / 'unknown_programme.yaml'}, programme: found 'HF', expected one of DM2, COPD, CVRM, ASTMA" in lines
+    assert f"{tmp_path / 'unknown_programme.yaml'}, low_is_good: found 'maybe', expected true or false" in lines
     assert len(lines) == len(exc.value.problems) == 7
 
 
@@ -93,8 +93,10 @@ def test_programme_rules_checked_against_codes():
         in lines
     assert f"{PROGRAMMES_FILE}, programmes.DM2.controls[0].concepts: found 'hba1c_x', expected a concept of " \
         "codes.yaml measurements (control hba1c)" in lines
-    assert f"{PROGRAMMES_FILE}, programmes.COPD.max_inclusion_pct: found '140', expected a percentage in (0, 100]" \
-        in lines
+    # caps and tariffs moved to contracts.yaml: one there in programmes.yaml is a problem
+    assert f"{PROGRAMMES_FILE}, programmes.COPD.max_inclusion_pct: found '140', expected no max_inclusion_pct here: " \
+        "caps and tariffs are in contracts.yaml; set it in parameters/contracts.yaml (defaults.max_inclusion_pct " \
+        "or the insurer's contract)" in lines
 
 
 def test_icpc_matching():
@@ -136,7 +138,7 @@ def test_an_indicator_of_a_programme_not_in_programmes_yaml(tmp_path):
     rules = parse_programmes(data, load_codes())
     with pytest.raises(IndicatorError) as exc:
         load_indicators(rules)
-    assert f"{INDICATORS_DIR / 'astma_control_recorded.yaml'}, chain: found 'ASTMA', expected a programme of " \
+    assert f"{INDICATORS_DIR / 'astma_control_recorded.yaml'}, programme: found 'ASTMA', expected a programme of " \
         "programmes.yaml (DM2, CVRM, COPD)" in str(exc.value).splitlines()
 
 

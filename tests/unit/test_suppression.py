@@ -66,8 +66,8 @@ def test_figure_dots_follow_the_peer_rule(demo_cube):
                 if r.denominator and suppress_rate(r.numerator, r.denominator) is None}
     few = set(ind.loc[ind["peer_n"].fillna(0) < MIN_PRACTICES_FOR_PEERS, "indicator_id"])
     shown = 0
-    for chain in ind["chain"].unique():
-        _own, dots = indicator_points(data, chain)
+    for programme in ind["programme"].unique():
+        _own, dots = indicator_points(data, programme)
         dots = dots.dropna()
         shown += len(dots)
         assert not set(dots["indicator_id"]) & few

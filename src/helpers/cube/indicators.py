@@ -186,7 +186,7 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, state: PreparedState,
     df["numerator"] = df["numerator"].astype("int64")
     df["denominator"] = df["denominator"].astype("int64")
     df["pct"] = (100.0 * df["numerator"] / df["denominator"].where(df["denominator"] > 0)).astype(float)
-    meta = pd.DataFrame([{"indicator_id": i.id, "order": n, "chain": i.programme, "title": i.title, "type": i.type,
+    meta = pd.DataFrame([{"indicator_id": i.id, "order": n, "programme": i.programme, "title": i.title, "type": i.type,
                           "target_pct": i.target_pct, "low_is_good": i.low_is_good}
                          for n, i in enumerate(indicators.values())])
     df = peer_statistics(df.merge(meta, on="indicator_id"))

@@ -79,7 +79,7 @@ def key_figures(data: HisData) -> dict:
     """Headline numbers, exact: for the practice's own report. The portal shows them
     suppressed (``portal.key_figures``).
 
-    A patient in two chains (DM2 and CVRM) is one patient with two deelnames: both are
+    A patient in two programmes (DM2 and CVRM) is one patient with two deelnames: both are
     counted, as ``enrolled_patients`` and ``enrolments``."""
     f = data.findings
     reg = f[f["kind"].isin(REGISTRATION_KINDS)]
@@ -128,7 +128,7 @@ def intro_text(data: HisData) -> str:
 
 
 def summary_table(data: HisData) -> pd.DataFrame:
-    """Per chain: enrolled, inclusion against the cap, findings and open controls; each count
+    """Per programme: enrolled, inclusion against the cap, findings and open controls; each count
     with its change since the previous quarter in brackets."""
     def with_delta(now, before) -> str:
         return f"{nl_number(now)} ({nl_delta(now, before)})" if before is not None and pd.notna(before) \
@@ -152,7 +152,7 @@ def summary_table(data: HisData) -> pd.DataFrame:
 
 
 def findings_overview(data: HisData) -> pd.DataFrame:
-    """Count of each registration finding kind per chain, with the previous quarter."""
+    """Count of each registration finding kind per programme, with the previous quarter."""
     rows = []
     for kind in REGISTRATION_KINDS + ("no_chain_contact",):
         row = {"Bevinding": KIND_LABELS_NL[kind]}
@@ -179,13 +179,13 @@ def finding_list(data: HisData, kind: str) -> pd.DataFrame:
 
 
 def controls_table(data: HisData, programme: str) -> pd.DataFrame:
-    """The call-up list of one chain: a row per patient with what is missing or overdue."""
+    """The call-up list of one programme: a row per patient with what is missing or overdue."""
     f = data.findings[(data.findings["programme"] == programme) & data.findings["kind"].isin(CONTROL_KINDS)]
     return worklist(f, "oproepen").drop(columns="Keten")
 
 
 def controls_overview(data: HisData) -> pd.DataFrame:
-    """Per chain and control: patients missing it and patients overdue."""
+    """Per programme and control: patients missing it and patients overdue."""
     rules = load_programmes()
     f = data.findings
     rows = []
@@ -202,9 +202,9 @@ def controls_overview(data: HisData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def indicator_table(data: HisData, chain: str) -> pd.DataFrame:
-    """Indicators of one chain: numerator, denominator, %, target, care-group median, position."""
-    own = data.own_indicators[data.own_indicators["chain"] == chain]
+def indicator_table(data: HisData, programme: str) -> pd.DataFrame:
+    """Indicators of one programme: numerator, denominator, %, target, care-group median, position."""
+    own = data.own_indicators[data.own_indicators["programme"] == programme]
     rows = []
     for r in own.itertuples():
         peers_ok = pd.notna(r.peer_n) and r.peer_n >= MIN_PRACTICES_FOR_PEERS
@@ -221,12 +221,12 @@ def indicator_table(data: HisData, chain: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def indicator_points(data: HisData, programme: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For the indicator figure: this practice's rows, and the other practices' percentages
     that the small-number rules allow: only publishable rates, and only for an indicator
     whose care-group figures are shown (``peer_n``, see ``suppression.PEER_RULE``)."""
     from ..suppression import peer_rates
-    ind = data.indicators[data.indicators["chain"] == chain]
+    ind = data.indicators[data.indicators["programme"] == programme]
     mine = ind["practice_agb"] == data.practice["practice_agb"]
     own = ind[mine][["indicator_id", "title", "pct", "target_pct"]]
     others = ind[~mine & (ind["peer_n"].fillna(0) >= MIN_PRACTICES_FOR_PEERS)].copy()
@@ -236,16 +236,16 @@ def indicator_points(data: HisData, chain: str) -> tuple[pd.DataFrame, pd.DataFr
 
 @lru_cache(maxsize=1)
 def _indicator_definitions() -> dict:
-    """The indicator files, read once per process (the notes of every chain need them)."""
+    """The indicator files, read once per process (the notes of every programme need them)."""
     from ..rules.indicators import load_indicators
     return load_indicators()
 
 
-def indicator_notes(data: HisData, chain: str) -> str:
-    """How each indicator of a chain is counted (Markdown list)."""
+def indicator_notes(data: HisData, programme: str) -> str:
+    """How each indicator of a programme is counted (Markdown list)."""
     defs = _indicator_definitions()
     lines = []
-    for iid in data.own_indicators[data.own_indicators["chain"] == chain]["indicator_id"]:
+    for iid in data.own_indicators[data.own_indicators["programme"] == programme]["indicator_id"]:
         d = defs[iid]
         lines.append(f"- *{d.title}*: {d.why} Noemer: {d.denominator_note} Bron: {d.source}.")
     return "\n".join(lines)

@@ -32,7 +32,7 @@ def control_label(programme: str, control: str | None) -> str:
 
 
 def worklist(findings: pd.DataFrame, action: str) -> pd.DataFrame:
-    """One worklist (an entry of ``WORKLISTS``) as a Dutch table, one row per patient and chain.
+    """One worklist (an entry of ``WORKLISTS``) as a Dutch table, one row per patient and programme.
 
     Measurement findings of a patient are folded into one row ("ontbreekt: HbA1c, LDL").
     """

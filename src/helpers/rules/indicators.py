@@ -22,7 +22,7 @@ from .codes import AtcGroup, config_error, read_yaml
 from .programmes import CONTRACT_PROGRAMMES, Rules
 
 TYPES = ("process", "outcome", "structure")
-REQUIRED = ("id", "title", "chain", "type", "numerator", "denominator", "target_pct", "low_is_good",
+REQUIRED = ("id", "title", "programme", "type", "numerator", "denominator", "target_pct", "low_is_good",
             "source", "reviewed_by", "reviewed_on")
 
 
@@ -39,8 +39,7 @@ class Threshold:
 class Indicator:
     id: str
     title: str
-    #: the programme (keten) the indicator belongs to; ``chain`` in the indicator files and in the
-    #: cube's ``indicators`` table (the published names, kept), one of programmes.yaml
+    #: the programme (keten) the indicator belongs to, one of programmes.yaml
     programme: str
     type: str
     numerator: str
@@ -92,10 +91,10 @@ def parse_indicator(data: dict, source: str, rules: Rules) -> tuple[Indicator | 
     iid = str(data["id"])
     if Path(source).stem != iid:
         problem("id", iid, f"the file name ({Path(source).stem!r})")
-    if data["chain"] not in CONTRACT_PROGRAMMES:
-        problem("chain", data["chain"], f"one of {', '.join(CONTRACT_PROGRAMMES)}")
-    elif data["chain"] not in rules.programmes:
-        problem("chain", data["chain"], f"a programme of programmes.yaml ({', '.join(rules.programme_ids)})")
+    if data["programme"] not in CONTRACT_PROGRAMMES:
+        problem("programme", data["programme"], f"one of {', '.join(CONTRACT_PROGRAMMES)}")
+    elif data["programme"] not in rules.programmes:
+        problem("programme", data["programme"], f"a programme of programmes.yaml ({', '.join(rules.programme_ids)})")
     if data["type"] not in TYPES:
         problem("type", data["type"], f"one of {', '.join(TYPES)}")
     if data["numerator"] not in NUMERATOR_NAMES:
@@ -142,7 +141,7 @@ def parse_indicator(data: dict, source: str, rules: Rules) -> tuple[Indicator | 
     if isinstance(reviewed_on, date):
         reviewed_on = reviewed_on.isoformat()
     return Indicator(
-        iid, str(data["title"]), data["chain"], data["type"], data["numerator"], data["denominator"],
+        iid, str(data["title"]), data["programme"], data["type"], data["numerator"], data["denominator"],
         concepts, int(wm), tuple(thresholds), tuple(str(v) for v in data.get("values") or ()),
         data.get("atc"), data.get("group"), data.get("min_age"), data.get("max_age"),
         None if tp is None else float(tp), data["low_is_good"], str(data["source"]), str(data.get("why", "")),
