@@ -444,7 +444,7 @@ def test_dates_and_numbers_in_non_ascii_digits_are_not_values():
 # Contract version 2: veelgebruikers_plan.csv (optional)
 # ---------------------------------------------------------------------------------------
 
-PLAN = "patient_id;selected_on;profile;ended_on\nP001;2025-01-10;somatisch_1;\nP002;10-01-2025;;2025-06-30\nP003;2024-11-01;ggz;\n"
+PLAN = "patient_id;selected_on;profile;ended_on\nP001;2025-01-10;multimorbiditeit;\nP002;10-01-2025;;2025-06-30\nP003;2024-11-01;ggz;\n"
 
 
 def test_a_version_1_delivery_has_an_empty_plan(tmp_path):
@@ -472,7 +472,7 @@ def test_a_valid_plan_loads_typed(tmp_path):
 def test_a_plan_as_parquet_loads(tmp_path):
     ds = build(tmp_path)
     pd.DataFrame({"patient_id": ["P001", "P004"], "selected_on": pd.to_datetime(["2025-01-10", "2025-02-01"]),
-                  "profile": ["somatisch", None], "ended_on": [None, None]}).to_parquet(
+                  "profile": ["solk", None], "ended_on": [None, None]}).to_parquet(
         ds / "extracts" / A / "veelgebruikers_plan.parquet", index=False)
     plan = contract.load_practice(ds, practice_row(ds, A)).veelgebruikers_plan
     assert plan["patient_id"].tolist() == ["P001", "P004"]
@@ -492,16 +492,16 @@ def test_plan_profiles_follow_the_parameters_file_when_it_exists(tmp_path, monke
     ds = build(tmp_path)
     (ds / "extracts" / A / "veelgebruikers_plan.csv").write_text(PLAN)
     params = tmp_path / "veelgebruikers.yaml"
-    params.write_text("profiles:\n  - id: somatisch_1\n  - id: psychisch\n")
+    params.write_text("profiles:\n  - id: multimorbiditeit\n  - id: psychisch\n")
     monkeypatch.setattr(contract, "VEELGEBRUIKERS_FILE", params)
     with pytest.raises(ContractError) as err:
         contract.load_practice(ds, practice_row(ds, A))
     assert [(p.line, p.column, p.value) for p in err.value.problems] == [(4, "profile", "ggz")]
-    assert "one of the profiles in veelgebruikers.yaml: somatisch_1, psychisch" in err.value.problems[0].expected
-    params.write_text("profiles:\n  somatisch_1: {}\n  ggz: {}\n")  # a mapping keyed by id works too
+    assert "one of the profiles in veelgebruikers.yaml: multimorbiditeit, psychisch" in err.value.problems[0].expected
+    params.write_text("profiles:\n  multimorbiditeit: {}\n  ggz: {}\n")  # a mapping keyed by id works too
     assert len(contract.load_practice(ds, practice_row(ds, A)).veelgebruikers_plan) == 3
     # an explicit list wins over the file
-    assert len(contract.load_practice(ds, practice_row(ds, A), profiles=["somatisch_1", "ggz"]).veelgebruikers_plan) == 3
+    assert len(contract.load_practice(ds, practice_row(ds, A), profiles=["multimorbiditeit", "ggz"]).veelgebruikers_plan) == 3
 
 
 def test_without_the_parameters_file_any_code_like_profile_is_accepted(tmp_path, monkeypatch):

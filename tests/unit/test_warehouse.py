@@ -273,7 +273,7 @@ def test_an_empty_duckdb_file_is_not_read_as_a_warehouse(tmp_path):
 # Contract version 2: veelgebruikers_plan
 # ---------------------------------------------------------------------------------------
 
-PLAN = "patient_id;selected_on;profile;ended_on\nP001;2025-01-10;somatisch_1;\nP002;10-01-2025;;2025-06-30\n"
+PLAN = "patient_id;selected_on;profile;ended_on\nP001;2025-01-10;multimorbiditeit;\nP002;10-01-2025;;2025-06-30\n"
 
 
 def test_a_version_1_delivery_leaves_the_plan_table_empty(good):
@@ -296,7 +296,7 @@ def test_a_plan_loads_in_the_practice_transaction_and_is_replaced(tmp_path):
         rows = con.execute("SELECT patient_id, selected_on, profile, ended_on FROM veelgebruikers_plan "
                            "WHERE practice_agb = ? ORDER BY patient_id", [A]).fetchall()
         assert [(r[0], str(r[1]), r[2], r[3] and str(r[3])) for r in rows] == [
-            ("P001", "2025-01-10", "somatisch_1", None), ("P002", "2025-01-10", None, "2025-06-30")]
+            ("P001", "2025-01-10", "multimorbiditeit", None), ("P002", "2025-01-10", None, "2025-06-30")]
         assert [r[1] for r in con.execute('DESCRIBE "veelgebruikers_plan"').fetchall()] == [
             "VARCHAR", "VARCHAR", "DATE", "VARCHAR", "DATE"]
     plan.unlink()  # the practice stops delivering a plan: its rows go with the next load
