@@ -7,11 +7,11 @@ and sex only. They appear only in the practice's own report and beside it as CSV
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import write_bytes
 from ..cube import read_slice
 from ..escape import csv_cell
 from ..cube.findings import KIND_LABELS_NL, WORKLISTS
@@ -31,50 +31,55 @@ def control_label(programme: str, control: str | None) -> str:
     return control
 
 
+def _control_labels() -> dict[tuple[str, str], str]:
+    """(programme, control) -> Dutch label, for every control of every programme."""
+    rules = load_programmes()
+    return {(p.id, c.id): " of ".join(rules.codes.measurements[k].title for k in c.concepts)
+            for p in rules.programmes.values() for c in p.controls}
+
+
 def worklist(findings: pd.DataFrame, action: str) -> pd.DataFrame:
     """One worklist (an entry of ``WORKLISTS``) as a Dutch table, one row per patient and programme.
 
     Measurement findings of a patient are folded into one row ("ontbreekt: HbA1c, LDL").
+    Built column-wise (one label per finding, then one join per patient), not per patient.
     """
     kinds = WORKLISTS[action]
     f = findings[findings["kind"].isin(kinds)].copy()
     cols = ["Patiëntnummer", "Geboortejaar", "Geslacht", "Keten", "Actie"]
     if f.empty:
         return pd.DataFrame(columns=cols)
-
-    def reason(rows: pd.DataFrame) -> str:
-        parts = []
-        for kind, grp in rows.groupby("kind", sort=False):
-            if kind == "measurement_missing":
-                parts.append("ontbreekt: " + ", ".join(control_label(r.programme, r.control) for r in grp.itertuples()))
-            elif kind == "measurement_overdue":
-                parts.append("verlopen: " + ", ".join(
-                    f"{control_label(r.programme, r.control)} (laatst {pd.Timestamp(r.last_date):%d-%m-%Y})"
-                    for r in grp.itertuples()))
-            else:
-                parts.append(KIND_LABELS_NL[kind])
-        return "; ".join(parts)
-
+    labels = _control_labels()
+    control = [labels.get((p, c), c) if isinstance(c, str) and c else "" for p, c in zip(f["programme"], f["control"])]
+    last = pd.to_datetime(f["last_date"]).dt.strftime("%d-%m-%Y")
+    f["item"] = [f"{c} (laatst {d})" if k == "measurement_overdue" else c
+                 for c, d, k in zip(control, last, f["kind"])]
     f["kind"] = pd.Categorical(f["kind"], categories=list(kinds), ordered=True)
-    rows = []
-    for (pid, prog), grp in f.sort_values(["kind", "control"]).groupby(["patient_id", "programme"], sort=False, observed=True):
-        first = grp.iloc[0]
-        rows.append({"Patiëntnummer": pid, "Geboortejaar": int(first["birth_year"]),
-                     "Geslacht": SEX_NL.get(first["sex"], first["sex"]), "Keten": prog, "Actie": reason(grp)})
-    out = pd.DataFrame(rows, columns=cols)
+    f = f.sort_values(["kind", "control"], kind="stable")
+    keys = ["patient_id", "programme"]
+    # one part per patient, programme and kind: "ontbreekt: a, b" / "verlopen: ..." / the kind's label
+    parts = f.groupby([*keys, "kind"], sort=False, observed=True)["item"].agg(", ".join).reset_index()
+    prefix = {"measurement_missing": "ontbreekt: ", "measurement_overdue": "verlopen: "}
+    parts["part"] = [prefix[k] + items if k in prefix else KIND_LABELS_NL[k]
+                     for k, items in zip(parts["kind"].astype(str), parts["item"])]
+    actions = parts.groupby(keys, sort=False)["part"].agg("; ".join)
+    first = f.drop_duplicates(keys).set_index(keys)
+    out = pd.DataFrame({"Patiëntnummer": first.index.get_level_values(0),
+                        "Geboortejaar": first["birth_year"].astype(int).to_numpy(),
+                        "Geslacht": [SEX_NL.get(x, x) for x in first["sex"]],
+                        "Keten": first.index.get_level_values(1),
+                        "Actie": actions.reindex(first.index).to_numpy()}, columns=cols)
     order = {p: i for i, p in enumerate(load_programmes().programmes)}
     return out.sort_values(["Keten", "Patiëntnummer"], key=lambda s: s.map(order) if s.name == "Keten" else s) \
               .reset_index(drop=True)
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # a worklist is opened in Excel: no delivered text may become a formula there
     df = df.map(csv_cell)
     df.columns = [csv_cell(c) for c in df.columns]
     # Dutch spreadsheet dialect: ';' and UTF-8 with BOM so Excel opens it right
-    df.to_csv(tmp, sep=";", index=False, encoding="utf-8-sig")
-    os.replace(tmp, path)
+    write_bytes(path, df.to_csv(sep=";", index=False).encode("utf-8-sig"))
 
 
 def write_worklists(cube: Path, practice_agb: str, outdir: Path) -> list[Path]:
