@@ -296,3 +296,38 @@ def pyramid_compare(own: pd.DataFrame, reference: pd.DataFrame, order: list[str]
     ax.set_title("Leeftijdsopbouw tegenover de zorggroep", loc="left")
     ax.legend(loc="lower right", frameon=False, fontsize=8)
     return fig
+
+
+# --- the regional report -----------------------------------------------------------------
+def region_inclusion(frame: pd.DataFrame, programmes: list[str]):
+    """Inclusion per practice (bars) against the agreed maximum (red tick), one panel per
+    programme. ``frame``: programme, name, inclusion_pct (NaN where withheld), max_inclusion_pct."""
+    use_house_style()
+    names = sorted(frame["name"].astype(str).unique())
+    cols = 2
+    rows_n = -(-len(programmes) // cols)
+    height = max(1.6, 0.28 * len(names) + 0.9)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(8.0, height * rows_n + 0.3), squeeze=False, sharey=True)
+    y = np.arange(len(names))
+    for ax, prog in zip(axes.flat, programmes):
+        g = frame[frame["programme"] == prog].set_index(frame[frame["programme"] == prog]["name"].astype(str))
+        g = g.reindex(names)
+        pct = g["inclusion_pct"].astype(float)
+        cap = g["max_inclusion_pct"].astype(float)
+        over = (pct > cap).fillna(False).to_numpy()
+        ax.barh(y, pct.fillna(0).to_numpy(), color=np.where(over, TARGET, PRACTICE), height=0.6)
+        ax.vlines(cap.to_numpy(), y - 0.38, y + 0.38, color=TARGET, lw=2.0)
+        for i, v in enumerate(pct):
+            if pd.isna(v):
+                ax.text(0.1, i, "<10", va="center", fontsize=7, color=MUTED)
+        top = float(np.nanmax(np.r_[pct.to_numpy(dtype=float), cap.to_numpy(dtype=float), 1.0]))
+        ax.set_xlim(0, top * 1.15)
+        ax.xaxis.set_major_formatter(pct_fmt)
+        ax.set_yticks(y, [mpl_text(n) for n in names], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(mpl_text(prog), loc="left", fontsize=10)
+    for ax in list(axes.flat)[len(programmes):]:
+        ax.set_visible(False)
+    fig.suptitle("Inclusie per praktijk (rood streepje = afgesproken maximum)", x=0.01, ha="left",
+                 fontsize=11, fontweight="bold")
+    return fig

@@ -237,6 +237,41 @@ MIRROR_PREPARE = PrepareStep(
 )
 
 
+def _regio_prepare(con, quarter, tables):
+    from . import regio
+    return regio.prepare(con, quarter, tables)
+
+
+#: the regional report's prepare step: four shared tables, suppressed within each region because
+#: the region's totals are published (``helpers.reports.regio``)
+REGIO_PREPARE = PrepareStep(
+    function=_regio_prepare,
+    shared=(
+        SharedTable("regio_practices", keys=("region", "practice_agb", "name"),
+                    counts=("list_size", "enrolled_patients", "registration_findings", "registration_findings_prev",
+                            "open_controls", "open_controls_prev"),
+                    plain=("indicators_met", "indicators_scored"), margins=(("region",),)),
+        SharedTable("regio_programmes", keys=("region", "practice_agb", "name", "programme"),
+                    counts=("list_size", "enrolled", "enrolled_prev", "above_cap", "registration_findings",
+                            "open_controls"),
+                    rates=(("inclusion_pct", "enrolled", "list_size"),), plain=("max_inclusion_pct", "cap"),
+                    margins=(("region", "programme"),)),
+        SharedTable("regio_indicators", keys=("region", "practice_agb", "name", "indicator_id", "quarter"),
+                    counts=("numerator", "denominator"), rates=(("pct", "numerator", "denominator"),)),
+        SharedTable("regio_totals", keys=("scope", "region", "programme"),
+                    counts=("list_size", "enrolled", "enrolled_prev", "above_cap", "registration_findings",
+                            "open_controls"),
+                    rates=(("inclusion_pct", "enrolled", "list_size"),), plain=("practices",),
+                    margins=(("scope", "programme"),)),
+    ),
+)
+
+
+def _regio_figures(shared, region: str) -> dict:
+    from . import regio
+    return regio.key_figures(regio.load(shared, region))
+
+
 _BUILTIN = (
     ReportSpec(
         id="his_analyse",
@@ -273,6 +308,28 @@ _BUILTIN = (
         figures=KeyFigures(columns=(("practices", "Praktijken"), ("discussion_points", "Gespreksonderwerpen")),
                            compute=_spiegelbijeenkomst_figures, plain=("practices", "discussion_points")),
         description="The peer-meeting pack of one hagro: the mirror side by side, discussion points, report and attendance list.",
+    ),
+    ReportSpec(
+        id="regio",
+        title_nl="Regiorapportage",
+        notebook=NOTEBOOKS_DIR / "regio.ipynb",
+        scope="region",
+        params=(Param("region", "region", help="the region, as in practices.csv"), *COMMON),
+        prepare=REGIO_PREPARE,
+        figures=KeyFigures(columns=(("practices", "Praktijken"), ("enrolled_patients", "Patiënten in ketenzorg")),
+                           compute=_regio_figures, plain=("practices",)),
+        description="All practices of a region side by side: chain care, inclusion against the caps, indicators.",
+    ),
+    ReportSpec(
+        id="regio_zorggroep",
+        title_nl="Regiorapportage zorggroep",
+        notebook=NOTEBOOKS_DIR / "regio.ipynb",
+        scope="zorggroep",
+        params=(Param("region", "str", required=False, default="zorggroep",
+                      help="'zorggroep': the whole care group (the regional report's notebook)"), *COMMON),
+        figures=KeyFigures(columns=(("practices", "Praktijken"), ("enrolled_patients", "Patiënten in ketenzorg")),
+                           compute=_regio_figures, plain=("practices",)),
+        description="The regional report for the whole care group.",
     ),
 )
 

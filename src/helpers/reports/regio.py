@@ -1,0 +1,373 @@
+"""The regional report (regio): every practice of a region side by side, and one report for
+the whole care group (zorggroep).
+
+Sections: Overzicht (list size, enrolled per programme, inclusion against the agreed maximum,
+registration findings, open controls, indicators meeting their target, the change since the
+previous quarter, with region and care-group totals), Ketenzorgindicatoren (each indicator
+per practice over the last four quarters, with the region's and the care group's median and
+P10-P90, and a practice-by-indicator overview) and Inclusie (enrolled on day 1 against the
+agreed maximum per programme, the patients above it, and the inclusion over the quarters of
+the contract year).
+
+A shared-scope report: it reads only the cube's shared tables (``helpers.cube.SharedCube``),
+written by :func:`prepare` through the small-number rule, with complementary suppression
+within each region (``SharedTable.margins``) because the region's totals are published. Peer
+figures are computed over the publishable rates of at least
+``suppression.MIN_PRACTICES_FOR_PEERS`` practices (``suppression.PEER_RULE``).
+
+>>> inclusion_cap(2_208, 7.5)
+165
+>>> nl_pct_or_dash(None)
+'–'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import escape
+from ..cube.findings import CONTROL_KINDS, REGISTRATION_KINDS, prepare_state
+from ..cube.indicators import compute_indicators
+from ..cube.population import list_size_sql
+from ..cube.shared import SharedCube
+from ..errors import ParameterError
+from ..quarter import Quarter
+from ..rules.indicators import load_indicators
+from ..rules.programmes import load_programmes
+from ..suppression import MIN_PRACTICES_FOR_PEERS, PEER_RULE, RULE_TEXT
+from ..tables import nl_number, nl_pct
+from .registry import REGIO_PREPARE
+
+#: the quarters of indicator history the report shows (the current one included)
+HISTORY_QUARTERS = 4
+#: the name the care group's own report (scope zorggroep) uses for "all regions"
+ZORGGROEP = "zorggroep"
+
+#: the shared tables, declared once in the registry (``REGIO_PREPARE``)
+PRACTICES_TABLE, PROGRAMMES_TABLE, INDICATORS_TABLE, TOTALS_TABLE = (t.name for t in REGIO_PREPARE.shared)
+PRACTICE_COUNTS, PROGRAMME_COUNTS, _, TOTAL_COUNTS = (t.counts for t in REGIO_PREPARE.shared)
+
+
+def inclusion_cap(list_size: int, max_inclusion_pct: float) -> int:
+    """The most patients a practice may enrol in a programme: the agreed maximum share of its
+    list, rounded down (a patient is enrolled or not)."""
+    if list_size is None or max_inclusion_pct is None or pd.isna(list_size) or pd.isna(max_inclusion_pct):
+        return 0
+    return int(math.floor(float(list_size) * float(max_inclusion_pct) / 100.0 + 1e-9))
+
+
+def nl_pct_or_dash(x, decimals: int = 1) -> str:
+    return nl_pct(x, decimals) if x is not None and pd.notna(x) else "–"
+
+
+# ------------------------------------------------------------------ prepare (the cube)
+def _quarter_counts(con, state, rules) -> pd.DataFrame:
+    """Per practice and programme: list size and enrolled on the quarter's first day."""
+    programmes = ", ".join(f"('{p}')" for p in rules.programme_ids)
+    return con.execute(f"""
+        SELECT pr.practice_agb, g.programme, coalesce(ls.list_size, 0) AS list_size, coalesce(en.enrolled, 0) AS enrolled
+        FROM practices pr CROSS JOIN (VALUES {programmes}) g(programme)
+        LEFT JOIN ({list_size_sql(state)}) ls USING (practice_agb)
+        LEFT JOIN (SELECT e.practice_agb, e.programme, count(*) AS enrolled
+                   FROM {state.enr} e JOIN {state.pat} p USING (practice_agb, patient_id) WHERE p.in_population
+                   GROUP BY 1, 2) en ON en.practice_agb = pr.practice_agb AND en.programme = g.programme
+    """).df()
+
+
+def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
+    """The region tables of every practice (shared, written through the small-number rule):
+    practices, programmes (with the inclusion cap), indicators over the last four quarters,
+    and the totals per region and for the care group."""
+    quarter = Quarter.parse(quarter)
+    rules = load_programmes()
+    indicators = load_indicators(rules)
+    practices = tables["practices"][["practice_agb", "name", "region", "list_size", "enrolled_patients"]].copy()
+    practices["region"] = practices["region"].fillna("").astype(str)
+    summary = tables["summary"].copy()
+    summary["registration_findings"] = summary[list(REGISTRATION_KINDS)].sum(axis=1)
+    summary["open_controls"] = summary[list(CONTROL_KINDS)].sum(axis=1)
+    summary["registration_findings_prev"] = summary[[f"{k}_prev" for k in REGISTRATION_KINDS]].sum(axis=1, min_count=1)
+    summary["open_controls_prev"] = summary[[f"{k}_prev" for k in CONTROL_KINDS]].sum(axis=1, min_count=1)
+    summary["cap"] = [inclusion_cap(n, m) for n, m in zip(summary["list_size"], summary["max_inclusion_pct"])]
+    summary["above_cap"] = (summary["enrolled"] - summary["cap"]).clip(lower=0)
+
+    # indicators: this quarter from the cube, the three before it computed here
+    history = [tables["indicators"].assign(quarter=str(quarter))]
+    q = quarter
+    for k in range(1, HISTORY_QUARTERS):
+        q = q.previous()
+        state = prepare_state(con, q, rules, prefix=f"regio{k}_")
+        history.append(compute_indicators(con, state, indicators).assign(quarter=str(q)))
+    ind = pd.concat(history, ignore_index=True)
+    ind = ind.merge(practices[["practice_agb", "name", "region"]], on="practice_agb")
+    ind_now = ind[ind["quarter"] == str(quarter)]
+    met = (ind_now.assign(met=ind_now["meets_target"].fillna(False).astype(bool),
+                          scored=ind_now["meets_target"].notna())
+           .groupby("practice_agb")[["met", "scored"]].sum().rename(columns={"met": "indicators_met",
+                                                                              "scored": "indicators_scored"}))
+
+    per_practice = summary.groupby("practice_agb")[["registration_findings", "registration_findings_prev",
+                                                    "open_controls", "open_controls_prev"]].sum(min_count=1)
+    prac = practices.merge(per_practice, on="practice_agb", how="left").merge(met, on="practice_agb", how="left")
+    prac[["indicators_met", "indicators_scored"]] = prac[["indicators_met", "indicators_scored"]].fillna(0).astype("int64")
+    for c in PRACTICE_COUNTS:
+        prac[c] = prac[c].astype("Int64")
+
+    order = {p: i for i, p in enumerate(rules.programme_ids)}
+    prog = summary.merge(practices[["practice_agb", "name", "region"]], on="practice_agb")
+    prog = prog.assign(order=prog["programme"].map(order)).sort_values(["region", "name", "order"])
+    prog = prog[["region", "practice_agb", "name", "programme", *PROGRAMME_COUNTS, "max_inclusion_pct", "cap"]]
+
+    totals = []
+    for scope, frame in [("regio", prog), (ZORGGROEP, prog.assign(region=ZORGGROEP))]:
+        g = frame.groupby(["region", "programme"], as_index=False).agg(
+            practices=("practice_agb", "nunique"), list_size=("list_size", "sum"), enrolled=("enrolled", "sum"),
+            enrolled_prev=("enrolled_prev", lambda s: s.sum(min_count=1)), above_cap=("above_cap", "sum"),
+            registration_findings=("registration_findings", "sum"), open_controls=("open_controls", "sum"))
+        totals.append(g.assign(scope=scope))
+    totals = pd.concat(totals, ignore_index=True)
+    totals = totals[["scope", "region", "programme", "practices", *TOTAL_COUNTS]]
+    for frame, cols in ((prog, PROGRAMME_COUNTS), (totals, TOTAL_COUNTS)):
+        for c in cols:
+            frame[c] = frame[c].astype("Int64")
+
+    ind = ind[["region", "practice_agb", "name", "indicator_id", "quarter", "numerator", "denominator"]]
+    return {PRACTICES_TABLE: prac[["region", "practice_agb", "name", *PRACTICE_COUNTS, "indicators_met",
+                                   "indicators_scored"]].reset_index(drop=True),
+            PROGRAMMES_TABLE: prog.reset_index(drop=True),
+            INDICATORS_TABLE: ind.reset_index(drop=True),
+            TOTALS_TABLE: totals.reset_index(drop=True)}
+
+
+# ------------------------------------------------------------------ the report
+@dataclass
+class RegionData:
+    quarter: Quarter
+    region: str                 # a region's name, or ZORGGROEP
+    practices: pd.DataFrame     # regio_practices rows of the region (suppressed)
+    programmes: pd.DataFrame
+    indicators: pd.DataFrame
+    totals: pd.DataFrame        # the region's rows and the care group's
+    all_indicators: pd.DataFrame  # every practice of the care group (for the care group's band)
+    definitions: pd.DataFrame   # indicator_id, programme, title, target_pct, low_is_good, order
+
+    @property
+    def is_care_group(self) -> bool:
+        return self.region == ZORGGROEP
+
+    @property
+    def label(self) -> str:
+        return "de hele zorggroep" if self.is_care_group else self.region
+
+
+def load(source, region: str = "", quarter: str = "") -> RegionData:
+    """One region's tables (``region`` empty or ``zorggroep``: the whole care group)."""
+    shared = source if isinstance(source, SharedCube) else SharedCube(source)
+    prac = shared.read(PRACTICES_TABLE)
+    region = str(region or ZORGGROEP)
+    known = sorted(prac["region"].dropna().unique())
+    if region != ZORGGROEP and region not in known:
+        raise ParameterError(f"region {region!r} has no practices in the quarter cube (known: {', '.join(known)})")
+    mine = (lambda df: df) if region == ZORGGROEP else (lambda df: df[df["region"] == region])
+    ind = shared.read(INDICATORS_TABLE)
+    totals = shared.read(TOTALS_TABLE)
+    totals = totals[(totals["region"] == region) | (totals["scope"] == ZORGGROEP)]
+    rules = load_programmes()
+    defs = pd.DataFrame([{"indicator_id": i.id, "programme": i.programme, "title": i.title,
+                          "target_pct": i.target_pct, "low_is_good": i.low_is_good, "order": n}
+                         for n, i in enumerate(load_indicators(rules).values())])
+    q = Quarter.parse(quarter) if quarter else Quarter.parse(sorted(ind["quarter"].unique())[-1])
+    return RegionData(quarter=q, region=region, practices=mine(prac).sort_values("name").reset_index(drop=True),
+                      programmes=mine(shared.read(PROGRAMMES_TABLE)).reset_index(drop=True),
+                      indicators=mine(ind).reset_index(drop=True), totals=totals.reset_index(drop=True),
+                      all_indicators=ind, definitions=defs)
+
+
+def heading(data: RegionData) -> str:
+    title = "Zorggroep" if data.is_care_group else escape.markdown(data.region)
+    return f"# Regiorapportage ketenzorg\n## {title} · {data.quarter.label_nl}"
+
+
+def intro_text(data: RegionData) -> str:
+    n = len(data.practices)
+    return (f"Alle **{n} praktijken** van {escape.markdown(data.label)} naast elkaar: de ketenzorg op de eerste dag "
+            f"van het kwartaal, de registratiebevindingen en openstaande controles uit de HIS-analyse, en de "
+            f"ketenzorgindicatoren. Aantallen van 1 tot en met 9 staan er als <10; ‘x’ is een aantal dat is "
+            f"weggelaten zodat een klein aantal niet uit een totaal is terug te rekenen.")
+
+
+def _shown(df: pd.DataFrame, column: str) -> pd.Series:
+    return df[f"{column}_shown"].fillna("–").replace("", "–")
+
+
+def _delta(now: pd.Series, before: pd.Series) -> list[str]:
+    out = []
+    for a, b in zip(now, before):
+        if pd.isna(a) or pd.isna(b):
+            out.append("–")
+        else:
+            d = int(a) - int(b)
+            out.append(f"+{nl_number(d)}" if d > 0 else ("0" if d == 0 else f"−{nl_number(-d)}"))
+    return out
+
+
+def overview_enrolment(data: RegionData) -> pd.DataFrame:
+    """Every practice of the region on one row: list size and patients in chain care on the
+    quarter's first day, in total and per programme."""
+    p = data.practices
+    enrolled = data.programmes.pivot_table(index="practice_agb", columns="programme", values="enrolled_shown",
+                                           aggfunc="first")
+    rows = pd.DataFrame({
+        "Praktijk": p["name"].astype(str), "AGB": p["practice_agb"].astype(str),
+        "Ingeschreven": _shown(p, "list_size"), "In ketenzorg": _shown(p, "enrolled_patients"),
+    })
+    for prog in [x for x in load_programmes().programme_ids if x in enrolled.columns]:
+        rows[prog] = p["practice_agb"].map(enrolled[prog]).fillna("–").to_numpy()
+    return rows
+
+
+def overview_quality(data: RegionData) -> pd.DataFrame:
+    """Every practice on one row: registration findings and open controls with the change
+    since last quarter (Δ), and the indicators that meet their target."""
+    p = data.practices
+    return pd.DataFrame({
+        "Praktijk": p["name"].astype(str),
+        "Registratie-bevindingen": _shown(p, "registration_findings"),
+        "Δ bevindingen": _delta(p["registration_findings"], p["registration_findings_prev"]),
+        "Open controles": _shown(p, "open_controls"),
+        "Δ controles": _delta(p["open_controls"], p["open_controls_prev"]),
+        "Indicatoren op streefwaarde": [f"{int(a)} van {int(b)}" for a, b in
+                                        zip(p["indicators_met"], p["indicators_scored"])],
+    })
+
+
+def totals_table(data: RegionData) -> pd.DataFrame:
+    """Per programme: the region's and the care group's totals."""
+    order = {p: i for i, p in enumerate(load_programmes().programme_ids)}
+    t = data.totals.assign(o=data.totals["programme"].map(order)).sort_values(["o", "scope"])
+    label = {ZORGGROEP: "Zorggroep"}
+    return pd.DataFrame({
+        "Keten": t["programme"].astype(str),
+        "Niveau": [label.get(r, r) for r in t["region"].astype(str)],
+        "Praktijken": t["practices"].map(nl_number), "Ingeschreven": _shown(t, "list_size"),
+        "In ketenzorg": _shown(t, "enrolled"), "Vorig kwartaal": _shown(t, "enrolled_prev"),
+        "Inclusie": [nl_pct_or_dash(x) for x in t["inclusion_pct"]],
+        "Boven plafond": _shown(t, "above_cap"),
+        "Bevindingen": _shown(t, "registration_findings"), "Open controles": _shown(t, "open_controls"),
+    }).drop_duplicates(subset=["Keten", "Niveau"]).reset_index(drop=True)
+
+
+def inclusion_table(data: RegionData, programme: str) -> pd.DataFrame:
+    """One programme: per practice enrolled on day 1 against the agreed maximum."""
+    g = data.programmes[data.programmes["programme"] == programme].sort_values("name")
+    return pd.DataFrame({
+        "Praktijk": g["name"].astype(str), "Ingeschreven": _shown(g, "list_size"),
+        "In ketenzorg (dag 1)": _shown(g, "enrolled"), "Vorig kwartaal": _shown(g, "enrolled_prev"),
+        "Inclusie": [nl_pct_or_dash(x) for x in g["inclusion_pct"]],
+        "Afgesproken maximum": [nl_pct_or_dash(x) for x in g["max_inclusion_pct"]],
+        "Maximaal patiënten": [nl_number(c) for c in g["cap"]],
+        "Boven plafond": _shown(g, "above_cap"),
+    }).reset_index(drop=True)
+
+
+def indicator_band(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per indicator and quarter: median, P10, P90 over the publishable rates (``PEER_RULE``),
+    empty with fewer than ``MIN_PRACTICES_FOR_PEERS`` practices."""
+    g = frame.dropna(subset=["pct"]).groupby(["indicator_id", "quarter"])["pct"]
+    band = pd.DataFrame({"median": g.median(), "p10": g.quantile(0.10), "p90": g.quantile(0.90), "n": g.count()})
+    band.loc[band["n"] < MIN_PRACTICES_FOR_PEERS, ["median", "p10", "p90"]] = np.nan
+    return band.reset_index()
+
+
+def _meets(pct, target, low_is_good) -> bool | None:
+    if pd.isna(pct) or pd.isna(target):
+        return None
+    return bool(pct <= target) if low_is_good else bool(pct >= target)
+
+
+def indicator_matrix(data: RegionData) -> pd.DataFrame:
+    """The practice-by-indicator overview of this quarter: practices as rows, the percentage
+    per indicator with ✓ where it meets the target (– where withheld or no denominator)."""
+    now = data.indicators[data.indicators["quarter"] == str(data.quarter)].merge(data.definitions, on="indicator_id")
+    now = now.sort_values(["order", "name"])
+    cells = {}
+    for r in now.itertuples():
+        mark = {True: " ✓", False: "", None: ""}[_meets(r.pct, r.target_pct, r.low_is_good)]
+        cells.setdefault(r.indicator_id, {})[r.name] = (nl_number(r.pct, 0) + mark) if pd.notna(r.pct) else "–"
+    names = sorted(data.practices["name"].astype(str))
+    out = pd.DataFrame({"Praktijk": names})
+    for iid in dict.fromkeys(now["indicator_id"]):
+        out[iid] = [cells[iid].get(n, "–") for n in names]
+    return out
+
+
+def indicator_matrix_programme(data: RegionData, programme: str) -> pd.DataFrame:
+    """``indicator_matrix`` for one programme, the indicators' short titles as column heads."""
+    defs = data.definitions[data.definitions["programme"] == programme]
+    m = indicator_matrix(data)
+    keep = [i for i in defs["indicator_id"] if i in m.columns]
+    titles = dict(zip(defs["indicator_id"], defs["title"]))
+    return m[["Praktijk", *keep]].rename(columns=titles)
+
+
+def indicator_trend(data: RegionData, indicator_id: str) -> pd.DataFrame:
+    """One indicator per practice over the last four quarters, then the region's and the care
+    group's median (P10-P90)."""
+    quarters = sorted(data.indicators["quarter"].unique())[-HISTORY_QUARTERS:]
+    rows = data.indicators[data.indicators["indicator_id"] == indicator_id]
+    table = {}
+    for r in rows.itertuples():
+        table.setdefault(str(r.name), {})[r.quarter] = nl_pct_or_dash(r.pct, 0)
+    names = sorted(table)
+    out = pd.DataFrame({"Praktijk": names, **{q: [table[n].get(q, "–") for n in names] for q in quarters}})
+    bands = [("Mediaan regio (P10-P90)", indicator_band(rows)),
+             ("Mediaan zorggroep (P10-P90)", indicator_band(data.all_indicators[data.all_indicators["indicator_id"] == indicator_id]))]
+    if data.is_care_group:
+        bands = bands[1:]
+    for label, band in bands:
+        b = band.set_index("quarter")
+        out.loc[len(out)] = [label, *[("–" if q not in b.index or pd.isna(b.loc[q, "median"]) else
+                                       f"{nl_number(b.loc[q, 'median'], 0)}% ({nl_number(b.loc[q, 'p10'], 0)}–\u2060"
+                                       f"{nl_number(b.loc[q, 'p90'], 0)})") for q in quarters]]
+    return out
+
+
+def indicator_points(data: RegionData, indicator_id: str) -> pd.DataFrame:
+    """The trend of one indicator for ``plots``: quarter, practice name, pct, and the band."""
+    rows = data.indicators[data.indicators["indicator_id"] == indicator_id][["quarter", "name", "pct"]]
+    return rows.sort_values(["name", "quarter"]).reset_index(drop=True)
+
+
+def programmes(data: RegionData) -> list[str]:
+    present = set(data.programmes["programme"])
+    return [p for p in load_programmes().programme_ids if p in present]
+
+
+def indicators_of(data: RegionData, programme: str) -> list[tuple[str, str]]:
+    d = data.definitions[data.definitions["programme"] == programme].sort_values("order")
+    return list(zip(d["indicator_id"], d["title"]))
+
+
+def method_text(data: RegionData) -> str:
+    return "\n".join([
+        f"- **Peildatum**: de ketenzorg en de ingeschreven patiënten op de eerste dag van {data.quarter.label_nl}; "
+        f"de controles en indicatoren over de twaalf maanden tot en met de laatste dag van het kwartaal.",
+        "- **Plafond**: het afgesproken maximum (percentage van de ingeschreven patiënten) maal de lijst, naar "
+        "beneden afgerond; patiënten daarboven zijn het deel dat bij nacalculatie ter discussie staat.",
+        f"- **Kleine aantallen**: {RULE_TEXT}. Binnen een regio worden zo nodig ook een tweede aantal weggelaten "
+        f"(‘x’), omdat de regiototalen zijn gepubliceerd.",
+        f"- **Groepscijfers**: mediaan en P10-P90 over de praktijken van de regio of de zorggroep: {PEER_RULE}.",
+        "- **Indicatoren**: de definities staan in `parameters/indicators/`; `spiegel explain <indicator>` toont "
+        "de SQL.",
+    ])
+
+
+def key_figures(data: RegionData) -> dict:
+    """The portal's figures: practices (plain) and the patients enrolled (suppressed there)."""
+    enrolled = data.practices["enrolled_patients"].dropna()
+    return {"practices": int(len(data.practices)),
+            "enrolled_patients": int(enrolled.sum()) if len(enrolled) == len(data.practices) else None}
