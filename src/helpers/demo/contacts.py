@@ -124,19 +124,44 @@ def _more_e_consults(pr: PracticeState, kind: np.ndarray, w: np.ndarray, day: np
 
 def plan_patients(pr: PracticeState) -> None:
     """veelgebruikers_plan.csv: ``info.plan_size`` patients picked among the practice's frequent
-    attenders of the twelve months before the reference quarter's end (top 10% of GP-practice
-    contacts within sex x age band), listed on the day after that window; the profile stays
-    empty (the project has no frequent-attender profile parameters yet) and nobody has left it
-    (the extraction follows within days)."""
+    attenders (top 10% of GP-practice contacts within sex x age band) of the twelve months that
+    end four quarters before the reference quarter's end, taken into the plan in the three
+    weeks after that year: the year before is their 0-meting, and the reference year shows
+    four quarters of monitoring. A patient gets the profile the monitor's parameters would
+    suggest first (GGZ for a psychosocial episode, multimorbidity for two or more chronic
+    conditions, frail elderly from 75), else none; nobody has left the plan.
+
+    The plan comes from its own random stream (seed, 6, practice); the practice's stream draws
+    exactly what this step drew before the plan moved back a year, so every later step
+    (prescriptions, referrals) is unchanged."""
     size = pr.info.plan_size
     if size == 0:
         return
     rng, plan = pr.rng, pr.plan
+    listed = (pr.reg <= plan.ws(12)) & (pr.leave > pr.ext)
+    kept = _frequent(pr, plan.ws(12), plan.L, listed)   # the stream as it was
+    if kept.size == 0:
+        return
+    rng.choice(kept, size=min(size, kept.size), replace=False)
+    rng.integers(0, max(min(pr.ext - plan.L - 1, 3), 0) + 1, min(size, kept.size))
+    own = np.random.default_rng([plan.seed, 6, pr.info.seq])
+    lo, hi = plan.ws(24), plan.ws(12) - 1
+    cand = _frequent(pr, lo, hi, (pr.reg <= lo) & (pr.leave > pr.ext))
+    if cand.size == 0:
+        return
+    chosen = np.sort(own.choice(cand, size=min(size, cand.size), replace=False))
+    selected = np.minimum(hi + 1 + own.integers(0, 21, chosen.size), pr.ext)
+    sel_t = plan.text.dates(selected, pr.info.bom)
+    profile = _plan_profiles(pr, hi)
+    pr.plan_rows = [(pr.pid[i], sel_t[k].as_py(), profile[i], "") for k, i in enumerate(chosen)]  # PLAN_COLUMNS
+
+
+def _frequent(pr: PracticeState, lo: int, hi: int, listed: np.ndarray) -> np.ndarray:
+    """The practice's frequent attenders among ``listed`` in the days ``lo`` .. ``hi``: more
+    contacts than 90% of their sex x age band (age as a mirror reads it: from the birth year)."""
     cp, cd = pr.contact_rows[0], pr.contact_rows[1]
-    lo, hi = plan.ws(12), plan.L
-    listed = (pr.reg <= lo) & (pr.leave > pr.ext)
     n_c = np.bincount(cp[(cd >= lo) & (cd <= hi)], minlength=pr.n).astype(float)
-    age = _years_of(np.array([hi]))[0] - pr.by  # as a mirror reads it: from the birth year
+    age = _years_of(np.array([hi]))[0] - pr.by
     band = np.searchsorted(np.array([5, 15, 25, 45, 65, 75, 85]), age, side="right") * 3 + np.searchsorted(
         np.array(["M", "V"]), pr.sex)
     frequent = np.zeros(pr.n, bool)
@@ -144,14 +169,22 @@ def plan_patients(pr: PracticeState) -> None:
         members = listed & (band == b)
         cut = np.quantile(n_c[members], 0.9)
         frequent |= members & (n_c > cut) & (n_c > 0)
-    cand = np.flatnonzero(frequent)
-    if cand.size == 0:
-        return
-    chosen = np.sort(rng.choice(cand, size=min(size, cand.size), replace=False))
-    selected = hi + 1 + rng.integers(0, max(min(pr.ext - hi - 1, 3), 0) + 1, chosen.size)
-    selected = np.minimum(selected, pr.ext)
-    sel_t = plan.text.dates(selected, pr.info.bom)
-    pr.plan_rows = [(pr.pid[i], sel_t[k].as_py(), "", "") for k, i in enumerate(chosen)]  # PLAN_COLUMNS
+    return np.flatnonzero(frequent)
+
+
+def _plan_profiles(pr: PracticeState, day: int) -> np.ndarray:
+    """The profile a practice would write for each patient (ids of parameters/veelgebruikers.yaml
+    when it lists them): ggz, multimorbiditeit, kwetsbare_oudere, else empty."""
+    from ..contract import VEELGEBRUIKERS_FILE, profile_ids
+    ids = set(profile_ids(VEELGEBRUIKERS_FILE) or ())
+    chronic = sum(h.astype(int) for g, h in pr.has.items() if g not in ("lipids", "frailty"))
+    age = _years_of(np.array([day]))[0] - pr.by
+    out = np.full(pr.n, "", dtype=object)
+    for pid, mask in (("kwetsbare_oudere", age >= 75), ("multimorbiditeit", chronic >= 2),
+                      ("ggz", _psych_patients(pr))):
+        if pid in ids:
+            out = np.where(mask, pid, out)
+    return out
 
 
 def _chain_code(pr: PracticeState) -> np.ndarray:
