@@ -31,6 +31,7 @@ DEMO_DATASET = DATA_DIR / "demo"
 DEFAULT_WAREHOUSE = DATA_DIR / "warehouse.duckdb"
 CODES_FILE = PARAMETERS_DIR / "codes.yaml"
 PROGRAMMES_FILE = PARAMETERS_DIR / "programmes.yaml"
+CONTRACTS_FILE = PARAMETERS_DIR / "contracts.yaml"
 INDICATORS_DIR = PARAMETERS_DIR / "indicators"
 
 

@@ -133,7 +133,8 @@ def test_rewrite_replaces_and_leaves_nothing_behind(tmp_path):
     (out / demo.MARKER).write_text("")
     generate(out, practices=1, extraction_date=EXTRACTION)
     assert "99999999" not in {p.name for p in (out / "extracts").iterdir()}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv", "demo.mirror_truth.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv", "demo.mirror_truth.csv",
+                                                          "demo.money_truth.csv"]
 
 
 def test_crash_leaves_old_dataset_and_no_half_one(tmp_path, monkeypatch):
@@ -153,7 +154,8 @@ def test_crash_leaves_old_dataset_and_no_half_one(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         generate(out, practices=3, extraction_date=EXTRACTION)
     assert _files(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv", "demo.mirror_truth.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "demo.ground_truth.csv", "demo.mirror_truth.csv",
+                                                          "demo.money_truth.csv"]
 
 
 # ------------------------------------------------------------------------------ what --out may replace
@@ -642,10 +644,13 @@ def test_implausible_values_are_the_planted_ones(truth, data, rules):
 # ------------------------------------------------------------------------------ payments
 
 def test_payments(demo_small, data, rules):
+    from helpers import money
+    from helpers.rules.contracts import load_contracts
     out, _ = demo_small
     practices, _ = data
+    contracts = load_contracts()
     pay = read_raw(out / "payments.csv")
-    chain = {"DM2": "1", "COPD": "2", "CVRM": "3", "ASTMA": "4"}
+    chain = {p: str(n) for p, n in contracts.chain_numbers.items()}
     assert pay.invoice_number.str.fullmatch(r"\d{4}[1-4]-\d+-\d+").all()
     assert (pay.invoice_number.str[:4] == pay.quarter.str[:4]).all()
     assert (pay.invoice_number.str[4] == pay.programme.map(chain)).all()
@@ -654,15 +659,22 @@ def test_payments(demo_small, data, rules):
     assert pay.insurer_uzovi.str.fullmatch(r"\d{4}").all() and pay.insurer_uzovi.nunique() >= 4
     declared, awarded = pay.patients_declared.astype(int), pay.patients_awarded.astype(int)
     assert (awarded <= declared).all() and (awarded < declared).any()
-    amount = pd.to_numeric(pay.amount_eur.str.replace(",", "."))
-    tariff = pay.programme.map({p: r.annual_tariff_eur for p, r in rules.programmes.items()})
-    assert np.allclose(amount, awarded * tariff / 4)
+    # each round's amount: its awarded patients at the price of that insurer's contract of that year
+    # (quarterly tariff plus the result reward), to the cent
+    amount = pay.amount_eur.map(lambda v: money.cents(v.replace(",", ".")))
+    def price(uzovi: str, quarter: str, programme: str) -> int:
+        c = contracts.contract(uzovi, int(quarter[:4]))
+        pct = money.reward_pct(c.signed_on, c.year, contracts.reward)
+        return money.patient_price_cents(c.programmes[programme].annual_tariff_eur, pct)
+    price = [price(u, q, p) for u, q, p in zip(pay.insurer_uzovi, pay.quarter, pay.programme)]
+    assert (amount == awarded * pd.Series(price)).all()
     assert pay.amount_eur.str.fullmatch(r"\d+,\d{2}").all()
     paid = parse_dates(pay.paid_on)
     max_ext = parse_dates(practices.extraction_date).max()
     assert (paid <= max_ext).all()
     quarters = sorted(set(pay.quarter), key=Quarter.parse)
     assert quarters[-1] == str(QUARTER) and len(quarters) == 12  # three years of history
-    q_start = pay.quarter.map(lambda q: pd.Timestamp(Quarter.parse(q).first_day))
-    weeks = (paid - q_start).dt.days / 7
-    assert weeks.between(5.5, 10.5).all()
+    # rounds: the first on the 1st of the quarter's third month, follow-ups every 14 days after it
+    first = pay.quarter.map(lambda q: pd.Timestamp(money.first_round_date(q, contracts.rounds)))
+    days = (paid - first).dt.days
+    assert days.isin([0, 14, 28]).all() and (days > 0).any()

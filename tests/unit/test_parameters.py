@@ -93,8 +93,10 @@ def test_programme_rules_checked_against_codes():
         in lines
     assert f"{PROGRAMMES_FILE}, programmes.DM2.controls[0].concepts: found 'hba1c_x', expected a concept of " \
         "codes.yaml measurements (control hba1c)" in lines
-    assert f"{PROGRAMMES_FILE}, programmes.COPD.max_inclusion_pct: found '140', expected a percentage in (0, 100]" \
-        in lines
+    # caps and tariffs moved to contracts.yaml: one there in programmes.yaml is a problem
+    assert f"{PROGRAMMES_FILE}, programmes.COPD.max_inclusion_pct: found '140', expected no max_inclusion_pct here: " \
+        "caps and tariffs are in contracts.yaml; set it in parameters/contracts.yaml (defaults.max_inclusion_pct " \
+        "or the insurer's contract)" in lines
 
 
 def test_icpc_matching():

@@ -7,8 +7,10 @@ writes a UTF-8 BOM and ``DD-MM-YYYY`` dates, to exercise the loader). Beside the
 writes ``<out>.ground_truth.csv``: every registration finding that docs/registration-rules.md
 must produce for the reference quarter (the latest complete quarter before the extraction
 date), plus the planted implausible values and the patients excluded by a recorded reason;
-and ``<out>.mirror_truth.csv``: the planted care-use profiles the praktijkspiegel must find
-(see :mod:`helpers.demo.plant`). Only tests read those files. The history holds at least
+``<out>.mirror_truth.csv``: the planted care-use profiles the praktijkspiegel must find
+(see :mod:`helpers.demo.plant`); and ``<out>.money_truth.csv``: the money of every practice x
+programme x quarter x insurer and the regioprestatie (see :mod:`helpers.demo.payments`). Only
+tests read those files. The history holds at least
 ``years`` full rolling years ending on the reference quarter's last day (the mirror's trend,
 persistent frequent attenders), and most practices deliver a ``veelgebruikers_plan.csv``
 (contract version 2) of five frequent attenders (one practice fewer, one none).
@@ -43,7 +45,7 @@ Modules, by what they generate
 ``measurements``   controls' measurement series and values
 ``contacts``       GP, POH-GGZ and chain-care (POH-S) contacts; the plan patients
 ``prescriptions``  prescriptions and referrals
-``payments``       declarations per programme, quarter and insurer
+``payments``       payment rounds per programme, quarter and insurer (contracts.yaml), the money truth
 ``practice``       one practice: the steps in the order they draw from its random stream
 ``writer``         :func:`generate` (the dataset, output-folder safety) and :func:`edit_first_patient`
 """

@@ -194,10 +194,9 @@ MISSED_FACTOR = {"hba1c": 0.6, "sbp": 0.6, "foot": 1.35, "fundus": 1.35, "acr": 
                  "smoking": 1.2, "bmi": 1.1, "weight": 1.1}
 MISSING_SHARE = 0.4
 
-#: Chain numbers in invoice numbers ``<year><chain nr>-<seq>-<seq>``: DM2=1, COPD=2, CVRM=3,
-#: ASTMA=4 (as the care group's insurer contracts number them).
-CHAIN_NUMBERS = {"DM2": 1, "COPD": 2, "CVRM": 3, "ASTMA": 4}
-#: Insurers (UZOVI) and national market shares [E]; regions tilt them.
+#: Insurers (UZOVI) and national market shares [E]; regions tilt them (the first region has VGZ,
+#: the insurer with the regioprestatie in parameters/contracts.yaml, as its largest). Which
+#: insurer a code belongs to, the tariffs and the invoice's chain numbers: contracts.yaml.
 INSURERS = (("3311", .28), ("7029", .24), ("3343", .21), ("8401", .17), ("3313", .10))
 
 HIS_SYSTEMS = (("Medicom", .45), ("CGM Huisarts", .25), ("Promedico-VDF", .15), ("MicroHIS", .15))
@@ -235,6 +234,11 @@ PAYMENT_COLUMNS = ("practice_agb", "programme", "quarter", "insurer_uzovi", "pat
                    "patients_awarded", "amount_eur", "paid_on", "invoice_number")
 #: Beside the ground truth: the planted care-use profiles (helpers.demo.plant).
 MIRROR_TRUTH_COLUMNS = ("practice_agb", "measure", "direction", "planted_factor")
+#: Beside the ground truth: the money of every practice x programme x quarter x insurer
+#: (helpers.demo.payments), and per practice and quarter the regioprestatie (programme empty).
+MONEY_TRUTH_COLUMNS = ("practice_agb", "programme", "quarter", "insurer_uzovi", "declared", "awarded", "rejected",
+                       "rounds", "paid_eur", "followup_eur", "list_size", "max_patients", "over_cap", "exposure_eur",
+                       "reward_pct", "reward_eur", "regioprestatie_eur")
 #: veelgebruikers_plan.csv (contract version 2).
 PLAN_COLUMNS = ("patient_id", "selected_on", "profile", "ended_on")
 #: Plan patients per practice (the arrangement asks five); one practice has fewer, one none.

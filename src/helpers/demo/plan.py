@@ -39,6 +39,7 @@ class _Plan:
     concept_in_control: set
     national_mean: dict = field(default_factory=dict)
     text: _Text = field(default_factory=_Text)
+    contracts: object = None  # helpers.rules.contracts.Contracts: tariffs, rounds, chain numbers
 
     def ws(self, months: int) -> int:
         return _day(self.quarter.months_back_start(months))
@@ -177,6 +178,8 @@ def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_Pract
         hagro = f"Hagro {towns[k % len(towns)]}" + (f" {k // len(towns) + 1}" if k >= len(towns) else "")
         rr = np.random.default_rng([plan.seed, 2, r])
         shares = base_shares * np.exp(rr.normal(0, 0.35, len(base_shares)))
+        if r == 0 and plan.contracts is not None:
+            shares = vgz_largest(shares, [c for c, _ in INSURERS], plan.contracts)
         out.append(_PracticeInfo(
             seq=i + 1, agb=f"01{int(agb_nums[i]):06d}", name=names[i], region=rname, region_idx=r, hagro=hagro,
             his=str(his[i]), ext=_day(plan.extraction) - int(backs[i]), quality=float(quality[i]),
@@ -184,6 +187,18 @@ def _practice_register(plan: _Plan, practices: int, regions: int) -> list[_Pract
             pc4_core=rng.integers(lo, hi + 1, 4), pc4_range=(lo, hi), insurer_shares=shares / shares.sum(),
             profile=profiles[i], plan_size=plan_sizes[i], care_group_size=practices,
         ))
+    return out
+
+
+def vgz_largest(shares: np.ndarray, codes: list[str], contracts) -> np.ndarray:
+    """``shares`` with the regioprestatie insurer (VGZ) swapped with the largest when it is not
+    the largest already: the demo's first region has VGZ as its largest insurer."""
+    vgz = [i for i, c in enumerate(codes) if contracts.insurer_of(c).regioprestatie_veelgebruikers]
+    if not vgz:
+        return shares
+    out = shares.copy()
+    top, v = int(np.argmax(out)), vgz[0]
+    out[top], out[v] = out[v], out[top]
     return out
 
 

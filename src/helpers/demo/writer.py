@@ -21,11 +21,12 @@ from .. import config
 from ..atomic import temp_path, write_atomic
 from ..config import PARAMETERS_DIR
 from ..errors import ParameterError, SpiegelError
+from ..rules.contracts import load_contracts
 from ..rules.programmes import load_programmes
 from ..quarter import Quarter
 from . import practice
 from .constants import (EPOCH, GROUND_TRUTH_COLUMNS, GROUND_TRUTH_KINDS, LATEST_EXTRACTION, MARKER, MAX_AGE,
-                        MIRROR_TRUTH_COLUMNS, PAYMENT_COLUMNS, PLAN_COLUMNS, TABLE_COLUMNS)
+                        MIRROR_TRUTH_COLUMNS, MONEY_TRUTH_COLUMNS, PAYMENT_COLUMNS, PLAN_COLUMNS, TABLE_COLUMNS)
 from .payments import declarations
 from .plan import _make_plan, _practice_register
 from .text import _Text, _write_csv
@@ -48,6 +49,7 @@ class DemoSummary:
     seed: int
     extraction_date: date
     mirror_truth: Path | None = None  # the planted care-use profiles (helpers.demo.plant)
+    money_truth: Path | None = None  # the money per practice x programme x quarter x insurer (helpers.demo.payments)
 
     def describe(self) -> str:
         rows = ", ".join(f"{k} {v}" for k, v in self.rows.items())
@@ -77,7 +79,8 @@ def generate(
     """Write the demo care group to ``out`` and its ground truth to ``<out>.ground_truth.csv``.
 
     Beside it, ``<out>.mirror_truth.csv`` lists the planted care-use profiles (see
-    :mod:`helpers.demo.plant`). Deterministic: the same arguments give the same files, byte
+    :mod:`helpers.demo.plant`) and ``<out>.money_truth.csv`` the expected money (see
+    :mod:`helpers.demo.payments`). Deterministic: the same arguments give the same files, byte
     for byte. The dataset is written into a temporary of helpers.atomic's one scheme
     (``.<out>.tmp-<pid>-<random>``) and renamed into place at the end (an older ``out`` is
     moved aside first and removed once the new one is in place, or put back when that fails),
@@ -85,8 +88,8 @@ def generate(
     ``out`` may be new, an empty folder or a dataset this function wrote (it holds
     :data:`MARKER`); anything else is refused unless ``force``, and even then ``out`` is never
     the project, ``data/``, the working folder, the home folder or a folder above one of them.
-    ``parameters`` points to another folder with codes.yaml and programmes.yaml (default:
-    the project's ``parameters/``).
+    ``parameters`` points to another folder with codes.yaml and programmes.yaml, and
+    optionally contracts.yaml (default: the project's ``parameters/``).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -103,23 +106,28 @@ def generate(
             f"date from {earliest.isoformat()} to {LATEST_EXTRACTION.isoformat()}")
     truth_path = out.parent / f"{out.name}.ground_truth.csv"
     mirror_path = out.parent / f"{out.name}.mirror_truth.csv"
+    money_path = out.parent / f"{out.name}.money_truth.csv"
     _check_replaceable(out, truth_path, force)
     _check_replaceable_beside(mirror_path, MIRROR_TRUTH_COLUMNS, "the planted care-use profiles", force)
+    _check_replaceable_beside(money_path, MONEY_TRUTH_COLUMNS, "the money ground truth", force)
     params = Path(parameters) if parameters else PARAMETERS_DIR
     rules = load_programmes(params / "programmes.yaml", params / "codes.yaml")
     plan = _make_plan(rules, seed, extraction_date, years)
+    plan.contracts = load_contracts(params / "contracts.yaml" if (params / "contracts.yaml").is_file() else
+                                    PARAMETERS_DIR / "contracts.yaml")
     register = _practice_register(plan, practices, regions)
 
     # one naming scheme for every temporary (helpers.atomic): a killed run's leftovers are told by pid
     tmp = temp_path(out)
     old = temp_path(out)  # what out held, until the new one is in place
-    truth_tmp, mirror_tmp = temp_path(truth_path), temp_path(mirror_path)
+    truth_tmp, mirror_tmp, money_tmp = temp_path(truth_path), temp_path(mirror_path), temp_path(money_path)
     rows = {t: 0 for t in TABLE_COLUMNS}
     rows["payments"] = 0
     patients = registered = 0
     truth: list[tuple] = []
     mirror: list[tuple] = []
     payments: list[tuple] = []
+    money: list[tuple] = []
     first_q = Quarter.containing(date.fromordinal(EPOCH.toordinal() + plan.H0))
     quarters = []
     qq = first_q
@@ -151,7 +159,9 @@ def generate(
                 _write_csv(folder / "veelgebruikers_plan.csv", {
                     c: pa.array([str(r[k]) for r in prac.plan_rows], pa.string()) for k, c in enumerate(PLAN_COLUMNS)},
                     bom=info.bom)
-            payments += declarations(prac, quarters, max_ext)
+            pay_rows, money_rows = declarations(prac, quarters, max_ext)
+            payments += pay_rows
+            money += money_rows
         text = plan.text
         _write_csv(tmp / "practices.csv", {
             "practice_agb": pa.array([i.agb for i in register], pa.string()),
@@ -180,15 +190,20 @@ def generate(
         mirror.sort()
         mt = list(zip(*mirror)) if mirror else [[] for _ in MIRROR_TRUTH_COLUMNS]
         _write_csv(mirror_tmp, {c: pa.array(list(v), pa.string()) for c, v in zip(MIRROR_TRUTH_COLUMNS, mt)})
+        money.sort()
+        mo = list(zip(*money)) if money else [[] for _ in MONEY_TRUTH_COLUMNS]
+        _write_csv(money_tmp, {c: pa.array(list(v), pa.string()) for c, v in zip(MONEY_TRUTH_COLUMNS, mo)})
         if out.exists() or out.is_symlink():
             out.rename(old)
         tmp.rename(out)
         os.replace(truth_tmp, truth_path)
         os.replace(mirror_tmp, mirror_path)
+        os.replace(money_tmp, money_path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         truth_tmp.unlink(missing_ok=True)
         mirror_tmp.unlink(missing_ok=True)
+        money_tmp.unlink(missing_ok=True)
         if old.exists() or old.is_symlink():  # put the previous dataset back
             if out.is_dir() and not out.is_symlink():
                 shutil.rmtree(out)
@@ -208,7 +223,7 @@ def generate(
         out=out, ground_truth=truth_path, practices=practices, regions=len({i.region for i in register}),
         patients=patients, registered=registered, rows=rows, reference_quarter=str(plan.quarter),
         planted=planted, seconds=time.perf_counter() - t0, seed=seed, extraction_date=extraction_date,
-        mirror_truth=mirror_path,
+        mirror_truth=mirror_path, money_truth=money_path,
     )
 
 

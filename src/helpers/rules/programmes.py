@@ -21,7 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from .codes import Codes, config_error, load_codes, read_yaml
-from ..config import PROGRAMMES_FILE
+from .contracts import Contracts, load_contracts
+from ..config import CONTRACTS_FILE, PROGRAMMES_FILE
 from ..contract.tables import CONTACT_ROLES
 from ..contract.tables import PROGRAMMES as CONTRACT_PROGRAMMES
 from ..errors import Problem
@@ -41,8 +42,10 @@ class Programme:
     inclusion: tuple[str, ...]
     supporting: tuple[str, ...]
     excluded_if: tuple[str, ...]
+    #: the care group's maximum inclusion (% of the list), from contracts.yaml ``defaults``
+    #: (the HIS-analyse and the cube summary show it); the insurers' own caps and the tariffs
+    #: are per contract: helpers.rules.contracts
     max_inclusion_pct: float
-    annual_tariff_eur: float
     controls: tuple[Control, ...]
 
     @property
@@ -72,8 +75,12 @@ class Rules:
                      if q.id != p.id and set(p.excluded_if) & set(q.inclusion))
 
 
-def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE) -> Rules:
+def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE,
+                     contracts: Contracts | None = None) -> Rules:
     """Validate the rules against the code lists; one ConfigError lists every problem (one line each).
+
+    Each programme's ``max_inclusion_pct`` is the care group's cap of ``contracts`` (default:
+    parameters/contracts.yaml, its ``defaults``); programmes.yaml itself holds no cap or tariff.
 
     >>> parse_programmes({"minimum_age": -1}, load_codes(), Path("programmes.yaml"))
     Traceback (most recent call last):
@@ -82,6 +89,8 @@ def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE) -> 
     programmes.yaml, programmes: expected at least one programme (none defined)
     """
     problems: list[Problem] = []
+    contracts = contracts or load_contracts()
+    caps = {p: float(v) for p, v in contracts.default_max_inclusion_pct.items()}
 
     def problem(key: str, value, expected: str, fix: str | None = None) -> None:
         problems.append(Problem(str(path), None, None, value, expected, fix=fix, key=key))
@@ -134,17 +143,19 @@ def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE) -> 
                 problem(f"{at}.interval_months", iv, f"a whole number of months, 1..120 (control {cid})")
                 iv = 12
             controls.append(Control(str(cid), concepts, iv))
-        cap = p.get("max_inclusion_pct")
-        if not isinstance(cap, (int, float)) or not 0 < cap <= 100:
-            problem(f"{where}.max_inclusion_pct", cap, "a percentage in (0, 100]")
+        for moved in ("max_inclusion_pct", "annual_tariff_eur"):
+            if moved in p:
+                problem(f"{where}.{moved}", p[moved], f"no {moved} here: caps and tariffs are in contracts.yaml",
+                        fix="set it in parameters/contracts.yaml (defaults.max_inclusion_pct or the insurer's contract)")
+        cap = caps.get(pid)
+        if cap is None:
+            problems.append(Problem(str(contracts.path), None, None, None,
+                                    f"the care group's cap of programme {pid} (it is missing)",
+                                    key=f"defaults.max_inclusion_pct.{pid}"))
             cap = 100.0
-        tariff = p.get("annual_tariff_eur")
-        if not isinstance(tariff, (int, float)) or tariff < 0:
-            problem(f"{where}.annual_tariff_eur", tariff, "a non-negative amount in euro")
-            tariff = 0.0
         programmes[pid] = Programme(
             pid, str(p.get("title", pid)), groups["inclusion"], groups["supporting"],
-            groups["excluded_if"], float(cap), float(tariff), tuple(controls),
+            groups["excluded_if"], float(cap), tuple(controls),
         )
     if not programmes:
         problem("programmes", None, "at least one programme (none defined)")
@@ -155,6 +166,9 @@ def parse_programmes(data: dict, codes: Codes, path: Path = PROGRAMMES_FILE) -> 
 
 @lru_cache(maxsize=8)
 def load_programmes(path: Path = PROGRAMMES_FILE, codes_path: Path | None = None) -> Rules:
-    """Load and validate ``parameters/programmes.yaml`` together with the code lists."""
+    """Load and validate ``parameters/programmes.yaml`` together with the code lists and the
+    caps of ``contracts.yaml`` beside it (the project's when that folder has none)."""
     codes = load_codes(codes_path) if codes_path else load_codes()
-    return parse_programmes(read_yaml(Path(path)), codes, Path(path))
+    beside = Path(path).parent / "contracts.yaml"
+    contracts = load_contracts(beside if beside.is_file() else CONTRACTS_FILE)
+    return parse_programmes(read_yaml(Path(path)), codes, Path(path), contracts)
