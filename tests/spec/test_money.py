@@ -166,3 +166,31 @@ def test_the_regioprestatie():
                                        "registered": 2, "regioprestatie_cents": 100}]
     # no regioprestatie in a year whose VGZ contract has none (2024)
     assert money.regioprestatie(patients, ["2024Q3"]).empty
+
+
+def test_the_cap_on_the_whole_practice_list():
+    # a contract with cap_basis practice_list: 11% of the whole list (400) = 44, not of the insurer's 150 (16)
+    c = load_contracts()
+    data = {**c.contracts}
+    vgz = data[("vgz", 2026)]
+    data[("vgz", 2026)] = type(vgz)(vgz.insurer, vgz.year, vgz.signed_on, "practice_list", vgz.programmes,
+                                    vgz.regioprestatie_eur_per_patient_year)
+    whole = type(c)(c.insurers, data, c.reward, c.rounds, c.chain_numbers, c.default_max_inclusion_pct, c.path)
+    pay = _rows(patients_declared=[20], patients_awarded=[20], amount_eur=[811.20], paid_on=["2026-09-01"],
+                invoice_number=["20263-1-1"])
+    lists = pd.DataFrame({"practice_agb": ["01000001"] * 2, "quarter": ["2026Q3"] * 2, "insurer_uzovi": ["7029", "*"],
+                          "list_size": [150, 400]})
+    assert money.settle(money.payment_cells(pay), lists).iloc[0][["list_size", "max_patients", "over_cap"]].tolist() \
+        == [150, 16, 4]
+    assert money.settle(money.payment_cells(pay), lists, whole).iloc[0][["list_size", "max_patients", "over_cap"]] \
+        .tolist() == [400, 44, 0]
+
+
+def test_nothing_open_has_no_next_round_and_a_malformed_invoice_breaks_no_sum():
+    # 5 declared, 4 awarded on 1 Sep, the fifth on 15 Sep (its invoice number malformed): nothing open
+    pay = _rows(patients_declared=[5, 1], patients_awarded=[4, 1], amount_eur=[162.24, 40.56],
+                paid_on=["2026-09-01", "2026-09-15"], invoice_number=["20263-1-1", "not an invoice"])
+    cells = money.payment_cells(pay)
+    assert (cells.iloc[0].rejected, cells.iloc[0].paid_cents, cells.iloc[0].followup_cents) == (0, 20280, 4056)
+    assert money.invoice_problem("not an invoice").key == "invoice_number"
+    assert money.next_rounds(cells, date(2026, 9, 20)).isna().all()

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..quarter import Quarter
 from ..rules.contracts import Contracts, load_contracts
-from .invoice import decode_invoice
+from .invoice import decode_invoice, invoice_problem
 from .rules import (cents, exposure_cents, max_patients, next_round_date, patient_price_cents, patients_above_cap,
                     quarter_tariff_cents, regioprestatie_cents, reward_pct)
 
@@ -54,7 +54,9 @@ def payment_cells(payments: pd.DataFrame) -> pd.DataFrame:
     df = payments.copy()
     df["insurer_uzovi"] = df["insurer_uzovi"].fillna("").astype(str)
     df["amount_cents"] = df["amount_eur"].map(lambda v: 0 if pd.isna(v) else cents(v)).astype("int64")
-    df["_seq"] = df["invoice_number"].map(lambda t: decode_invoice(t).seq2 if isinstance(t, str) else 0)
+    # rounds in the order paid; within a day by the invoice's last sequence number (a malformed
+    # invoice number, see helpers.money.invoice_problem, sorts first and breaks nothing here)
+    df["_seq"] = df["invoice_number"].map(lambda t: 0 if invoice_problem(t) else decode_invoice(t).seq2)
     df["_paid"] = pd.to_datetime(df["paid_on"])
     df = df.sort_values(CELL + ["_paid", "_seq"], na_position="last", kind="stable")
     df["_round"] = df.groupby(CELL).cumcount()
