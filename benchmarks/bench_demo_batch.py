@@ -1,7 +1,7 @@
 """The whole demo batch against the plain loop over the same runs, side by side.
 
-Every report kind of ``parameters/demo.yaml`` (HIS-analyse and praktijkspiegel per practice,
-spiegelbijeenkomst per hagro), HTML and PDF, for the latest complete quarter of a generated
+Every report kind of ``parameters/demo.yaml`` (or those of ``--reports``: per practice, per hagro,
+per region and the care group's), HTML and PDF, for the latest complete quarter of a generated
 demo care group, the quarter cube prepared once for both sides:
 
 * the plain loop: per run ``papermill`` (``-r`` for every parameter), ``jupyter nbconvert
@@ -11,7 +11,7 @@ demo care group, the quarter cube prepared once for both sides:
 
 Prints seconds, runs and the ratio; nothing is asserted. Not part of the test suite.
 
-    .venv/bin/python benchmarks/bench_demo_batch.py [--practices 12] [--keep]
+    .venv/bin/python benchmarks/bench_demo_batch.py [--practices 12] [--keep] [--reports a,b]
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--practices", type=int, default=12)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--reports", default="",
+                    help="comma-separated report ids (default: every report of parameters/demo.yaml)")
     args = ap.parse_args(argv)
 
     import pandas as pd
@@ -72,15 +74,23 @@ def main(argv=None) -> int:
         cube = prepare_quarter(warehouse, quarter)
         prepare_s = time.perf_counter() - t0
         practices = read_slice(cube, "practices")
-        hagros = sorted(h for h in practices["hagro"].dropna().unique() if str(h).strip())
+        keys_of = {"practice": list(practices["practice_agb"]), "zorggroep": [None]}
+        for scope in ("hagro", "region"):
+            keys_of[scope] = sorted(h for h in practices[scope].dropna().unique() if str(h).strip())
         common = dict(quarter=quarter, warehouse=str(warehouse), cube_path=str(cube))
-        reports = ["his_analyse", "praktijkspiegel", "spiegelbijeenkomst"]
+        if args.reports:
+            reports = [r.strip() for r in args.reports.split(",") if r.strip()]
+        else:
+            from helpers.batch import load_batch_file
+            from helpers.config import PARAMETERS_DIR
+            reports = list(load_batch_file(PARAMETERS_DIR / "demo.yaml")["reports"])
         runs = []
         for rid in reports:
             spec = REPORTS[rid]
-            keys = list(practices["practice_agb"]) if spec.scope == "practice" else hagros
-            key_name = spec.key_param().name
-            runs += [(Path(spec.notebook), {key_name: k, **common}) for k in keys]
+            key = spec.key_param()
+            fixed = {p.name: p.default for p in spec.params if p.type == "str" and p.default not in (None, "")}
+            runs += [(Path(spec.notebook), {**({key.name: k} if key else {}), **fixed, **common})
+                     for k in keys_of[spec.scope]]
         print(f"{len(runs)} runs ({', '.join(reports)}), quarter {quarter}; cube prepared in {prepare_s:.1f}s", flush=True)
         print("plain loop (papermill + nbconvert + chromium per run) ...", flush=True)
         plain = plain_runs(runs, root / "plain", find_chromium())
@@ -88,6 +98,7 @@ def main(argv=None) -> int:
                             reports=reports, formats=["html", "pdf"], outputs=root / "out")
         print("spiegel build ...", flush=True)
         built, out = timed([*spiegel_build_cmd(), str(batch)])
+        rebuilt, _ = timed([*spiegel_build_cmd(), str(batch)])   # nothing changed: every run skipped
         manifest = json.loads((root / "out" / quarter / "manifest.json").read_text())
         execute = {}
         for r in manifest["runs"].values():
@@ -96,6 +107,7 @@ def main(argv=None) -> int:
         print(f"demo batch, {len(runs)} runs, HTML + PDF (one run, side by side; repeat: {Path(sys.argv[0]).name})")
         print(f"{'plain loop (papermill + nbconvert + chromium)':<50} {plain:>8.1f} s")
         print(f"{'spiegel build':<50} {built:>8.1f} s   {plain / built:.1f}x faster")
+        print(f"{'spiegel build again, nothing changed':<50} {rebuilt:>8.1f} s")
         for rid, values in execute.items():
             print(f"  execute per run, {rid}: mean {sum(values) / len(values):.2f} s, max {max(values):.2f} s")
         return 0
