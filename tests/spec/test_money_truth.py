@@ -131,3 +131,29 @@ def test_vgz_is_the_largest_insurer_of_a_region(demo_dataset, money_data):
     shares = patients.merge(regions, on="practice_agb").groupby("region")["insurer_uzovi"].agg(
         lambda s: s.value_counts().idxmax())
     assert "7029" in set(shares)
+
+
+def test_per_practice_the_cvrm_over_cap_exposure_reward_and_regioprestatie(money_data):
+    truth, payments, patients, enrolments = money_data
+    quarters = sorted(set(payments["quarter"]), key=Quarter.parse)
+    settled = money.settle(money.payment_cells(payments), money.list_sizes(patients, quarters))
+    regio = money.regioprestatie(patients, quarters)
+    got = money.practice_totals(settled, regio, by=("practice_agb",))
+    cvrm = money.practice_totals(settled[settled["programme"] == "CVRM"], by=("practice_agb",))
+    cells, rp = truth[truth["programme"] != ""], truth[truth["programme"] == ""]
+
+    def total(df, col):
+        return df.groupby("practice_agb")[col].agg(lambda s: sum(Decimal(v) for v in s))
+
+    exp = pd.DataFrame({"reward": total(cells, "reward_eur"), "regio": total(rp, "regioprestatie_eur"),
+                        "paid": total(cells, "paid_eur")}).fillna(Decimal(0))
+    cv = cells[cells["programme"] == "CVRM"]
+    exp_cvrm = pd.DataFrame({"over": cv.groupby("practice_agb")["over_cap"].agg(lambda s: s.astype(int).sum()),
+                             "exposure": total(cv, "exposure_eur")})
+    g = got.set_index("practice_agb")
+    assert (g["reward_cents"].map(money.eur) == exp["reward"].reindex(g.index)).all()
+    assert (g["regioprestatie_cents"].map(money.eur) == exp["regio"].reindex(g.index)).all()
+    assert (g["paid_cents"].map(money.eur) == exp["paid"].reindex(g.index)).all()
+    c = cvrm.set_index("practice_agb")
+    assert (c["over_cap"] == exp_cvrm["over"].reindex(c.index)).all()
+    assert (c["exposure_cents"].map(money.eur) == exp_cvrm["exposure"].reindex(c.index)).all()

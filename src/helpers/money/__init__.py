@@ -9,7 +9,8 @@ Money is integer cents (exact sums); :func:`eur` shows cents as a Decimal in eur
 - :mod:`.invoice`: invoice numbers (``20211-1-1``) and bank descriptions (``DBC/DM2/Q1/21/20211-1-1``);
 - :mod:`.figures`: per practice x programme x quarter x insurer from payments.csv, patients and
   enrolments: declared, awarded, paid, rounds, follow-ups, rejected, outstanding, cap, exposure,
-  reward, missed money, the next round, and the regioprestatie per practice and quarter.
+  reward, missed money, the next round, the regioprestatie per practice and quarter, and the
+  totals per practice and quarter (:func:`practice_totals`).
 
 >>> from datetime import date
 >>> from decimal import Decimal
@@ -18,8 +19,8 @@ Decimal('39.00')
 """
 
 from ..rules.contracts import load_contracts
-from .figures import (enrolled_on_day1, in_population, list_sizes, next_rounds, payment_cells, regioprestatie,
-                      settle)
+from .figures import (enrolled_on_day1, in_population, list_sizes, next_rounds, payment_cells, practice_totals,
+                      regioprestatie, settle)
 from .invoice import (Invoice, InvoiceError, bank_description, decode_bank_description, decode_invoice,
                       invoice_number, invoice_problem)
 from .rules import (cents, eur, exposure_cents, first_round_date, max_patients, next_round_date,
@@ -31,5 +32,5 @@ __all__ = [
     "exposure_cents", "reward_cutoff", "reward_pct", "reward_cents", "first_round_date", "round_dates",
     "next_round_date", "regioprestatie_cents", "Invoice", "InvoiceError", "invoice_number", "decode_invoice",
     "invoice_problem", "bank_description", "decode_bank_description", "payment_cells", "in_population",
-    "list_sizes", "enrolled_on_day1", "settle", "next_rounds", "regioprestatie", "load_contracts",
+    "list_sizes", "enrolled_on_day1", "settle", "next_rounds", "regioprestatie", "practice_totals", "load_contracts",
 ]

@@ -33,7 +33,7 @@ import pandas as pd
 from ..quarter import Quarter
 from ..rules.contracts import Contracts, load_contracts
 from .invoice import decode_invoice, invoice_problem
-from .rules import (cents, exposure_cents, max_patients, next_round_date, patient_price_cents, patients_above_cap,
+from .rules import (cents, eur, exposure_cents, max_patients, next_round_date, patient_price_cents, patients_above_cap,
                     quarter_tariff_cents, regioprestatie_cents, reward_pct)
 
 CELL = ["practice_agb", "programme", "quarter", "insurer_uzovi"]
@@ -189,3 +189,31 @@ def regioprestatie(patients: pd.DataFrame, quarters, contracts: Contracts | None
                          "regioprestatie_cents": regioprestatie_cents(r.list_size, c.regioprestatie_eur_per_patient_year)})
     cols = ["practice_agb", "quarter", "insurer_uzovi", "registered", "regioprestatie_cents"]
     return pd.DataFrame(rows, columns=cols).sort_values(cols[:3]).reset_index(drop=True)
+
+
+def practice_totals(settled: pd.DataFrame, regio: pd.DataFrame | None = None,
+                    by: tuple[str, ...] = ("practice_agb", "quarter")) -> pd.DataFrame:
+    """The settled cells (:func:`settle`) summed per practice and quarter (or ``by``): patients
+    declared, awarded, rejected and above the cap; cents paid, paid in follow-ups, outstanding,
+    exposure, reward and (when settled with ``enrolled``) missed; with ``regio``
+    (:func:`regioprestatie`) the regioprestatie in cents (0 where none).
+
+    >>> cells = pd.DataFrame({"practice_agb": ["01000001"] * 2, "quarter": ["2026Q3"] * 2,
+    ...     "declared": [20, 5], "awarded": [19, 5], "rejected": [1, 0], "over_cap": [3, 0],
+    ...     "paid_cents": [77064, 19500], "followup_cents": [8112, 0], "outstanding_cents": [0, 0],
+    ...     "exposure_cents": [11700, 0], "reward_cents": [2964, 750]})
+    >>> t = practice_totals(cells).iloc[0]
+    >>> int(t.awarded), str(eur(t.paid_cents)), str(eur(t.reward_cents)), int(t.regioprestatie_cents)
+    (24, '965.64', '37.14', 0)
+    """
+    by = list(by)
+    sums = [c for c in ("declared", "awarded", "rejected", "over_cap", "paid_cents", "followup_cents",
+                        "outstanding_cents", "exposure_cents", "reward_cents", "missed", "missed_cents")
+            if c in settled.columns]
+    out = settled.groupby(by, sort=True)[sums].sum().astype("int64").reset_index()
+    if regio is not None and len(regio):
+        r = regio.groupby([c for c in by if c in regio.columns])["regioprestatie_cents"].sum().reset_index()
+        out = out.merge(r, on=list(r.columns[:-1]), how="outer")
+    out["regioprestatie_cents"] = out.get("regioprestatie_cents", pd.Series(0, index=out.index)).fillna(0) \
+        .astype("int64")
+    return out.fillna(0).sort_values(by).reset_index(drop=True)
