@@ -37,9 +37,10 @@ Where the contract leaves room, this is how we read it:
 - For a parquet file, ``line`` is the row number + 1, as if it had been exported with a header.
 - Problems are listed per file: the first of each kind, then the rest, in line order.
 - veelgebruikers_plan.csv (version 2, optional): ``profile`` is checked against the ids in
-  ``parameters/veelgebruikers.yaml`` when that file exists; it does not exist yet, and until
-  then any code-like value (``[a-z0-9_-]{1,40}``) is accepted. A version-1 delivery (no plan)
-  loads as before, with no plan rows.
+  ``parameters/veelgebruikers.yaml`` (the frequent-attender monitor's profiles,
+  ``helpers.rules.veelgebruikers``); without that file any code-like value
+  (``[a-z0-9_-]{1,40}``) would be accepted. A version-1 delivery (no plan) loads as before,
+  with no plan rows.
 
 This module touches patient rows. Warnings and logs name files and columns only; patient
 values appear only in :class:`~helpers.errors.Problem` entries, which the contract asks for.

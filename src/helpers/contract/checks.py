@@ -320,8 +320,9 @@ def profile_ids(path: Path) -> tuple[str, ...] | None:
     """The profile ids of ``parameters/veelgebruikers.yaml``, or None when the file does not
     exist (then any code-like profile is accepted: the column's pattern in :mod:`.tables`).
 
-    The file is not written yet; both likely shapes are read: ``profiles:`` as a list of
-    mappings with an ``id``, or as a mapping keyed by id (a plain list of ids works too).
+    Both shapes are read: ``profiles:`` as a list of mappings with an ``id`` (as the project's
+    file has it, ``helpers.rules.veelgebruikers``), or as a mapping keyed by id (a plain list
+    of ids works too).
 
     >>> profile_ids(Path("/nonexistent/veelgebruikers.yaml")) is None
     True

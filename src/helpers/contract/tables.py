@@ -205,11 +205,11 @@ TABLES: dict[str, TableSpec] = {
             (
                 _c("patient_id", "str", True, unique=True),
                 _c("selected_on", "date", True),
-                # Checked against the ids in parameters/veelgebruikers.yaml when that file exists
-                # (see checks.profile_problems). That file does not exist yet: until it does, any
-                # short code-like value is accepted (this pattern), never free text.
+                # Checked against the ids in parameters/veelgebruikers.yaml (see
+                # checks.profile_problems); without that file any short code-like value is
+                # accepted (this pattern), never free text.
                 _c("profile", "str", pattern=PROFILE_PATTERN,
-                   pattern_expected="a profile code: 1 to 40 of a-z, 0-9, _ or - (e.g. somatisch_1)"),
+                   pattern_expected="a profile code: 1 to 40 of a-z, 0-9, _ or - (e.g. ggz)"),
                 _c("ended_on", "date"),
             ),
             periods=(("selected_on", "ended_on"),),

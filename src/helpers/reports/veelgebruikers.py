@@ -191,7 +191,7 @@ def prepare(con, quarter, tables: dict | None = None, params: VeelgebruikersPara
     params = params or load_veelgebruikers(rules=rules)
     q = Quarter.parse(quarter)
     k_base = window_of(params.baseline_quarter, q)
-    fa_all = frequent_attenders(con, q, ks=(0,) if k_base in (None, 0) else (0, k_base))
+    fa_all = frequent_attenders(con, q, ks=(0,) if k_base is None else (0, k_base))
     fa = fa_all[fa_all["k"] == 0].drop(columns=["k", "window_end"]).reset_index(drop=True)
     fa["persistent"] = fa["persistent"].fillna(False).astype(bool)
     quarters = _quarters(q, 4)
@@ -323,7 +323,7 @@ def _practice_table(fa_all: pd.DataFrame, tables: dict | None, k_base: int | Non
     rows = []
     agbs = sorted(set(fa_all["practice_agb"]) | set((tables or {}).get("practices", pd.DataFrame(
         {"practice_agb": []}))["practice_agb"].astype(str)))
-    periods = [(CURRENT, 0)] + ([(BASELINE, k_base)] if k_base not in (None, 0) else [])
+    periods = [(CURRENT, 0)] + ([(BASELINE, k_base)] if k_base is not None else [])
     for period, k in periods:
         sub = fa_all[fa_all["k"] == k]
         g = sub.groupby("practice_agb").agg(frequent_attenders=("patient_id", "size"), contacts=("contacts", "sum"),
