@@ -267,6 +267,21 @@ REGIO_PREPARE = PrepareStep(
 )
 
 
+def _betaal_prepare(con, quarter, tables):
+    from . import betaalspecificatie
+    return betaalspecificatie.prepare(con, quarter, tables)
+
+
+def _betaal_figures(cube: Path, practice_agb: str) -> dict:
+    from . import betaalspecificatie
+    return betaalspecificatie.key_figures(betaalspecificatie.load(cube, practice_agb))
+
+
+def _betaal_extras(cube: Path, practice_agb: str, outdir: Path) -> list[Path]:
+    from . import betaalspecificatie
+    return betaalspecificatie.write_extras(cube, practice_agb, outdir)
+
+
 def _regio_figures(shared, region: str) -> dict:
     from . import regio
     return regio.key_figures(regio.load(shared, region))
@@ -308,6 +323,19 @@ _BUILTIN = (
         figures=KeyFigures(columns=(("practices", "Praktijken"), ("discussion_points", "Gespreksonderwerpen")),
                            compute=_spiegelbijeenkomst_figures, plain=("practices", "discussion_points")),
         description="The peer-meeting pack of one hagro: the mirror side by side, discussion points, report and attendance list.",
+    ),
+    ReportSpec(
+        id="betaalspecificatie",
+        title_nl="Betaalspecificatie ketenzorg",
+        notebook=NOTEBOOKS_DIR / "betaalspecificatie.ipynb",
+        scope="practice",
+        params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
+        prepare=PrepareStep(function=_betaal_prepare,
+                            tables=("betaal_payments", "betaal_cells", "betaal_not_declarable")),
+        extras=_betaal_extras,
+        figures=KeyFigures(columns=(("awarded", "Toegekend"), ("not_awarded", "Niet toegekend")),
+                           compute=_betaal_figures),
+        description="The payment specification per practice and quarter: every chain-care payment, decoded.",
     ),
     ReportSpec(
         id="regio",

@@ -74,7 +74,8 @@ def worklist(findings: pd.DataFrame, action: str) -> pd.DataFrame:
               .reset_index(drop=True)
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+def write_table_csv(df: pd.DataFrame, path: Path) -> None:
+    """A report table as a CSV for Excel (every cell escaped, ";" and UTF-8 with BOM), atomically."""
     # a worklist is opened in Excel: no delivered text may become a formula there
     df = df.map(csv_cell)
     df.columns = [csv_cell(c) for c in df.columns]
@@ -90,6 +91,6 @@ def write_worklists(cube: Path, practice_agb: str, outdir: Path) -> list[Path]:
     written = []
     for action in WORKLISTS:
         path = outdir / f"werklijst_{action}.csv"
-        _atomic_csv(worklist(findings, action), path)
+        write_table_csv(worklist(findings, action), path)
         written.append(path)
     return written
