@@ -440,7 +440,8 @@ def placeholder_text(data: VeelgebruikersData) -> str:
     if all(p.verified for p in data.params.profiles) and data.params.verified:
         return ""
     names = "; ".join(f"*{escape.markdown(p.title)}*" for p in data.params.profiles)
-    return (f"**Let op: voorlopige profielen.** De zes profielen van de regioprestatie zijn niet gepubliceerd. "
+    return (f"**Let op: voorlopige profielen.** De zes profielen van de regioprestatie zijn niet in een openbare bron "
+            f"gevonden. "
             f"Dit rapport gebruikt voorlopige profielen ({names}), vastgelegd in `parameters/veelgebruikers.yaml` "
             f"en gemarkeerd als niet geverifieerd. Een patiënt kan bij meer profielen passen of bij geen. Gebruik ze "
             f"als hulp bij het gesprek, niet als oordeel.")
