@@ -74,6 +74,10 @@ def frequent_attenders(con, quarter, ks=(0,)) -> pd.DataFrame:
     ending on ``quarter``'s last day (0: that year), with ``window_end``. Same windows, same
     rule and same data as :func:`helpers.mirror.compute_mirror`."""
     w = windows(quarter)
+    # only the windows asked for and those their persistence looks at: a window's threshold
+    # depends on that window's contacts alone, so leaving the others out changes no row
+    steps = [PERSISTENCE_STEP * i for i in range(PERSISTENCE_YEARS)]
+    w = w[w["k"].isin({int(k) + s for k in ks for s in steps})].reset_index(drop=True)
     cur = con.cursor()  # its own session, as compute_mirror
     try:
         cur.register("mirror_windows", w)
