@@ -463,7 +463,8 @@ def plan_text(data: VeelgebruikersData) -> str:
             f"vanaf de dag van de keuze). *Per jaar* rekent de contacten sinds de keuze om naar twaalf maanden, om ze "
             f"met de 0-meting te vergelijken.\n\nEen daling is niet vanzelf het effect van het plan: veelgebruikers "
             f"gaan ook zonder plan vaak minder gebruiken (ongeveer 70% is het jaar erna geen veelgebruiker meer). "
-            f"Kijk daarom vooral naar de persisterende veelgebruikers en naar het verloop per kwartaal.")
+            f"Kijk daarom vooral naar de persisterende veelgebruikers en naar het verloop per kwartaal. "
+            f"*Nu veelgebruiker*: ook in de twaalf maanden {_period(data)} veelgebruiker.")
 
 
 def change_text(before, after) -> str:
@@ -495,19 +496,21 @@ def plan_baseline_table(data: VeelgebruikersData) -> pd.DataFrame:
     rows = []
     after = data.plan[data.plan["period"] != BASELINE]
     ended = data.plan_patients["ended_on"].notna().any()
+    frequent = set(data.patients["patient_id"])
     for r in data.plan_patients.itertuples():
         mine = after[after["patient_id"] == r.patient_id]
         days = int(mine["days"].sum()) if len(mine) else 0
         since = int(mine["contacts"].sum()) if len(mine) else 0
         per_year = since * 365.25 / days if days >= 28 else np.nan
-        row = {"Patiëntnummer": r.patient_id, "Geb.jaar": _int(r.birth_year),
-               "Geslacht": SEX_NL.get(r.sex, r.sex or "–"), "In plan sinds": _day(r.selected_on)}
+        row = {"Patiënt": r.patient_id, "Geb.jaar": _int(r.birth_year),
+               "M/V": str(r.sex or "–").lower(), "In plan sinds": _day(r.selected_on)}
         if ended:
             row["Uit plan"] = _day(r.ended_on)
         row.update({"Profiel (praktijk)": profile_titles(data, r.profile), "0-meting": nl_number(r.contacts),
                     "Sinds keuze": nl_number(since) if days else "–",
                     "Per jaar": nl_number(per_year, 1) if pd.notna(per_year) else "–",
-                    "Verschil": change_text(r.contacts, per_year)})
+                    "Verschil": change_text(r.contacts, per_year),
+                    "Nu veelgebruiker": "ja" if r.patient_id in frequent else "nee"})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -673,7 +676,7 @@ def plan_chart(data: VeelgebruikersData):
     before = data.plan_patients["contacts"].astype(float).to_numpy()
     after = pd.to_numeric(table["Per jaar"].str.replace(".", "", regex=False).str.replace(",", ".", regex=False),
                           errors="coerce").to_numpy()
-    labels = [escape.mpl_text(x) for x in table["Patiëntnummer"]]
+    labels = [escape.mpl_text(x) for x in table["Patiënt"]]
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(8.0, 3.0))
     ax.bar(x - 0.2, before, width=0.4, color=MUTED, label="0-meting (12 maanden vóór de keuze)")
