@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 SHARED_REPORTS = ["spiegelbijeenkomst", "regio", "regio_zorggroep"]
 #: table columns whose numbers count no patients (declared plain in the reports' SharedTable/KeyFigures)
 PLAIN_HEADERS = ("praktijken", "indicatoren op streefwaarde", "gespreksonderwerpen", "kwartaal", "positie",
-                 "interval", "afgesproken maximum", "δ", "klaar", "mislukt", "rapporten")
+                 "interval", "afgesproken maximum", "δ", "klaar", "mislukt", "rapporten", "rondes", "facturen")
 
 
 class _Cells(HTMLParser):

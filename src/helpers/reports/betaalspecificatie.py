@@ -68,18 +68,18 @@ def _frames(con, quarters: list[str]):
     return pay, patients, enrol
 
 
-def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
-    """Every practice's payments of this quarter and the previous one, per round and per cell
-    (practice x programme x quarter x insurer) with the contract's figures, and the enrolled
-    patients that cannot be declared."""
-    q = Quarter.parse(quarter)
-    quarters = [str(q.previous()), str(q)]
+def money_tables(con, quarters: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every practice's payment rounds (invoice decoded, bank description) and its cells
+    (practice x programme x quarter x insurer, with the contract's figures from
+    ``helpers.money.settle``, also for cells enrolled on day 1 but never declared) for ``quarters``.
+    Cells of an insurer without a contract in contracts.yaml are left out (the contract's
+    problem, not this quarter's)."""
     contracts = load_contracts()
     pay, patients, enrol = _frames(con, quarters)
     pay["insurer_uzovi"] = pay["insurer_uzovi"].fillna("").astype(str)
     patients["insurer_uzovi"] = patients["insurer_uzovi"].fillna("").astype(str)
     as_of = pd.to_datetime(pay["paid_on"]).max()
-    as_of = as_of.date() if pd.notna(as_of) else q.last_day
+    as_of = as_of.date() if pd.notna(as_of) else max(Quarter.parse(q) for q in quarters).last_day
 
     # per round: the invoice decoded and the bank description
     rounds = pay.copy()
@@ -100,7 +100,6 @@ def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
                      "invoice_number", "invoice_year", "chain_number", "seq1", "seq2", "bank_description",
                      "patients_declared", "patients_awarded", "amount_cents"]].reset_index(drop=True)
 
-    # per cell: the figures of helpers.money, also for cells enrolled on day 1 but never declared
     cells = payment_cells(pay) if len(pay) else pd.DataFrame(columns=["practice_agb", "programme", "quarter",
                                                                       "insurer_uzovi"])
     enrolled = enrolled_on_day1(patients, enrol, quarters)
@@ -120,12 +119,19 @@ def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
     settled["as_of"] = pd.Timestamp(as_of)
     settled["reward_pct"] = settled["reward_pct"].astype(float)
     settled["annual_tariff_eur"] = settled["annual_tariff_eur"].astype(float)
+    return rounds, settled.reset_index(drop=True)
 
+
+def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
+    """Every practice's payments of this quarter and the previous one, per round and per cell
+    (practice x programme x quarter x insurer) with the contract's figures, and the enrolled
+    patients the insurer will not pay."""
+    q = Quarter.parse(quarter)
+    rounds, settled = money_tables(con, [str(q.previous()), str(q)])
     f = tables["findings"]
     nd = f[f["kind"].isin(NOT_DECLARABLE_KINDS)][["practice_agb", "patient_id", "programme", "kind",
                                                    "birth_year", "sex"]]
-    return {PAYMENTS_TABLE: rounds, CELLS_TABLE: settled.reset_index(drop=True),
-            NOT_DECLARABLE_TABLE: nd.reset_index(drop=True)}
+    return {PAYMENTS_TABLE: rounds, CELLS_TABLE: settled, NOT_DECLARABLE_TABLE: nd.reset_index(drop=True)}
 
 
 def _insurer_name(contracts, uzovi: str) -> str:

@@ -48,8 +48,9 @@ HISTORY_QUARTERS = 4
 ZORGGROEP = "zorggroep"
 
 #: the shared tables, declared once in the registry (``REGIO_PREPARE``)
-PRACTICES_TABLE, PROGRAMMES_TABLE, INDICATORS_TABLE, TOTALS_TABLE = (t.name for t in REGIO_PREPARE.shared)
-PRACTICE_COUNTS, PROGRAMME_COUNTS, _, TOTAL_COUNTS = (t.counts for t in REGIO_PREPARE.shared)
+(PRACTICES_TABLE, PROGRAMMES_TABLE, INDICATORS_TABLE, TOTALS_TABLE, MONEY_PRACTICE_TABLE, MONEY_INSURER_TABLE,
+ MONEY_TOTALS_TABLE, MONEY_ROUNDS_TABLE) = (t.name for t in REGIO_PREPARE.shared)
+PRACTICE_COUNTS, PROGRAMME_COUNTS, _, TOTAL_COUNTS, MONEY_COUNTS = (t.counts for t in REGIO_PREPARE.shared[:5])
 
 
 def inclusion_cap(list_size: int, max_inclusion_pct: float) -> int:
@@ -140,7 +141,67 @@ def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
                                    "indicators_scored"]].reset_index(drop=True),
             PROGRAMMES_TABLE: prog.reset_index(drop=True),
             INDICATORS_TABLE: ind.reset_index(drop=True),
-            TOTALS_TABLE: totals.reset_index(drop=True)}
+            TOTALS_TABLE: totals.reset_index(drop=True),
+            **money_prepare(con, quarter, practices)}
+
+
+def contract_year_quarters(quarter: Quarter) -> list[str]:
+    """The quarters of the contract (calendar) year up to and including ``quarter``."""
+    return [f"{quarter.year}Q{n}" for n in range(1, quarter.number + 1)]
+
+
+MONEY_SUMS = dict(list_size=("list_size", "sum"), enrolled=("enrolled", "sum"), declared=("declared", "sum"),
+                  awarded=("awarded", "sum"), rejected=("rejected", "sum"), over_cap=("over_cap", "sum"),
+                  missed=("missed", "sum"), paid_cents=("paid_cents", "sum"), reward_cents=("reward_cents", "sum"),
+                  outstanding_cents=("outstanding_cents", "sum"), exposure_cents=("exposure_cents", "sum"),
+                  missed_cents=("missed_cents", "sum"), max_patients=("max_patients", "sum"))
+
+
+def _euro(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cents columns as euro (float, exact to the cent for these sums) under the shared names."""
+    out = frame.copy()
+    for c in ("paid", "reward", "outstanding", "exposure", "missed"):
+        out[f"{c}_eur"] = out.pop(f"{c}_cents") / 100.0
+    return out
+
+
+def money_prepare(con, quarter: Quarter, practices: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The chain-care money of every practice over the quarters of the contract year
+    (``helpers.money`` through ``betaalspecificatie.money_tables``), aggregated for the region
+    tables: per practice x programme x quarter, per region x programme x quarter x insurer
+    (with its contract's cap and reward), the totals, and the payment rounds per insurer."""
+    from .betaalspecificatie import money_tables
+    rounds, cells = money_tables(con, contract_year_quarters(quarter))
+    where = practices[["practice_agb", "name", "region"]]
+    cells = cells.merge(where, on="practice_agb", how="inner")
+    rounds = rounds.merge(where, on="practice_agb", how="inner")
+    per_practice = cells.groupby(["region", "practice_agb", "name", "programme", "quarter"], as_index=False).agg(
+        **MONEY_SUMS, rounds=("rounds", "max"))
+    levels = []
+    for scope, frame in [("regio", cells), (ZORGGROEP, cells.assign(region=ZORGGROEP))]:
+        g = frame.groupby(["region", "programme", "quarter", "insurer"], as_index=False).agg(
+            **MONEY_SUMS, reward_pct=("reward_pct", "first"), annual_tariff_eur=("annual_tariff_eur", "first"),
+            practices=("practice_agb", "nunique"))
+        levels.append(g.assign(scope=scope))
+    per_insurer = pd.concat(levels, ignore_index=True)
+    totals = per_insurer.groupby(["scope", "region", "programme", "quarter"], as_index=False).agg(**MONEY_SUMS)
+    r_levels = []
+    for scope, frame in [("regio", rounds), (ZORGGROEP, rounds.assign(region=ZORGGROEP))]:
+        g = frame.groupby(["region", "programme", "quarter", "insurer", "paid_on"], as_index=False, dropna=False).agg(
+            declared=("patients_declared", "sum"), awarded=("patients_awarded", "sum"),
+            amount_cents=("amount_cents", "sum"), invoices=("invoice_number", "nunique"),
+            first_invoice=("invoice_number", "min"), last_invoice=("invoice_number", "max"),
+            bank_description=("bank_description", "min"))
+        r_levels.append(g.assign(scope=scope))
+    per_round = pd.concat(r_levels, ignore_index=True)
+    per_round["amount_eur"] = per_round.pop("amount_cents") / 100.0
+    per_round["paid_on"] = pd.to_datetime(per_round["paid_on"]).dt.strftime("%Y-%m-%d").fillna("")
+    for frame in (per_practice, per_insurer, totals, per_round):
+        for c in frame.columns:
+            if c in MONEY_COUNTS or c in ("declared", "awarded"):
+                frame[c] = frame[c].astype("Int64")
+    return {MONEY_PRACTICE_TABLE: _euro(per_practice), MONEY_INSURER_TABLE: _euro(per_insurer),
+            MONEY_TOTALS_TABLE: _euro(totals), MONEY_ROUNDS_TABLE: per_round}
 
 
 # ------------------------------------------------------------------ the report
@@ -154,6 +215,10 @@ class RegionData:
     totals: pd.DataFrame        # the region's rows and the care group's
     all_indicators: pd.DataFrame  # every practice of the care group (for the care group's band)
     definitions: pd.DataFrame   # indicator_id, programme, title, target_pct, low_is_good, order
+    money_practice: pd.DataFrame  # per practice x programme x quarter of the contract year
+    money_insurer: pd.DataFrame   # the region (or care group) per programme x quarter x insurer
+    money_totals: pd.DataFrame    # the region's and the care group's per programme x quarter
+    money_rounds: pd.DataFrame    # the region's payment rounds per programme x quarter x insurer x date
 
     @property
     def is_care_group(self) -> bool:
@@ -181,10 +246,17 @@ def load(source, region: str = "", quarter: str = "") -> RegionData:
                           "target_pct": i.target_pct, "low_is_good": i.low_is_good, "order": n}
                          for n, i in enumerate(load_indicators(rules).values())])
     q = Quarter.parse(quarter) if quarter else Quarter.parse(sorted(ind["quarter"].unique())[-1])
+    level = (lambda df: df[df["region"] == region].reset_index(drop=True))
+    money_totals = shared.read(MONEY_TOTALS_TABLE)
     return RegionData(quarter=q, region=region, practices=mine(prac).sort_values("name").reset_index(drop=True),
                       programmes=mine(shared.read(PROGRAMMES_TABLE)).reset_index(drop=True),
                       indicators=mine(ind).reset_index(drop=True), totals=totals.reset_index(drop=True),
-                      all_indicators=ind, definitions=defs)
+                      all_indicators=ind, definitions=defs,
+                      money_practice=mine(shared.read(MONEY_PRACTICE_TABLE)).reset_index(drop=True),
+                      money_insurer=level(shared.read(MONEY_INSURER_TABLE)),
+                      money_totals=money_totals[(money_totals["region"] == region)
+                                                | (money_totals["scope"] == ZORGGROEP)].reset_index(drop=True),
+                      money_rounds=level(shared.read(MONEY_ROUNDS_TABLE)))
 
 
 def heading(data: RegionData) -> str:
@@ -271,6 +343,119 @@ def inclusion_table(data: RegionData, programme: str) -> pd.DataFrame:
         "Afgesproken maximum": [nl_pct_or_dash(x) for x in g["max_inclusion_pct"]],
         "Maximaal patiënten": [nl_number(c) for c in g["cap"]],
         "Boven plafond": _shown(g, "above_cap"),
+    }).reset_index(drop=True)
+
+
+def _eur(x) -> str:
+    """Euro for a shared table's amount; '–' where it is withheld with its count."""
+    if x is None or pd.isna(x):
+        return "–"
+    c = int(round(float(x) * 100))
+    return f"{'−' if c < 0 else ''}€\u00a0{nl_number(abs(c) // 100)},{abs(c) % 100:02d}"
+
+
+def cap_table(data: RegionData, programme: str) -> pd.DataFrame:
+    """One programme this quarter, per insurer: the patients awarded against the contract's
+    maximum (a share of the insurer's patients), those above it and the euro at stake in the
+    nacalculatie (patients above the cap x quarterly tariff)."""
+    m = data.money_insurer
+    m = m[(m["programme"] == programme) & (m["quarter"] == str(data.quarter))].sort_values("insurer")
+    return pd.DataFrame({
+        "Verzekeraar": m["insurer"].astype(str), "Praktijken": m["practices"].map(nl_number),
+        "Verzekerden": _shown(m, "list_size"), "Toegekend": _shown(m, "awarded"),
+        "Maximaal (plafond)": [nl_number(x) if pd.notna(x) else "–" for x in m["max_patients"]],
+        "Boven plafond": _shown(m, "over_cap"), "Te verrekenen (nacalculatie)": m["exposure_eur"].map(_eur),
+    }).reset_index(drop=True)
+
+
+def cap_practices(data: RegionData) -> pd.DataFrame:
+    """This quarter, per practice and programme with patients above an insurer's cap: how many
+    and the euro at stake."""
+    m = data.money_practice[data.money_practice["quarter"] == str(data.quarter)]
+    m = m[m["over_cap"].fillna(1) > 0].sort_values(["name", "programme"])
+    return pd.DataFrame({"Praktijk": m["name"].astype(str), "Keten": m["programme"].astype(str),
+                         "Boven plafond": _shown(m, "over_cap"),
+                         "Te verrekenen (nacalculatie)": m["exposure_eur"].map(_eur)}).reset_index(drop=True)
+
+
+def cap_trend(data: RegionData) -> pd.DataFrame:
+    """The quarters of the contract year: per programme the patients above the cap and the
+    euro at stake for the region (the nacalculatie adds them up over the year)."""
+    t = data.money_totals[data.money_totals["region"] == data.region]
+    quarters = sorted(t["quarter"].unique())
+    rows = []
+    for programme in programmes(data):
+        g = t[t["programme"] == programme].set_index("quarter")
+        rows.append({"Keten": programme, **{q: (f"{g.loc[q, 'over_cap_shown']} · {_eur(g.loc[q, 'exposure_eur'])}"
+                                                if q in g.index else "–") for q in quarters}})
+    return pd.DataFrame(rows)
+
+
+def payments_overview(data: RegionData) -> pd.DataFrame:
+    """Per programme and quarter of the contract year (the region): enrolled on day 1,
+    declared, awarded, not (yet) awarded, paid, of which result reward, outstanding, missed."""
+    t = data.money_totals[data.money_totals["region"] == data.region]
+    order = {p: i for i, p in enumerate(load_programmes().programme_ids)}
+    t = t.assign(o=t["programme"].map(order)).sort_values(["o", "quarter"])
+    return pd.DataFrame({
+        "Keten": t["programme"].astype(str), "Kwartaal": t["quarter"].astype(str),
+        "In ketenzorg (dag 1)": _shown(t, "enrolled"), "Gedeclareerd": _shown(t, "declared"),
+        "Toegekend": _shown(t, "awarded"), "Niet (nog niet) toegekend": _shown(t, "rejected"),
+        "Betaald": t["paid_eur"].map(_eur), "Waarvan resultaatbeloning": t["reward_eur"].map(_eur),
+        "Open": t["outstanding_eur"].map(_eur), "Gemist": t["missed_eur"].map(_eur),
+    }).reset_index(drop=True)
+
+
+def payments_practices(data: RegionData, programme: str) -> pd.DataFrame:
+    """One programme this quarter, per practice: enrolled on day 1 against declared and
+    awarded, paid and money missed."""
+    m = data.money_practice
+    m = m[(m["programme"] == programme) & (m["quarter"] == str(data.quarter))].sort_values("name")
+    return pd.DataFrame({
+        "Praktijk": m["name"].astype(str), "In ketenzorg (dag 1)": _shown(m, "enrolled"),
+        "Gedeclareerd": _shown(m, "declared"), "Toegekend": _shown(m, "awarded"),
+        "Rondes": m["rounds"].map(nl_number), "Betaald": m["paid_eur"].map(_eur), "Gemist": m["missed_eur"].map(_eur),
+    }).reset_index(drop=True)
+
+
+def reward_by_insurer(data: RegionData) -> pd.DataFrame:
+    """This quarter per programme and insurer: the contract's result-reward percentage (from
+    the date it was signed) and the reward in euro."""
+    m = data.money_insurer[data.money_insurer["quarter"] == str(data.quarter)]
+    order = {p: i for i, p in enumerate(load_programmes().programme_ids)}
+    m = m.assign(o=m["programme"].map(order)).sort_values(["o", "insurer"])
+    return pd.DataFrame({
+        "Keten": m["programme"].astype(str), "Verzekeraar": m["insurer"].astype(str),
+        "Jaartarief": m["annual_tariff_eur"].map(_eur),
+        "Resultaatbeloning": [f"{nl_number(p, 0)}%" if pd.notna(p) else "–" for p in m["reward_pct"]],
+        "Beloning": m["reward_eur"].map(_eur),
+    }).reset_index(drop=True)
+
+
+def rounds_table(data: RegionData, programme: str) -> pd.DataFrame:
+    """The payment rounds of one programme this quarter: per insurer and date the invoices
+    (decoded: year, chain number, sequence numbers), the patients awarded and the amount."""
+    from ..money import decode_invoice, invoice_problem
+    r = data.money_rounds
+    r = r[(r["programme"] == programme) & (r["quarter"] == str(data.quarter))].sort_values(["insurer", "paid_on"])
+
+    def decoded(first, last, n):
+        if invoice_problem(first):
+            return f"{first} (onleesbaar)"
+        a = decode_invoice(first)
+        text = f"{a.year} · keten {a.chain_number} · {a.seq1}-{a.seq2}"
+        if n > 1 and not invoice_problem(last):
+            b = decode_invoice(last)
+            text += f" t/m {b.seq1}-{b.seq2}"
+        return text
+    return pd.DataFrame({
+        "Verzekeraar": r["insurer"].astype(str),
+        "Betaald op": [f"{pd.Timestamp(d):%d-%m-%Y}".replace("-", "\u2011") if d else "nog niet" for d in r["paid_on"]],
+        "Facturen": r["invoices"].map(nl_number),
+        "Factuurnummers (jaar · keten · volgnrs)": [decoded(a, b, n) for a, b, n in
+                                                     zip(r["first_invoice"], r["last_invoice"], r["invoices"])],
+        "Bankomschrijving (eerste)": r["bank_description"].astype(str),
+        "Toegekend": _shown(r, "awarded"), "Bedrag": r["amount_eur"].map(_eur),
     }).reset_index(drop=True)
 
 
@@ -363,6 +548,9 @@ def method_text(data: RegionData) -> str:
         f"- **Groepscijfers**: mediaan en P10-P90 over de praktijken van de regio of de zorggroep: {PEER_RULE}.",
         "- **Indicatoren**: de definities staan in `parameters/indicators/`; `spiegel explain <indicator>` toont "
         "de SQL.",
+        "- **Geld**: tarieven, plafonds per verzekeraar, de datum van ondertekening en de regioprestatie staan in "
+        "`parameters/contracts.yaml`; de regels in `helpers.money`. Een bedrag wordt weggelaten waar het aantal "
+        "patiënten waarop het rust is weggelaten (bedrag gedeeld door het tarief geeft het aantal terug).",
     ])
 
 

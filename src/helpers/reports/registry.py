@@ -242,6 +242,10 @@ def _regio_prepare(con, quarter, tables):
     return regio.prepare(con, quarter, tables)
 
 
+_MONEY_COUNTS = ("list_size", "enrolled", "declared", "awarded", "rejected", "over_cap", "missed")
+_MONEY_DERIVED = (("paid_eur", "awarded"), ("reward_eur", "awarded"), ("outstanding_eur", "awarded"),
+                  ("exposure_eur", "over_cap"), ("missed_eur", "missed"), ("max_patients", "list_size"))
+
 #: the regional report's prepare step: four shared tables, suppressed within each region because
 #: the region's totals are published (``helpers.reports.regio``)
 REGIO_PREPARE = PrepareStep(
@@ -263,6 +267,21 @@ REGIO_PREPARE = PrepareStep(
                             "open_controls"),
                     rates=(("inclusion_pct", "enrolled", "list_size"),), plain=("practices",),
                     margins=(("scope", "programme"),)),
+        # the money of the contract year's quarters: euro amounts rest on a patient count (an
+        # amount divided by the tariff gives it back), so each is withheld with its count
+        SharedTable("regio_money_practice", keys=("region", "practice_agb", "name", "programme", "quarter"),
+                    counts=_MONEY_COUNTS, derived=_MONEY_DERIVED, plain=("rounds",),
+                    margins=(("region", "programme", "quarter"),)),
+        SharedTable("regio_money_insurer", keys=("scope", "region", "programme", "quarter", "insurer"),
+                    counts=_MONEY_COUNTS, derived=_MONEY_DERIVED,
+                    plain=("reward_pct", "annual_tariff_eur", "practices"),
+                    margins=(("scope", "region", "programme", "quarter"),)),
+        SharedTable("regio_money_totals", keys=("scope", "region", "programme", "quarter"),
+                    counts=_MONEY_COUNTS, derived=_MONEY_DERIVED),
+        SharedTable("regio_money_rounds", keys=("scope", "region", "programme", "quarter", "insurer", "paid_on"),
+                    counts=("declared", "awarded"), derived=(("amount_eur", "awarded"),),
+                    plain=("invoices", "first_invoice", "last_invoice", "bank_description"),
+                    margins=(("scope", "region", "programme", "quarter", "insurer"),)),
     ),
 )
 
