@@ -112,3 +112,28 @@ def test_indicator_history_covers_four_quarters(demo_cube, demo_quarter):
     now = ind[ind["quarter"] == str(demo_quarter)].dropna(subset=["pct"])
     for r in now.head(50).itertuples():
         assert r.pct == pytest.approx(own.loc[(r.practice_agb, r.indicator_id)])
+
+
+def test_region_money_matches_the_money_truth_to_the_cent(demo_dataset, demo_cube, demo_quarter):
+    """The regional report's money (per region, programme and quarter of the contract year:
+    paid, reward, patients above the cap and the euro at stake) against the demo's ground truth."""
+    from decimal import Decimal
+    truth = pd.read_csv(f"{demo_dataset}.money_truth.csv", sep=";", dtype=str, keep_default_na=False)
+    truth = truth[(truth["programme"] != "") & truth["quarter"].isin(regio.contract_year_quarters(demo_quarter))]
+    regions = read_slice(demo_cube, "practices").set_index("practice_agb")["region"]
+    truth = truth.assign(region=truth["practice_agb"].map(regions))
+    totals = SharedCube(demo_cube).read(regio.MONEY_TOTALS_TABLE)
+    totals = totals[totals["scope"] == "regio"].set_index(["region", "programme", "quarter"])
+    cents = lambda s: sum(int(Decimal(x) * 100) for x in s)  # noqa: E731
+    checked = 0
+    for (region, programme, quarter), g in truth.groupby(["region", "programme", "quarter"]):
+        row = totals.loc[(region, programme, quarter)]
+        if pd.notna(row["awarded"]):
+            assert int(row["awarded"]) == sum(map(int, g["awarded"]))
+            assert round(row["paid_eur"] * 100) == cents(g["paid_eur"]), (region, programme, quarter)
+            assert round(row["reward_eur"] * 100) == cents(g["reward_eur"]), (region, programme, quarter)
+            checked += 1
+        if pd.notna(row["over_cap"]):
+            assert int(row["over_cap"]) == sum(map(int, g["over_cap"]))
+            assert round(row["exposure_eur"] * 100) == cents(g["exposure_eur"]), (region, programme, quarter)
+    assert checked >= 8
