@@ -49,7 +49,7 @@ ZORGGROEP = "zorggroep"
 
 #: the shared tables, declared once in the registry (``REGIO_PREPARE``)
 (PRACTICES_TABLE, PROGRAMMES_TABLE, INDICATORS_TABLE, TOTALS_TABLE, MONEY_PRACTICE_TABLE, MONEY_INSURER_TABLE,
- MONEY_TOTALS_TABLE, MONEY_ROUNDS_TABLE) = (t.name for t in REGIO_PREPARE.shared)
+ MONEY_TOTALS_TABLE, MONEY_ROUNDS_TABLE, REGIOPRESTATIE_TABLE) = (t.name for t in REGIO_PREPARE.shared)
 PRACTICE_COUNTS, PROGRAMME_COUNTS, _, TOTAL_COUNTS, MONEY_COUNTS = (t.counts for t in REGIO_PREPARE.shared[:5])
 
 
@@ -201,7 +201,26 @@ def money_prepare(con, quarter: Quarter, practices: pd.DataFrame) -> dict[str, p
             if c in MONEY_COUNTS or c in ("declared", "awarded"):
                 frame[c] = frame[c].astype("Int64")
     return {MONEY_PRACTICE_TABLE: _euro(per_practice), MONEY_INSURER_TABLE: _euro(per_insurer),
-            MONEY_TOTALS_TABLE: _euro(totals), MONEY_ROUNDS_TABLE: per_round}
+            MONEY_TOTALS_TABLE: _euro(totals), MONEY_ROUNDS_TABLE: per_round,
+            REGIOPRESTATIE_TABLE: regioprestatie_prepare(con, quarter, where)}
+
+
+def regioprestatie_prepare(con, quarter: Quarter, where: pd.DataFrame) -> pd.DataFrame:
+    """Per practice and quarter of the contract year: its registered patients of the insurer that
+    pays the regioprestatie Veelgebruikers (VGZ) on the first day, and the regioprestatie in euro
+    (``helpers.money.regioprestatie``); practices without such patients get 0."""
+    from ..money import regioprestatie
+    patients = con.execute("SELECT practice_agb, patient_id, insurer_uzovi, registered_from, registered_until, "
+                           "deceased_on FROM patients").df()
+    patients["insurer_uzovi"] = patients["insurer_uzovi"].fillna("").astype(str)
+    quarters = contract_year_quarters(quarter)
+    rp = regioprestatie(patients, quarters).groupby(["practice_agb", "quarter"], as_index=False).agg(
+        registered=("registered", "sum"), regioprestatie_cents=("regioprestatie_cents", "sum"))
+    grid = where.merge(pd.DataFrame({"quarter": quarters}), how="cross")
+    out = grid.merge(rp, on=["practice_agb", "quarter"], how="left")
+    out["registered"] = out["registered"].fillna(0).astype("Int64")
+    out["regioprestatie_eur"] = out.pop("regioprestatie_cents").fillna(0) / 100.0
+    return out[["region", "practice_agb", "name", "quarter", "registered", "regioprestatie_eur"]]
 
 
 # ------------------------------------------------------------------ the report
@@ -219,6 +238,7 @@ class RegionData:
     money_insurer: pd.DataFrame   # the region (or care group) per programme x quarter x insurer
     money_totals: pd.DataFrame    # the region's and the care group's per programme x quarter
     money_rounds: pd.DataFrame    # the region's payment rounds per programme x quarter x insurer x date
+    regioprestatie: pd.DataFrame  # per practice x quarter: registered VGZ patients and the euro
 
     @property
     def is_care_group(self) -> bool:
@@ -256,7 +276,8 @@ def load(source, region: str = "", quarter: str = "") -> RegionData:
                       money_insurer=level(shared.read(MONEY_INSURER_TABLE)),
                       money_totals=money_totals[(money_totals["region"] == region)
                                                 | (money_totals["scope"] == ZORGGROEP)].reset_index(drop=True),
-                      money_rounds=level(shared.read(MONEY_ROUNDS_TABLE)))
+                      money_rounds=level(shared.read(MONEY_ROUNDS_TABLE)),
+                      regioprestatie=mine(shared.read(REGIOPRESTATIE_TABLE)).reset_index(drop=True))
 
 
 def heading(data: RegionData) -> str:
@@ -457,6 +478,25 @@ def rounds_table(data: RegionData, programme: str) -> pd.DataFrame:
         "Bankomschrijving (eerste)": r["bank_description"].astype(str),
         "Toegekend": _shown(r, "awarded"), "Bedrag": r["amount_eur"].map(_eur),
     }).reset_index(drop=True)
+
+
+def regioprestatie_table(data: RegionData) -> pd.DataFrame:
+    """Per practice: its registered VGZ patients and the regioprestatie Veelgebruikers in euro
+    for each quarter of the contract year, with the region's total."""
+    r = data.regioprestatie
+    quarters = sorted(r["quarter"].unique())
+    rows = []
+    for (agb, name), g in r.groupby(["practice_agb", "name"], sort=False):
+        g = g.set_index("quarter")
+        rows.append({"Praktijk": str(name), "VGZ-verzekerden": g.loc[quarters[-1], "registered_shown"] if quarters else "–",
+                     **{q: _eur(g.loc[q, "regioprestatie_eur"]) if q in g.index else "–" for q in quarters}})
+    out = pd.DataFrame(rows).sort_values("Praktijk").reset_index(drop=True) if rows else pd.DataFrame()
+    if len(out):
+        total = {"Praktijk": "Totaal", "VGZ-verzekerden": "", **{
+            q: _eur(r.loc[r["quarter"] == q, "regioprestatie_eur"].sum())
+            if r.loc[r["quarter"] == q, "regioprestatie_eur"].notna().all() else "–" for q in quarters}}
+        out.loc[len(out)] = total
+    return out
 
 
 def indicator_band(frame: pd.DataFrame) -> pd.DataFrame:

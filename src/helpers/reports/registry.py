@@ -282,6 +282,9 @@ REGIO_PREPARE = PrepareStep(
                     counts=("declared", "awarded"), derived=(("amount_eur", "awarded"),),
                     plain=("invoices", "first_invoice", "last_invoice", "bank_description"),
                     margins=(("scope", "region", "programme", "quarter", "insurer"),)),
+        SharedTable("regio_regioprestatie", keys=("region", "practice_agb", "name", "quarter"),
+                    counts=("registered",), derived=(("regioprestatie_eur", "registered"),),
+                    margins=(("region", "quarter"),)),
     ),
 )
 
