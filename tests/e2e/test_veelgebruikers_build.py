@@ -1,6 +1,5 @@
-"""The frequent-attender monitor (helpers.reports.veelgebruikers) as a report plug-in, end to
-end: registered with ``register_plugin`` (as the integrating engineer will add it to the
-registry's built-in list), its prepare step runs in the quarter's prepare pass, and
+"""The frequent-attender monitor (helpers.reports.veelgebruikers) end to end: a built-in report
+of the registry, its prepare step runs in the quarter's prepare pass, and
 ``spiegel build`` writes the HTML with the patient table, and the CSVs, into the practice's
 own folder only."""
 
@@ -14,20 +13,14 @@ import pytest
 from conftest import build, counts, manifest
 from helpers.config import cube_dir
 from helpers.cube import read_slice
-from helpers.reports import REPORTS, register_plugin, unregister_plugin
+from helpers.reports import REPORTS
 
 pytestmark = pytest.mark.slow
-
-PLUGIN = "helpers.reports.veelgebruikers"
 
 
 @pytest.fixture(scope="module")
 def monitor():
-    was_there = "veelgebruikers" in REPORTS
-    specs = register_plugin(PLUGIN)
-    yield specs
-    if not was_there:
-        unregister_plugin(PLUGIN)
+    return (REPORTS["veelgebruikers"],)
 
 
 def test_the_monitor_builds_for_one_practice(tiny_group, monitor):

@@ -1,4 +1,4 @@
-"""The frequent-attender monitor's notebook: its parameters cell is the plug-in's ReportSpec,
+"""The frequent-attender monitor's notebook: its parameters cell is the registry's ReportSpec,
 and it is committed without outputs (it runs end to end in tests/e2e/test_veelgebruikers.py)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import papermill as pm
 
-from helpers.reports.veelgebruikers import SPECS
+from helpers.reports import REPORTS
 
-SPEC = SPECS[0]
+SPEC = REPORTS["veelgebruikers"]
 
 
 def test_parameters_cell_matches_the_spec():

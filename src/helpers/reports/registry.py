@@ -304,6 +304,29 @@ def _betaal_extras(cube: Path, practice_agb: str, outdir: Path) -> list[Path]:
     return betaalspecificatie.write_extras(cube, practice_agb, outdir)
 
 
+def _veelgebruikers_prepare(con, quarter, tables):
+    from . import veelgebruikers
+    return veelgebruikers.prepare(con, quarter, tables)
+
+
+def _veelgebruikers_figures(cube: Path, practice_agb: str) -> dict:
+    from . import veelgebruikers
+    return veelgebruikers.key_figures(veelgebruikers.load(cube, practice_agb))
+
+
+def _veelgebruikers_extras(cube: Path, practice_agb: str, outdir: Path) -> list[Path]:
+    from . import veelgebruikers
+    return veelgebruikers.write_csvs(cube, practice_agb, outdir)
+
+
+#: the frequent-attender monitor's prepare step: patient-level tables, the practice's own report only
+VEELGEBRUIKERS_PREPARE = PrepareStep(
+    function=_veelgebruikers_prepare,
+    tables=("veelgebruikers_patienten", "veelgebruikers_kwartalen", "veelgebruikers_plan_monitor",
+            "veelgebruikers_praktijk"),
+)
+
+
 def _regio_figures(shared, region: str) -> dict:
     from . import regio
     return regio.key_figures(regio.load(shared, region))
@@ -358,6 +381,19 @@ _BUILTIN = (
         figures=KeyFigures(columns=(("awarded", "Toegekend"), ("not_awarded", "Niet toegekend")),
                            compute=_betaal_figures),
         description="The payment specification per practice and quarter: every chain-care payment, decoded.",
+    ),
+    ReportSpec(
+        id="veelgebruikers",
+        title_nl="Veelgebruikers",
+        notebook=NOTEBOOKS_DIR / "veelgebruikers.ipynb",
+        scope="practice",
+        params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
+        extras=_veelgebruikers_extras,
+        prepare=VEELGEBRUIKERS_PREPARE,
+        figures=KeyFigures(columns=(("frequent_attenders", "Veelgebruikers"), ("plan_patients", "In plan")),
+                           compute=_veelgebruikers_figures),
+        description="The practice's frequent attenders (regioprestatie Veelgebruikers): profiles, plan candidates, "
+                    "the plan's 0-meting and quarterly monitor; patient level, the practice's own folder only.",
     ),
     ReportSpec(
         id="regio",

@@ -2,7 +2,7 @@
 practice's frequent attenders are, which placeholder profile(s) they fit, which patients are
 candidates for the plan, and for the plan's patients the 0-meting and every quarter since.
 
-A report plug-in (``SPECS`` below; ``helpers.reports.register_plugin``). Practice scope and
+Declared in the registry (``REPORTS["veelgebruikers"]``). Practice scope and
 patient level: it appears only in the practice's own folder, ``outputs/<q>/<agb>/
 veelgebruikers.html|pdf`` with ``veelgebruikers.csv`` and ``veelgebruikers_monitor.csv``
 beside it. Patient number, birth year and sex only, never a name.
@@ -57,7 +57,7 @@ from ..cube.read import practice_row
 from ..quarter import Quarter
 from ..rules.veelgebruikers import Criterion, VeelgebruikersParams, load_veelgebruikers
 from ..tables import nl_number
-from .registry import COMMON, KeyFigures, Param, PrepareStep, ReportSpec
+from .registry import VEELGEBRUIKERS_PREPARE
 
 #: the contract's kinds in the four groups the monitor shows (column, Dutch label, kinds)
 KIND_GROUPS = (("consult", "Consult", ("consult", "consult_lang")),
@@ -65,8 +65,8 @@ KIND_GROUPS = (("consult", "Consult", ("consult", "consult_lang")),
                ("visite", "Visite", ("visite", "visite_lang")),
                ("e_consult", "E-consult", ("e-consult",)))
 KIND_COLUMNS = tuple(k for k, _, _ in KIND_GROUPS)
-TABLES = ("veelgebruikers_patienten", "veelgebruikers_kwartalen", "veelgebruikers_plan_monitor",
-          "veelgebruikers_praktijk")
+#: the cube tables of the prepare step, declared once in the registry
+TABLES = VEELGEBRUIKERS_PREPARE.tables
 SEX_NL = {"M": "man", "V": "vrouw", "O": "onbekend"}
 CANDIDATE_ORDER_NL = ("nog ingeschreven en niet in het plan; eerst de persisterende veelgebruikers (drie jaar op rij), "
                       "dan naar hoe ver hun contacten boven de drempel van hun eigen leeftijds- en geslachtsgroep "
@@ -749,42 +749,3 @@ def write_csvs(cube: Path, practice_agb: str, outdir: Path) -> list[Path]:
     outdir = Path(outdir)
     return [_write_csv(csv_table(data), outdir / "veelgebruikers.csv"),
             _write_csv(plan_csv_table(data), outdir / "veelgebruikers_monitor.csv")]
-
-
-# ------------------------------------------------------------------ the plug-in
-def ensure_registered() -> None:
-    """Register this module's ``SPECS`` when the registry does not know the report yet (in
-    JupyterLab, until the report is one of the registry's built-in ones)."""
-    from . import registry
-    if "veelgebruikers" not in registry.REPORTS:
-        registry.register_plugin(__name__)
-
-
-def _prepare(con, quarter, tables):
-    return prepare(con, quarter, tables)
-
-
-def _figures(cube: Path, practice_agb: str) -> dict:
-    return key_figures(load(cube, practice_agb))
-
-
-def _notebook() -> Path:
-    from ..config import NOTEBOOKS_DIR
-    return NOTEBOOKS_DIR / "veelgebruikers.ipynb"
-
-
-SPECS = (
-    ReportSpec(
-        id="veelgebruikers",
-        title_nl="Veelgebruikers",
-        notebook=_notebook(),
-        scope="practice",
-        params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
-        extras=write_csvs,
-        prepare=PrepareStep(function=_prepare, tables=TABLES),
-        figures=KeyFigures(columns=(("frequent_attenders", "Veelgebruikers"), ("plan_patients", "In plan")),
-                           compute=_figures),
-        description="The practice's frequent attenders (regioprestatie Veelgebruikers): profiles, plan candidates, "
-                    "the plan's 0-meting and quarterly monitor; patient level, the practice's own folder only.",
-    ),
-)
