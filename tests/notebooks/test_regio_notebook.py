@@ -137,3 +137,18 @@ def test_region_money_matches_the_money_truth_to_the_cent(demo_dataset, demo_cub
             assert int(row["over_cap"]) == sum(map(int, g["over_cap"]))
             assert round(row["exposure_eur"] * 100) == cents(g["exposure_eur"]), (region, programme, quarter)
     assert checked >= 8
+
+
+def test_regioprestatie_frequent_attenders_are_the_mirrors(demo_cube, demo_quarter):
+    """The regional report's frequent attenders of this quarter are, practice for practice, the
+    praktijkspiegel's (measure veelgebruikers_aandeel: O), and the plan is followed per region."""
+    fa = SharedCube(demo_cube).read(regio.FREQUENT_TABLE)
+    now = fa[fa["quarter"] == str(demo_quarter)].set_index("practice_agb")["frequent_attenders"]
+    mirror = read_slice(demo_cube, "mirror")
+    o = mirror[(mirror["measure"] == "veelgebruikers_aandeel") & (mirror["window"] == 0)].set_index("practice_agb")["O"]
+    assert len(now) == len(o) > 0
+    for agb, n in now.items():
+        assert int(n) == int(o.loc[agb]), agb
+    plan = SharedCube(demo_cube).read(regio.PLAN_TABLE)
+    assert {"0"} < set(plan["seq"]), "the plan is followed after selection"
+    assert plan["plan_patients"].dropna().ge(10).all(), "a region's plan patients reach the small-number rule"

@@ -40,7 +40,7 @@ from ..rules.indicators import load_indicators
 from ..rules.programmes import load_programmes
 from ..suppression import MIN_PRACTICES_FOR_PEERS, PEER_RULE, RULE_TEXT
 from ..tables import nl_number, nl_pct
-from .registry import REGIO_PREPARE
+from .registry import REGIO_PREPARE, VEELGEBRUIKERS_PREPARE
 
 #: the quarters of indicator history the report shows (the current one included)
 HISTORY_QUARTERS = 4
@@ -51,6 +51,8 @@ ZORGGROEP = "zorggroep"
 (PRACTICES_TABLE, PROGRAMMES_TABLE, INDICATORS_TABLE, TOTALS_TABLE, MONEY_PRACTICE_TABLE, MONEY_INSURER_TABLE,
  MONEY_TOTALS_TABLE, MONEY_ROUNDS_TABLE, REGIOPRESTATIE_TABLE) = (t.name for t in REGIO_PREPARE.shared)
 PRACTICE_COUNTS, PROGRAMME_COUNTS, _, TOTAL_COUNTS, MONEY_COUNTS = (t.counts for t in REGIO_PREPARE.shared[:5])
+#: the regioprestatie's frequent attenders, prepared by the veelgebruikers report's step
+FREQUENT_TABLE, PLAN_TABLE = (t.name for t in VEELGEBRUIKERS_PREPARE.shared)
 
 
 def inclusion_cap(list_size: int, max_inclusion_pct: float) -> int:
@@ -239,6 +241,8 @@ class RegionData:
     money_totals: pd.DataFrame    # the region's and the care group's per programme x quarter
     money_rounds: pd.DataFrame    # the region's payment rounds per programme x quarter x insurer x date
     regioprestatie: pd.DataFrame  # per practice x quarter: registered VGZ patients and the euro
+    frequent: pd.DataFrame        # per practice x quarter since the 0-meting: frequent attenders, contacts
+    plan: pd.DataFrame            # the region's plan patients per period: contacts per quarter by kind
 
     @property
     def is_care_group(self) -> bool:
@@ -277,7 +281,9 @@ def load(source, region: str = "", quarter: str = "") -> RegionData:
                       money_totals=money_totals[(money_totals["region"] == region)
                                                 | (money_totals["scope"] == ZORGGROEP)].reset_index(drop=True),
                       money_rounds=level(shared.read(MONEY_ROUNDS_TABLE)),
-                      regioprestatie=mine(shared.read(REGIOPRESTATIE_TABLE)).reset_index(drop=True))
+                      regioprestatie=mine(shared.read(REGIOPRESTATIE_TABLE)).reset_index(drop=True),
+                      frequent=mine(shared.read(FREQUENT_TABLE)).reset_index(drop=True),
+                      plan=level(shared.read(PLAN_TABLE)))
 
 
 def heading(data: RegionData) -> str:
@@ -499,6 +505,61 @@ def regioprestatie_table(data: RegionData) -> pd.DataFrame:
     return out
 
 
+def _mean(x) -> str:
+    return "–" if x is None or pd.isna(x) else nl_number(x, 2)
+
+
+KIND_NL = (("consult", "Consulten"), ("telefonisch", "Telefonisch"), ("visite", "Visites"), ("e_consult", "E-consulten"))
+
+
+def regioprestatie_summary(data: RegionData) -> pd.DataFrame:
+    """The printable summary for the insurer, this quarter, per practice: registered VGZ
+    patients, the regioprestatie in euro, the frequent attenders, and whether the practice has
+    its plan of five."""
+    rp = data.regioprestatie[data.regioprestatie["quarter"] == str(data.quarter)].set_index("practice_agb")
+    fa = data.frequent[data.frequent["quarter"] == str(data.quarter)].set_index("practice_agb")
+    rows = []
+    for r in data.practices.itertuples():
+        a = rp.loc[r.practice_agb] if r.practice_agb in rp.index else None
+        f = fa.loc[r.practice_agb] if r.practice_agb in fa.index else None
+        rows.append({"Praktijk": str(r.name), "AGB": str(r.practice_agb),
+                     "VGZ-verzekerden": a["registered_shown"] if a is not None else "–",
+                     "Regioprestatie": _eur(a["regioprestatie_eur"]) if a is not None else "–",
+                     "Veelgebruikers": f["frequent_attenders_shown"] if f is not None else "–",
+                     "Plan van vijf": ("ja" if bool(f["plan_complete"]) else "nee") if f is not None else "–"})
+    return pd.DataFrame(rows)
+
+
+def frequent_trend(data: RegionData, practice_agb: str | None = None) -> pd.DataFrame:
+    """Per quarter since the 0-meting: the frequent attenders (of the rolling year ending that
+    quarter) and their mean contacts in that quarter by kind; the region's rows summed when no
+    practice is given (only where every practice's count is shown)."""
+    f = data.frequent
+    if practice_agb is not None:
+        f = f[f["practice_agb"] == practice_agb]
+    rows = []
+    for q, g in f.groupby("quarter", sort=True):
+        shown = g["frequent_attenders"].notna().all()
+        n = g["frequent_attenders"].sum() if shown else None
+        row = {"Kwartaal": q, "Veelgebruikers": nl_number(n) if shown else "–"}
+        for c, label in KIND_NL:
+            row[label] = _mean(g[c].sum() / n) if shown and n and g[c].notna().all() else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plan_table(data: RegionData) -> pd.DataFrame:
+    """The plan patients of the region together: contacts per patient per quarter by kind in the
+    0-meting (the twelve months before selection) and in each quarter after it."""
+    p = data.plan.assign(seq=data.plan["seq"].astype(int)).sort_values("seq")   # keys come back as text
+    return pd.DataFrame({
+        "Periode": ["0-meting (12 maanden vóór de keuze)" if q == 0 else
+                    ("kwartaal van de keuze" if q == 1 else f"{q - 1}e kwartaal daarna") for q in p["seq"]],
+        "Patiënten": _shown(p, "plan_patients"),
+        **{lbl: p[f"per_quarter_{c}"].map(_mean) for c, lbl in KIND_NL},
+    }).reset_index(drop=True)
+
+
 def indicator_band(frame: pd.DataFrame) -> pd.DataFrame:
     """Per indicator and quarter: median, P10, P90 over the publishable rates (``PEER_RULE``),
     empty with fewer than ``MIN_PRACTICES_FOR_PEERS`` practices."""
@@ -599,3 +660,8 @@ def key_figures(data: RegionData) -> dict:
     enrolled = data.practices["enrolled_patients"].dropna()
     return {"practices": int(len(data.practices)),
             "enrolled_patients": int(enrolled.sum()) if len(enrolled) == len(data.practices) else None}
+
+
+def practice_title(name: str) -> str:
+    """A practice's name as a Markdown sub-heading (escaped)."""
+    return f"#### {escape.markdown(str(name))}"

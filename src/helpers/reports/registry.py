@@ -320,10 +320,22 @@ def _veelgebruikers_extras(cube: Path, practice_agb: str, outdir: Path) -> list[
 
 
 #: the frequent-attender monitor's prepare step: patient-level tables, the practice's own report only
+_FOLLOWED = ("consult", "telefonisch", "visite", "e_consult")
 VEELGEBRUIKERS_PREPARE = PrepareStep(
     function=_veelgebruikers_prepare,
     tables=("veelgebruikers_patienten", "veelgebruikers_kwartalen", "veelgebruikers_plan_monitor",
             "veelgebruikers_praktijk"),
+    # and, aggregated, what the regional report sends the insurer (regioprestatie Veelgebruikers)
+    shared=(
+        SharedTable("regio_veelgebruikers", keys=("region", "practice_agb", "name", "quarter"),
+                    counts=("frequent_attenders", *_FOLLOWED),
+                    derived=tuple((f"mean_{c}", "frequent_attenders") for c in _FOLLOWED),
+                    plain=("plan_complete",), margins=(("region", "quarter"),)),
+        SharedTable("regio_veelgebruikers_plan", keys=("scope", "region", "seq"),
+                    counts=("plan_patients", *_FOLLOWED),
+                    derived=tuple((f"per_quarter_{c}", "plan_patients") for c in _FOLLOWED),
+                    margins=(("scope", "seq"),)),
+    ),
 )
 
 

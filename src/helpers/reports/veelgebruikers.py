@@ -253,10 +253,86 @@ FROM c GROUP BY ALL""").df()
     finally:
         cur.close()
     patients = _with_plan_and_candidates(features, monitor, q)
+    practices = (tables or {}).get("practices")
+    regional = regional_tables(con, q, k_base, monitor, practices, params) if practices is not None else {}
     return {"veelgebruikers_patienten": patients,
             "veelgebruikers_kwartalen": _quarter_grid(patients, per_quarter, quarters),
             "veelgebruikers_plan_monitor": monitor,
-            "veelgebruikers_praktijk": _practice_table(fa_all, tables, k_base)}
+            "veelgebruikers_praktijk": _practice_table(fa_all, tables, k_base),
+            **regional}
+
+
+#: the regional report's shared tables of the regioprestatie (declared in the registry)
+REGIONAL_FA_TABLE, REGIONAL_PLAN_TABLE = (t.name for t in VEELGEBRUIKERS_PREPARE.shared)
+#: the kinds the regioprestatie follows (consults, phone, visits; e-consults shown apart)
+FOLLOWED = ("consult", "telefonisch", "visite", "e_consult")
+
+
+def regional_tables(con, q: Quarter, k_base: int | None, monitor: pd.DataFrame, practices: pd.DataFrame,
+                    params: VeelgebruikersParams) -> dict[str, pd.DataFrame]:
+    """What the care group reports to the insurer, aggregated: per practice and quarter from the
+    baseline quarter (the 0-meting's) to ``q``, the frequent attenders of the rolling year ending
+    that quarter and their contacts in that quarter by kind; and per region and period (0-meting,
+    then each quarter after selection) the plan patients' contacts by kind. A practice's own plan
+    (five patients) is below the small-number rule, so the plan is shown per region; per practice
+    only whether it has a plan of ``params.plan_size``."""
+    from ..mirror.frequent import frequent_attenders
+    last = 0 if k_base is None else k_base
+    fa = frequent_attenders(con, q, ks=tuple(range(0, last + 1)))
+    windows_q = {k: q for k in [0]}
+    x = q
+    for k in range(1, last + 1):
+        x = x.previous()
+        windows_q[k] = x
+    fa = fa[["practice_agb", "patient_id", "k"]].assign(
+        qs=[windows_q[k].first_day for k in fa["k"]], qe=[windows_q[k].last_day for k in fa["k"]])
+    cur = con.cursor()
+    try:
+        cur.execute("SET enable_progress_bar = false")
+        cur.register("vg_fa_k", fa)
+        kinds = ", ".join(f"count(c.contact_id) FILTER (WHERE c.kind IN {_in(ks)}) AS {col}" for col, _, ks in KIND_GROUPS)
+        counts = cur.execute(f"""
+SELECT f.practice_agb, f.k, count(DISTINCT f.patient_id) AS frequent_attenders, {kinds}
+FROM vg_fa_k f LEFT JOIN contacts c ON c.practice_agb = f.practice_agb AND c.patient_id = f.patient_id
+  AND c.date BETWEEN f.qs AND f.qe
+GROUP BY ALL""").df()
+    finally:
+        cur.close()
+    where = practices[["practice_agb", "name", "region"]].copy()
+    where["region"] = where["region"].fillna("").astype(str)
+    grid = where.merge(pd.DataFrame({"k": list(windows_q), "quarter": [str(v) for v in windows_q.values()]}), how="cross")
+    per_q = grid.merge(counts, on=["practice_agb", "k"], how="left")
+    for c in ("frequent_attenders", *FOLLOWED):
+        per_q[c] = per_q[c].fillna(0).astype("int64")
+    for c in FOLLOWED:
+        per_q[f"mean_{c}"] = per_q[c] / per_q["frequent_attenders"].where(per_q["frequent_attenders"] > 0)
+    plan_n = monitor.drop_duplicates(["practice_agb", "patient_id"]).groupby("practice_agb").size()
+    per_q["plan_complete"] = per_q["practice_agb"].map(plan_n).fillna(0).astype(int) >= params.plan_size
+    per_q = per_q.sort_values(["region", "name", "k"], ascending=[True, True, False])
+    fa_table = per_q[["region", "practice_agb", "name", "quarter", "frequent_attenders", *FOLLOWED,
+                      *(f"mean_{c}" for c in FOLLOWED), "plan_complete"]].reset_index(drop=True)
+
+    m = monitor.merge(where, on="practice_agb", how="inner")
+    levels = []
+    for scope, frame in [("regio", m), ("zorggroep", m.assign(region="zorggroep"))]:
+        # seq 0 is the 0-meting, seq n the n-th quarter from the one of selection (patients
+        # selected in different quarters line up on it: before and after the plan)
+        g = frame.groupby(["region", "seq"], as_index=False).agg(
+            plan_patients=("patient_id", "nunique"), days=("days", "sum"),
+            **{c: (c, "sum") for c in FOLLOWED})
+        levels.append(g.assign(scope=scope))
+    plan = pd.concat(levels, ignore_index=True) if levels else pd.DataFrame()
+    if len(plan):
+        # contacts per plan patient per quarter: the contacts over the patient-days covered, times
+        # a quarter's days (the 0-meting covers twelve months, a quarter since selection its part)
+        for c in FOLLOWED:
+            plan[f"per_quarter_{c}"] = plan[c] / (plan["days"] / 91.3125).where(plan["days"] > 0)
+        plan = plan.drop(columns="days").sort_values(["scope", "region", "seq"])
+    cols = ["scope", "region", "seq", "plan_patients", *FOLLOWED, *(f"per_quarter_{c}" for c in FOLLOWED)]
+    plan = plan[cols].reset_index(drop=True) if len(plan) else pd.DataFrame(columns=cols)
+    for c in ("plan_patients", *FOLLOWED):
+        plan[c] = plan[c].astype("Int64")
+    return {REGIONAL_FA_TABLE: fa_table, REGIONAL_PLAN_TABLE: plan}
 
 
 def _plan_monitor(cur, q: Quarter) -> pd.DataFrame:
