@@ -81,6 +81,10 @@ def peer_figure(values: pd.Series, func: str = "median") -> float | None:
     return float(getattr(values, func)())
 
 
+#: a group of a margin (the practices of one region, say) that holds a withheld cell holds at
+#: least this many: with two, a member of the group that knows its own figure (a practice
+#: reading the regional report) could work out the other's from the total
+MIN_WITHHELD_IN_GROUP = 3
 #: how a count withheld by complementary suppression is shown (CBS: ``x``, geheim): it is no
 #: small count itself, it is withheld so that a small one cannot be worked out from a total
 WITHHELD_TEXT = "x"
@@ -105,10 +109,12 @@ def suppress_complementary(frame: pd.DataFrame, count: str, within, withheld: pd
     ("practice_agb",))`` for the row and the column margins of a practice x measure table.
     A group in which exactly one cell is withheld (a small count, 1..MIN_CELL-1 as
     :func:`is_small` says, or one already withheld for another group) gives that cell away:
-    total minus the others. There the next-smallest shown cell of the group is withheld as
-    well. Groups with no withheld cell, or two or more, are left alone. Withholding a cell for
-    one group can leave a single withheld cell in an overlapping group: the rule is applied
-    again until nothing changes.
+    total minus the others; with two withheld cells, a reader who owns one of them (a practice
+    knows its own figure) gives the other away the same way. So a group with a withheld cell
+    gets at least ``MIN_WITHHELD_IN_GROUP`` (three): the smallest shown cells are withheld
+    with it. Groups with no withheld cell are left alone. Withholding a cell for one group can
+    leave too few withheld cells in an overlapping group: the rule is applied again until
+    nothing changes.
 
     Only a count above zero is picked as the second cell: a withheld zero would give the small
     one away all the same (a withheld cell is known to be 0 or at least MIN_CELL). A group with
@@ -121,14 +127,15 @@ def suppress_complementary(frame: pd.DataFrame, count: str, within, withheld: pd
     >>> t.assign(secondary=suppress_complementary(t, "O", ("hagro",)))
       hagro practice   O  secondary
     0     A        p   3      False
-    1     A        q  40      False
+    1     A        q  40       True
     2     A        r  25       True
     3     B        s   3      False
     4     B        t   4      False
-    5     B        u  80      False
+    5     B        u  80       True
 
-    In hagro A the hagro's total (68) minus 40 would give p's 3: r's 25 is withheld with it.
-    Hagro B has two small cells already; nothing more is withheld.
+    In hagro A the hagro's total (68) minus 40 would give p's 3, and q, knowing its own 40,
+    could subtract it from 68 - 25: both are withheld with p. In hagro B, t knows its own 4:
+    total minus 80 minus 4 would give s's 3, so u's 80 is withheld too.
     """
     index = frame.index
     frame = frame.reset_index(drop=True)   # by position: the caller's index may repeat labels
@@ -150,7 +157,8 @@ def suppress_complementary(frame: pd.DataFrame, count: str, within, withheld: pd
     while changed:
         changed = False
         for gid in ids:
-            lone = hidden.groupby(gid).transform("sum") == 1   # rows of a group with one withheld cell
+            n = hidden.groupby(gid).transform("sum")
+            lone = (n >= 1) & (n < MIN_WITHHELD_IN_GROUP)   # rows of a group with too few withheld cells
             pool = order[lone & eligible & ~hidden]
             if pool.empty:
                 continue

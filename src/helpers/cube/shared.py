@@ -59,14 +59,15 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
     """Apply the small-number rule to one declared shared table (``SharedTable``): the
     columns must be exactly its keys, counts and nothing else; one row per key; no patient
     column. Rates are computed from the exact counts first, then the counts are suppressed;
-    within each of the table's ``margins`` complementary suppression withholds a second count
-    where one withheld count could be worked out from the group's total.
+    within each of the table's ``margins`` complementary suppression withholds more counts where
+    a withheld one could be worked out from the group's total (``suppression.MIN_WITHHELD_IN_GROUP``),
+    and each of its ``identities`` one more member where a row's arithmetic would give one back.
 
     >>> from helpers.reports import SharedTable
     >>> t = SharedTable("per_practice", keys=("hagro", "practice"), counts=("O",), margins=(("hagro",),))
-    >>> df = pd.DataFrame({"hagro": ["A", "A", "A"], "practice": ["p", "q", "r"], "O": [3, 40, 25]})
+    >>> df = pd.DataFrame({"hagro": ["A"] * 4, "practice": ["p", "q", "r", "s"], "O": [3, 40, 25, 90]})
     >>> suppress_table(df, t)[["practice", "O", "O_shown"]].values.tolist()
-    [['p', <NA>, '<10'], ['q', 40, '40'], ['r', <NA>, 'x']]
+    [['p', <NA>, '<10'], ['q', <NA>, 'x'], ['r', <NA>, 'x'], ['s', 90, '90']]
     """
     where = f"shared table {table.name}"
     if not _NAME.match(table.name):
@@ -104,10 +105,12 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
         exact[c] = values.astype("Int64")
     # per count: complementary (secondary) withholding within the margins, and all it withholds
     secondary, withheld = {}, {}
+    keys_frame = df[list(table.keys)]
     for c, values in exact.items():
-        secondary[c] = (suppression.suppress_complementary(df[list(table.keys)].assign(**{c: values}), c, margins)
+        secondary[c] = (suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins)
                         if margins else pd.Series(False, index=df.index)).astype(bool)
         withheld[c] = values.map(suppression.is_small).astype(bool) | secondary[c]
+    _withhold_identities(table, where, exact, secondary, withheld, keys_frame, margins)
     for name, num, den in table.rates:
         if num not in exact or den not in exact:
             raise SpiegelError(f"{where}: rate {name!r} must be made of two declared counts ({num}, {den})")
@@ -115,9 +118,11 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
                      for n, d in zip(exact[num], exact[den])]
         out[name] = out[name].astype("float64").mask((secondary[num] | secondary[den]).to_numpy())
     for column, count in derived:
-        if count not in exact:
-            raise SpiegelError(f"{where}: derived column {column!r} must rest on a declared count (found {count!r})")
-        out[column] = df[column].where(~withheld[count].to_numpy(), None)
+        bases = tuple(count) if isinstance(count, (tuple, list)) else (count,)
+        if not bases or any(b not in exact for b in bases):
+            raise SpiegelError(f"{where}: derived column {column!r} must rest on declared counts (found {count!r})")
+        hidden = pd.concat([withheld[b] for b in bases], axis=1).any(axis=1)
+        out[column] = df[column].where(~hidden.to_numpy(), None)
     for column in plain:
         out[column] = df[column].to_numpy()
     for c, values in exact.items():
@@ -125,6 +130,59 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
         shown = suppression.suppress_counts(values.astype("float64")).astype("string")
         out[f"{c}_shown"] = shown.mask(secondary[c], suppression.WITHHELD_TEXT)
     return out
+
+
+def _withhold_identities(table, where: str, exact: dict, secondary: dict, withheld: dict, keys_frame, margins) -> None:
+    """Withhold more counts where a row's identity would give a withheld one away.
+
+    ``SharedTable.identities`` are ``(difference, minuend, subtrahend)``: difference =
+    minuend - subtrahend (e.g. patients not awarded = declared - awarded). Where exactly one of
+    the three is withheld in a row, the other two would give it back: one more is withheld, the
+    minuend first (then the difference, then the subtrahend; a plain member is never withheld).
+    A subtrahend may be a derived column (the cap rests on the list size: its count is withheld).
+    Each newly withheld cell can leave a margin group with too few withheld cells: complementary
+    suppression runs again, and both rules repeat until nothing changes."""
+    identities = tuple(getattr(table, "identities", ()))
+    if not identities:
+        return
+    derived_base = {c: b for c, b in getattr(table, "derived", ()) if isinstance(b, str)}
+    plain = set(getattr(table, "plain", ()))
+
+    def base(member):   # the count that hides a member, None for a plain member
+        if member in exact:
+            return member
+        if member in derived_base:
+            return derived_base[member]
+        if member in plain:
+            return None
+        raise SpiegelError(f"{where}: identity member {member!r} is not a declared count, derived or plain column")
+
+    for _ in range(50):
+        changed = False
+        for difference, minuend, subtrahend in identities:
+            members = [base(m) for m in (minuend, difference, subtrahend)]
+            hidden = [withheld[b] if b else pd.Series(False, index=keys_frame.index) for b in members]
+            lone = sum(h.astype(int) for h in hidden) == 1
+            for b, h in zip(members, hidden):
+                if b is None:
+                    continue
+                pick = lone & ~h
+                if pick.any():
+                    secondary[b] = secondary[b] | pick
+                    withheld[b] = withheld[b] | pick
+                    lone = lone & ~pick
+                    changed = True
+        if margins:
+            for c, values in exact.items():
+                more = suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins,
+                                                          withheld=withheld[c]).astype(bool)
+                if (more & ~withheld[c]).any():
+                    secondary[c] = secondary[c] | more
+                    withheld[c] = withheld[c] | more
+                    changed = True
+        if not changed:
+            return
+    raise SpiegelError(f"{where}: the identities and margins did not settle; simplify the table")
 
 
 def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame]) -> list[str]:
@@ -142,6 +200,7 @@ def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame
                              "derived": [d[0] for d in getattr(table, "derived", ())],
                              "margins": [list(m) for m in getattr(table, "margins", ())],
                              "plain": list(getattr(table, "plain", ())),
+                             "identities": [list(i) for i in getattr(table, "identities", ())],
                              "rates": [r[0] for r in table.rates]}
     (directory / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
     return sorted(index)

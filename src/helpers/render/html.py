@@ -82,6 +82,7 @@ table.dataframe td, table.dataframe th { text-align: right; }
   .spiegel-header { padding-top: 0; }
   a { color: inherit; text-decoration: none; }
   tbody tr:nth-child(even) td { background: none; }
+  .spiegel-newpage { break-before: page; page-break-before: always; }
 }
 """
 

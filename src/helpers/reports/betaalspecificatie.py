@@ -201,6 +201,20 @@ def intro_text(data: PaymentData) -> str:
             f"**{nl_number(int(now['awarded'].sum()))}** toegekende patiënten.")
 
 
+def uncontracted_text(data: PaymentData) -> str:
+    """A warning when this quarter holds payments of an insurer without a contract in
+    contracts.yaml for the year: they are listed per round but left out of the sums."""
+    r = data.now(data.rounds)
+    known = set(zip(data.now(data.cells)["programme"], data.now(data.cells)["insurer_uzovi"]))
+    missing = r[[(p, u) not in known for p, u in zip(r["programme"], r["insurer_uzovi"])]]
+    if missing.empty:
+        return ""
+    who = ", ".join(sorted({escape.markdown(str(x)) for x in missing["insurer"]}))
+    return (f"**Let op:** {len(missing)} betaling(en) van {who} hebben geen contract voor {data.quarter.year} in "
+            f"`parameters/contracts.yaml`. Ze staan bij de betalingen, maar tellen niet mee in de sommen "
+            f"({nl_eur(int(missing['amount_cents'].sum()))}). Vul het contract aan.")
+
+
 def summary_table(data: PaymentData) -> pd.DataFrame:
     """Per programme: enrolled on day 1, declared, awarded, not (yet) awarded, paid, reward,
     money missed; with a total row."""
@@ -233,9 +247,10 @@ def payments_table(data: PaymentData, programme: str) -> pd.DataFrame:
         "Gedeclareerd": r["patients_declared"].map(nl_number), "Toegekend": r["patients_awarded"].map(nl_number),
         "Bedrag": r["amount_cents"].map(nl_eur),
     })
+    rows = rows.reset_index(drop=True)
     if len(rows):
-        rows.loc[len(rows)] = ["Totaal " + programme, "", "", "", "", "", nl_number(int(r["patients_awarded"].sum())),
-                               nl_eur(int(r["amount_cents"].sum()))]
+        rows.loc[len(rows)] = ["Totaal " + programme, "", "", "", "", nl_number(int(r["patients_declared"].sum())),
+                               nl_number(int(r["patients_awarded"].sum())), nl_eur(int(r["amount_cents"].sum()))]
     return rows
 
 
@@ -258,7 +273,7 @@ def followup_table(data: PaymentData) -> pd.DataFrame:
     r = _order(r[r["round"] > 1])
     return pd.DataFrame({
         "Keten": r["programme"], "Verzekeraar": r["insurer"].astype(str), "Ronde": r["round"].map(nl_number),
-        "Betaald op": [_day(d) for d in pd.to_datetime(r["paid_on"])],
+        "Betaald op": [_day(d) if pd.notna(d) else "nog niet" for d in pd.to_datetime(r["paid_on"])],
         "Toegekend": r["patients_awarded"].map(nl_number), "Bedrag": r["amount_cents"].map(nl_eur),
     })
 

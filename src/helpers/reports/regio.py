@@ -138,7 +138,8 @@ def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
         for c in cols:
             frame[c] = frame[c].astype("Int64")
 
-    ind = ind[["region", "practice_agb", "name", "indicator_id", "quarter", "numerator", "denominator"]]
+    ind["remainder"] = ind["denominator"] - ind["numerator"]   # withheld with them when small
+    ind = ind[["region", "practice_agb", "name", "indicator_id", "quarter", "numerator", "denominator", "remainder"]]
     return {PRACTICES_TABLE: prac[["region", "practice_agb", "name", *PRACTICE_COUNTS, "indicators_met",
                                    "indicators_scored"]].reset_index(drop=True),
             PROGRAMMES_TABLE: prog.reset_index(drop=True),
@@ -189,11 +190,15 @@ def money_prepare(con, quarter: Quarter, practices: pd.DataFrame) -> dict[str, p
     totals = per_insurer.groupby(["scope", "region", "programme", "quarter"], as_index=False).agg(**MONEY_SUMS)
     r_levels = []
     for scope, frame in [("regio", rounds), (ZORGGROEP, rounds.assign(region=ZORGGROEP))]:
+        # the invoice range in number order (year, chain, sequence numbers), not text order
+        frame = frame.assign(_key=[(r.invoice_year, r.chain_number, r.seq1, r.seq2) if pd.notna(r.invoice_year)
+                                   else (0, 0, 0, 0) for r in frame.itertuples()])
+        frame = frame.sort_values("_key", kind="stable")
         g = frame.groupby(["region", "programme", "quarter", "insurer", "paid_on"], as_index=False, dropna=False).agg(
             declared=("patients_declared", "sum"), awarded=("patients_awarded", "sum"),
             amount_cents=("amount_cents", "sum"), invoices=("invoice_number", "nunique"),
-            first_invoice=("invoice_number", "min"), last_invoice=("invoice_number", "max"),
-            bank_description=("bank_description", "min"))
+            first_invoice=("invoice_number", "first"), last_invoice=("invoice_number", "last"),
+            bank_description=("bank_description", "first"))
         r_levels.append(g.assign(scope=scope))
     per_round = pd.concat(r_levels, ignore_index=True)
     per_round["amount_eur"] = per_round.pop("amount_cents") / 100.0
@@ -320,9 +325,12 @@ def overview_enrolment(data: RegionData) -> pd.DataFrame:
     p = data.practices
     enrolled = data.programmes.pivot_table(index="practice_agb", columns="programme", values="enrolled_shown",
                                            aggfunc="first")
+    vgz = data.regioprestatie[data.regioprestatie["quarter"] == str(data.quarter)].set_index("practice_agb")
     rows = pd.DataFrame({
         "Praktijk": p["name"].astype(str), "AGB": p["practice_agb"].astype(str),
-        "Ingeschreven": _shown(p, "list_size"), "In ketenzorg": _shown(p, "enrolled_patients"),
+        "Ingeschreven": _shown(p, "list_size"),
+        "VGZ": p["practice_agb"].map(vgz["registered_shown"]).fillna("–").to_numpy(),
+        "In ketenzorg": _shown(p, "enrolled_patients"),
     })
     for prog in [x for x in load_programmes().programme_ids if x in enrolled.columns]:
         rows[prog] = p["practice_agb"].map(enrolled[prog]).fillna("–").to_numpy()
@@ -426,7 +434,7 @@ def payments_overview(data: RegionData) -> pd.DataFrame:
     t = t.assign(o=t["programme"].map(order)).sort_values(["o", "quarter"])
     return pd.DataFrame({
         "Keten": t["programme"].astype(str), "Kwartaal": t["quarter"].astype(str),
-        "In ketenzorg (dag 1)": _shown(t, "enrolled"), "Gedeclareerd": _shown(t, "declared"),
+        "In ketenzorg volgens KIS (dag 1)": _shown(t, "enrolled"), "Gedeclareerd": _shown(t, "declared"),
         "Toegekend": _shown(t, "awarded"), "Niet (nog niet) toegekend": _shown(t, "rejected"),
         "Betaald": t["paid_eur"].map(_eur), "Waarvan resultaatbeloning": t["reward_eur"].map(_eur),
         "Open": t["outstanding_eur"].map(_eur), "Gemist": t["missed_eur"].map(_eur),
@@ -439,7 +447,7 @@ def payments_practices(data: RegionData, programme: str) -> pd.DataFrame:
     m = data.money_practice
     m = m[(m["programme"] == programme) & (m["quarter"] == str(data.quarter))].sort_values("name")
     return pd.DataFrame({
-        "Praktijk": m["name"].astype(str), "In ketenzorg (dag 1)": _shown(m, "enrolled"),
+        "Praktijk": m["name"].astype(str), "In ketenzorg volgens KIS (dag 1)": _shown(m, "enrolled"),
         "Gedeclareerd": _shown(m, "declared"), "Toegekend": _shown(m, "awarded"),
         "Rondes": m["rounds"].map(nl_number), "Betaald": m["paid_eur"].map(_eur), "Gemist": m["missed_eur"].map(_eur),
     }).reset_index(drop=True)

@@ -84,14 +84,18 @@ class SharedTable:
     keys: tuple[str, ...]
     counts: tuple[str, ...]
     rates: tuple[tuple[str, str, str], ...] = ()   # (column, numerator, denominator)
-    #: statistics that rest on one count (an expected value, a ratio, its interval, a funnel
-    #: position): ``(column, count)``, withheld (empty) wherever that count is suppressed
+    #: statistics that rest on counts (an expected value, a ratio, its interval, a funnel
+    #: position, a mean): ``(column, count)`` or ``(column, (count, ...))``, withheld (empty)
+    #: wherever one of those counts is suppressed
     derived: tuple[tuple[str, str], ...] = ()
     #: key groups whose rows add up to a published total: complementary suppression within each
     margins: tuple[tuple[str, ...], ...] = ()
     #: figures that count no patients (indicators meeting their target, a contract's maximum
     #: share, a tariff): stored as they are, as ``KeyFigures.plain``
     plain: tuple[str, ...] = ()
+    #: ``(difference, minuend, subtrahend)`` of a row (not awarded = declared - awarded): where
+    #: one of the three is withheld, one more is, so the other two cannot give it back
+    identities: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,10 @@ def _regio_prepare(con, quarter, tables):
 _MONEY_COUNTS = ("list_size", "enrolled", "declared", "awarded", "rejected", "over_cap", "missed")
 _MONEY_DERIVED = (("paid_eur", "awarded"), ("reward_eur", "awarded"), ("outstanding_eur", "awarded"),
                   ("exposure_eur", "over_cap"), ("missed_eur", "missed"), ("max_patients", "list_size"))
+#: the rows' own arithmetic (helpers.money): not awarded = declared - awarded, missed = enrolled -
+#: awarded, over the cap = awarded - the cap
+_MONEY_IDENTITIES = (("rejected", "declared", "awarded"), ("missed", "enrolled", "awarded"),
+                     ("over_cap", "awarded", "max_patients"))
 
 #: the regional report's prepare step: four shared tables, suppressed within each region because
 #: the region's totals are published (``helpers.reports.regio``)
@@ -259,9 +267,10 @@ REGIO_PREPARE = PrepareStep(
                     counts=("list_size", "enrolled", "enrolled_prev", "above_cap", "registration_findings",
                             "open_controls"),
                     rates=(("inclusion_pct", "enrolled", "list_size"),), plain=("max_inclusion_pct", "cap"),
-                    margins=(("region", "programme"),)),
+                    margins=(("region", "programme"),), identities=(("above_cap", "enrolled", "cap"),)),
         SharedTable("regio_indicators", keys=("region", "practice_agb", "name", "indicator_id", "quarter"),
-                    counts=("numerator", "denominator"), rates=(("pct", "numerator", "denominator"),)),
+                    counts=("numerator", "denominator", "remainder"), rates=(("pct", "numerator", "denominator"),),
+                    identities=(("remainder", "denominator", "numerator"),)),
         SharedTable("regio_totals", keys=("scope", "region", "programme"),
                     counts=("list_size", "enrolled", "enrolled_prev", "above_cap", "registration_findings",
                             "open_controls"),
@@ -271,17 +280,20 @@ REGIO_PREPARE = PrepareStep(
         # amount divided by the tariff gives it back), so each is withheld with its count
         SharedTable("regio_money_practice", keys=("region", "practice_agb", "name", "programme", "quarter"),
                     counts=_MONEY_COUNTS, derived=_MONEY_DERIVED, plain=("rounds",),
-                    margins=(("region", "programme", "quarter"),)),
+                    margins=(("region", "programme", "quarter"),), identities=_MONEY_IDENTITIES),
         SharedTable("regio_money_insurer", keys=("scope", "region", "programme", "quarter", "insurer"),
                     counts=_MONEY_COUNTS, derived=_MONEY_DERIVED,
                     plain=("reward_pct", "annual_tariff_eur", "practices"),
-                    margins=(("scope", "region", "programme", "quarter"),)),
+                    margins=(("scope", "region", "programme", "quarter"), ("scope", "programme", "quarter", "insurer")),
+                    identities=_MONEY_IDENTITIES),
         SharedTable("regio_money_totals", keys=("scope", "region", "programme", "quarter"),
-                    counts=_MONEY_COUNTS, derived=_MONEY_DERIVED),
+                    counts=_MONEY_COUNTS, derived=_MONEY_DERIVED, margins=(("scope", "programme", "quarter"),),
+                    identities=_MONEY_IDENTITIES),
         SharedTable("regio_money_rounds", keys=("scope", "region", "programme", "quarter", "insurer", "paid_on"),
                     counts=("declared", "awarded"), derived=(("amount_eur", "awarded"),),
                     plain=("invoices", "first_invoice", "last_invoice", "bank_description"),
-                    margins=(("scope", "region", "programme", "quarter", "insurer"),)),
+                    margins=(("scope", "region", "programme", "quarter", "insurer"),
+                             ("scope", "programme", "quarter", "insurer", "paid_on"))),
         SharedTable("regio_regioprestatie", keys=("region", "practice_agb", "name", "quarter"),
                     counts=("registered",), derived=(("regioprestatie_eur", "registered"),),
                     margins=(("region", "quarter"),)),
@@ -329,11 +341,11 @@ VEELGEBRUIKERS_PREPARE = PrepareStep(
     shared=(
         SharedTable("regio_veelgebruikers", keys=("region", "practice_agb", "name", "quarter"),
                     counts=("frequent_attenders", *_FOLLOWED),
-                    derived=tuple((f"mean_{c}", "frequent_attenders") for c in _FOLLOWED),
+                    derived=tuple((f"mean_{c}", ("frequent_attenders", c)) for c in _FOLLOWED),
                     plain=("plan_complete",), margins=(("region", "quarter"),)),
         SharedTable("regio_veelgebruikers_plan", keys=("scope", "region", "seq"),
                     counts=("plan_patients", *_FOLLOWED),
-                    derived=tuple((f"per_quarter_{c}", "plan_patients") for c in _FOLLOWED),
+                    derived=tuple((f"per_quarter_{c}", ("plan_patients", c)) for c in _FOLLOWED),
                     margins=(("scope", "seq"),)),
     ),
 )

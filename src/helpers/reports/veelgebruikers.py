@@ -306,19 +306,27 @@ GROUP BY ALL""").df()
         per_q[c] = per_q[c].fillna(0).astype("int64")
     for c in FOLLOWED:
         per_q[f"mean_{c}"] = per_q[c] / per_q["frequent_attenders"].where(per_q["frequent_attenders"] > 0)
-    plan_n = monitor.drop_duplicates(["practice_agb", "patient_id"]).groupby("practice_agb").size()
-    per_q["plan_complete"] = per_q["practice_agb"].map(plan_n).fillna(0).astype(int) >= params.plan_size
+    # a plan of five in a quarter: five patients selected by its last day and still in the plan then
+    plan = monitor.drop_duplicates(["practice_agb", "patient_id"])
+    sel, end = pd.to_datetime(plan["selected_on"]), pd.to_datetime(plan["ended_on"])
+    active = {}
+    for k, x in windows_q.items():
+        last_day = pd.Timestamp(x.last_day)
+        in_plan = plan[(sel <= last_day) & (end.isna() | (end > last_day))]
+        active[k] = in_plan.groupby("practice_agb").size()
+    per_q["plan_complete"] = [int(active[k].get(a, 0)) >= params.plan_size for a, k in zip(per_q["practice_agb"], per_q["k"])]
     per_q = per_q.sort_values(["region", "name", "k"], ascending=[True, True, False])
     fa_table = per_q[["region", "practice_agb", "name", "quarter", "frequent_attenders", *FOLLOWED,
                       *(f"mean_{c}" for c in FOLLOWED), "plan_complete"]].reset_index(drop=True)
 
     m = monitor.merge(where, on="practice_agb", how="inner")
+    m["pid"] = m["practice_agb"].astype(str) + "/" + m["patient_id"].astype(str)   # ids are per practice
     levels = []
     for scope, frame in [("regio", m), ("zorggroep", m.assign(region="zorggroep"))]:
         # seq 0 is the 0-meting, seq n the n-th quarter from the one of selection (patients
         # selected in different quarters line up on it: before and after the plan)
         g = frame.groupby(["region", "seq"], as_index=False).agg(
-            plan_patients=("patient_id", "nunique"), days=("days", "sum"),
+            plan_patients=("pid", "nunique"), days=("days", "sum"),
             **{c: (c, "sum") for c in FOLLOWED})
         levels.append(g.assign(scope=scope))
     plan = pd.concat(levels, ignore_index=True) if levels else pd.DataFrame()
