@@ -221,7 +221,7 @@ def test_killing_the_build_leaves_nothing_running_and_the_rerun_completes_it(tin
 
 def test_ctrl_c_stops_at_once_and_keeps_only_what_the_manifest_records(tiny_group):
     batch = tiny_group.batch("ctrl-c", reports=["tiny"], formats=["html"], workers=2,
-                             params={"tiny": {"delay": "4"}})
+                             params={"tiny": {"delay": "8"}})   # time enough to interrupt run 3
     outputs = tiny_group.root / "out-ctrl-c"
     with Build(batch) as b:
         b.wait_for(lambda: done_runs(outputs) >= 1)
