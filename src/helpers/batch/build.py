@@ -180,11 +180,14 @@ def check_scheduler(address: str, timeout: float = 3.0) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """SIGTERM (``timeout``, CI cancellation, service managers) stops the build exactly like
-    Ctrl-C: a KeyboardInterrupt in the main thread. The previous handler comes back on exit.
+    Ctrl-C: a KeyboardInterrupt in the main thread. Ctrl-C itself always interrupts, also when
+    the build was started with SIGINT ignored (a non-interactive shell starts background jobs
+    so, and a child inherits it; Python then installs no KeyboardInterrupt of its own). The
+    previous handlers come back on exit.
 
     >>> with sigterm_as_interrupt():
-    ...     signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    True
+    ...     signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    (True, True)
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -194,10 +197,12 @@ def sigterm_as_interrupt():
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 @contextlib.contextmanager
