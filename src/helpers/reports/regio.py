@@ -382,11 +382,10 @@ def inclusion_table(data: RegionData, programme: str) -> pd.DataFrame:
 
 
 def _eur(x) -> str:
-    """Euro for a shared table's amount; '–' where it is withheld with its count."""
-    if x is None or pd.isna(x):
-        return "–"
-    c = int(round(float(x) * 100))
-    return f"{'−' if c < 0 else ''}€\u00a0{nl_number(abs(c) // 100)},{abs(c) % 100:02d}"
+    """Euro for a shared table's amount (``betaalspecificatie.nl_eur``); '–' where it is withheld
+    with its count."""
+    from .betaalspecificatie import nl_eur
+    return "–" if x is None or pd.isna(x) else nl_eur(int(round(float(x) * 100)))
 
 
 def cap_table(data: RegionData, programme: str) -> pd.DataFrame:

@@ -51,7 +51,6 @@ import numpy as np
 import pandas as pd
 
 from .. import escape
-from ..atomic import atomic_file
 from ..cube import read_meta, read_slice
 from ..cube.read import practice_row
 from ..quarter import Quarter
@@ -818,11 +817,10 @@ def plan_csv_table(data: VeelgebruikersData) -> pd.DataFrame:
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    """Dutch spreadsheet dialect (';', UTF-8 with BOM), every cell escaped for Excel, atomically."""
-    df = df.map(escape.csv_cell)
-    df.columns = [escape.csv_cell(c) for c in df.columns]
-    with atomic_file(path) as tmp:
-        df.to_csv(tmp, sep=";", index=False, encoding="utf-8-sig")
+    """Dutch spreadsheet dialect (';', UTF-8 with BOM), every cell escaped for Excel, atomically
+    (``worklists.write_table_csv``, as every report's CSV)."""
+    from .worklists import write_table_csv
+    write_table_csv(df, Path(path))
     return Path(path)
 
 
