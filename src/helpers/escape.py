@@ -61,6 +61,16 @@ def mpl_text(value) -> str:
     return single_line(value).replace("$", r"\$")
 
 
+def svg_text(value) -> str:
+    """Text for an SVG ``<text>`` element written by ``helpers.svgchart`` (one line): XML's
+    specials escaped, so a label is always text and never markup.
+
+    >>> svg_text('<tspan onload="x">&')
+    '&lt;tspan onload=&quot;x&quot;&gt;&amp;'
+    """
+    return html_text(value)
+
+
 def csv_cell(value):
     """A worklist cell for Excel. Text that starts with a formula character gets a leading
     ``'`` (OWASP), which Excel shows as text. Only text is touched: numbers we computed

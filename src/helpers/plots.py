@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import NullLocator
@@ -12,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from .escape import mpl_text
+from .svgchart import Chart, Scale, nice_ticks, nl_tick, text_width
 
 PRACTICE = "#1f5f8b"   # the practice itself
 PEERS = "#b8c7d3"      # other practices
@@ -154,148 +157,198 @@ LIMIT_95 = "#9aa5b1"
 LIMIT_998 = "#5b6675"
 
 
-def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str):
+def _ratio_domain(values, lo_default=0.5, hi_default=2.0) -> tuple[float, float]:
+    """The O/E axis range: the data with a margin, never narrower than 0,8-1,25, within 0,2-5."""
+    v = pd.to_numeric(pd.Series(list(values)), errors="coerce").replace([np.inf, -np.inf], np.nan).dropna()
+    v = v[v > 0]
+    lo = max(float(v.min()) * 0.9, 0.2) if len(v) else lo_default
+    hi = min(float(v.max()) * 1.1, 5.0) if len(v) else hi_default
+    return min(lo, 0.8), max(hi, 1.25)
+
+
+def _ratio_labels(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    ticks = [t for t in RATIO_TICKS if lo <= t <= hi]
+    return ticks, [f"{t:g}".replace(".", ",") for t in ticks]
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks on a log axis from ``lo`` to ``hi``."""
+    out, base = [], 10 ** math.floor(math.log10(max(lo, 1e-9)))
+    while base <= hi * 10:
+        out += [m * base for m in (1, 2, 5) if lo <= m * base <= hi]
+        base *= 10
+    return out
+
+
+def _floats(series) -> list[float]:
+    return [float(v) if pd.notna(v) else math.nan for v in series]
+
+
+def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str) -> Chart:
     """A funnel plot of one measure: O/E (y, log scale) against E (x) for every practice with
     E >= the display minimum, this practice as a blue diamond, the others as grey dots, and the
     overdispersion-adjusted 95% and 99.8% limits as lines.
 
     ``points``: practice_agb, expected, ratio; ``limits``: expected, lo95, hi95, lo998, hi998
-    (a grid over the range of E, from ``helpers.mirror.stats``)."""
-    use_house_style()
-    fig, ax = plt.subplots(figsize=(8.0, 3.4))
+    (a grid over the range of E, from ``helpers.mirror.stats``). Written as SVG by
+    ``helpers.svgchart`` (see there why)."""
     lim = limits.sort_values("expected")
-    ax.plot(lim["expected"], lim["hi998"], color=LIMIT_998, lw=1.2, label="99,8%-grens")
-    ax.plot(lim["expected"], lim["lo998"], color=LIMIT_998, lw=1.2)
-    ax.plot(lim["expected"], lim["hi95"], color=LIMIT_95, lw=1.0, ls="--", label="95%-grens")
-    ax.plot(lim["expected"], lim["lo95"], color=LIMIT_95, lw=1.0, ls="--")
-    ax.axhline(1.0, color="#1d2430", lw=0.8)
-    others = points[points["practice_agb"] != own]
-    me = points[points["practice_agb"] == own]
-    ax.scatter(others["expected"], others["ratio"], color=PEERS, s=30, edgecolor="white", lw=0.5,
-               zorder=3, label="Andere praktijken")
-    ax.scatter(me["expected"], me["ratio"], color=PRACTICE, marker="D", s=70, zorder=4, label="Deze praktijk")
-    ax.set_yscale("log")
-    if lim["expected"].max() > 50 * lim["expected"].min():
-        ax.set_xscale("log")   # E spans orders of magnitude: a log axis keeps the funnel readable
-        ax.xaxis.set_major_formatter(lambda x, _p: f"{x:,.0f}".replace(",", "."))
-        no_minor_ticks(ax, "x")
-    values = pd.concat([points["ratio"], lim["lo998"], lim["hi998"]]).replace([np.inf, -np.inf], np.nan).dropna()
-    values = values[values > 0]
-    lo, hi = (max(values.min() * 0.9, 0.2), min(values.max() * 1.1, 5.0)) if len(values) else (0.5, 2.0)
-    ax.set_ylim(min(lo, 0.8), max(hi, 1.25))
-    _ratio_ticks(ax, "y", min(lo, 0.8), max(hi, 1.25))
-    ax.set_xlabel("Verwacht aantal (E) voor de patiëntenpopulatie")
-    ax.set_ylabel("Waargenomen / verwacht")
-    ax.set_title(mpl_text(title), loc="left")
-    ax.legend(loc="upper right", frameon=False, ncol=2, fontsize=8)
-    return fig
+    e = _floats(lim["expected"])
+    e_lo, e_hi = min(e), max(e)
+    log_x = e_hi > 50 * e_lo          # E spans orders of magnitude: a log axis keeps it readable
+    y_lo, y_hi = _ratio_domain(pd.concat([points["ratio"], lim["lo998"], lim["hi998"]]))
+    chart = Chart(800, 350)
+    if log_x:
+        xs = Scale(e_lo, e_hi, log=True)
+    else:
+        xs = Scale(0.0, nice_ticks(0.0, e_hi)[-1])
+    p = chart.panel(64, 46, 716, 240, xs, Scale(y_lo, y_hi, log=True))
+    yt, yl = _ratio_labels(y_lo, y_hi)
+    xt = [t for t in (_log_ticks(e_lo, e_hi) if log_x else nice_ticks(0.0, e_hi))
+          if xs.lo <= t <= xs.hi]
+    p.frame(grid_x=xt, grid_y=yt)
+    p.line(e, _floats(lim["hi998"]), LIMIT_998, 1.6)
+    p.line(e, _floats(lim["lo998"]), LIMIT_998, 1.6)
+    p.line(e, _floats(lim["hi95"]), LIMIT_95, 1.3, dash="6 4")
+    p.line(e, _floats(lim["lo95"]), LIMIT_95, 1.3, dash="6 4")
+    p.hline(1.0, "#1d2430", 1.0)
+    mine = points["practice_agb"].astype(str) == str(own)
+    others, me = points[~mine], points[mine]
+    p.markers(_floats(others["expected"]), _floats(others["ratio"]), "circle", 9, PEERS, edge="white")
+    p.markers(_floats(me["expected"]), _floats(me["ratio"]), "diamond", 14, PRACTICE)
+    p.yticks(yt, yl)
+    p.xticks(xt, [nl_tick(t) for t in xt])
+    chart.text(p.x0 + p.w / 2, 336, "Verwacht aantal (E) voor de patiëntenpopulatie", size=12, anchor="middle")
+    chart.text(16, p.y0 + p.h / 2, "Waargenomen / verwacht", size=12, anchor="middle", rotate=-90)
+    chart.text(4, 18, title, size=15, weight="bold")
+    chart.legend(780, 38, [("diamond", PRACTICE, "Deze praktijk"), ("circle", PEERS, "Andere praktijken"),
+                           ("line", LIMIT_998, "99,8%-grens"), ("dash", LIMIT_95, "95%-grens")],
+                 size=11, anchor="end")
+    return chart
 
 
-def ratio_dots(rows: pd.DataFrame, title: str):
+def _label_width(labels, size: float, cap: float) -> float:
+    return min(max([text_width(str(t), size) for t in labels] + [40.0]) + 10, cap)
+
+
+def ratio_dots(rows: pd.DataFrame, title: str) -> Chart:
     """O/E with its 95% interval per measure of a section (one row each), the care group's
     P10-P90 of O/E as a grey band behind it. ``rows``: label, ratio, lo, hi, p10, p90;
     rows with no ratio (E too small) are listed with a note instead of a dot."""
-    use_house_style()
     rows = rows.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(8.0, 0.36 * len(rows) + 1.0))
-    y = np.arange(len(rows))
-    # one collection per layer (not one artist per row): a section has up to 22 measures
-    band = rows.get("p10", pd.Series(np.nan, index=rows.index)).notna() & \
-        rows.get("p90", pd.Series(np.nan, index=rows.index)).notna()
-    if band.any():
-        ax.hlines(y[band], rows.loc[band, "p10"], rows.loc[band, "p90"], color=MIRROR_BAND, lw=9, zorder=1)
-    shown = rows["ratio"].notna().to_numpy()
-    if shown.any():
-        ax.hlines(y[shown], rows.loc[shown, "lo"], rows.loc[shown, "hi"], color=PRACTICE, lw=1.4, zorder=2)
-        ax.scatter(rows.loc[shown, "ratio"], y[shown], color=PRACTICE, marker="D", s=36, zorder=3)
-    for i in y[~shown]:
-        ax.text(1.0, i, "te weinig verwacht", va="center", ha="center", fontsize=8, color=MUTED)
-    ax.axvline(1.0, color="#1d2430", lw=0.8)
-    ax.set_xscale("log")
-    finite = pd.concat([rows["lo"], rows["hi"], rows.get("p10", pd.Series(dtype=float)),
-                        rows.get("p90", pd.Series(dtype=float))]).replace([np.inf, -np.inf], np.nan).dropna()
-    finite = finite[finite > 0]
-    lo = max(float(finite.min()) * 0.9, 0.2) if len(finite) else 0.5
-    hi = min(float(finite.max()) * 1.1, 5.0) if len(finite) else 2.0
-    ax.set_xlim(min(lo, 0.8), max(hi, 1.25))
-    _ratio_ticks(ax, "x", min(lo, 0.8), max(hi, 1.25))
-    ax.set_yticks(range(len(rows)), [mpl_text(t) for t in rows["label"]])
-    ax.invert_yaxis()
-    ax.set_xlabel("Waargenomen / verwacht (O/E) met 95%-betrouwbaarheidsinterval; grijs: P10-P90 zorggroep")
-    ax.set_title(mpl_text(title), loc="left")
-    return fig
+    n = len(rows)
+    labels = [str(t) for t in rows["label"]]
+    left = _label_width(labels, 12, 360)
+    row_h = 24
+    height = 40 + row_h * max(n, 1) + 52
+    p10 = rows["p10"] if "p10" in rows else pd.Series(np.nan, index=rows.index)
+    p90 = rows["p90"] if "p90" in rows else pd.Series(np.nan, index=rows.index)
+    x_lo, x_hi = _ratio_domain(pd.concat([rows["lo"], rows["hi"], p10, p90]))
+    chart = Chart(800, height)
+    # rows are drawn at y = 0 (top) .. n-1: the scale runs downwards from -0.5 to n-0.5
+    p = chart.panel(left, 40, 780 - left, row_h * max(n, 1), Scale(x_lo, x_hi, log=True),
+                    Scale(max(n, 1) - 0.5, -0.5))
+    xt, xl = _ratio_labels(x_lo, x_hi)
+    p.frame(grid_x=xt)
+    for i in range(n):
+        if pd.notna(p10.iloc[i]) and pd.notna(p90.iloc[i]):
+            p.hbar(i, float(p10.iloc[i]), float(p90.iloc[i]), 0.5, fill=MIRROR_BAND)
+    p.vline(1.0, "#1d2430", 1.0)
+    for i, r in rows.iterrows():
+        if pd.notna(r["ratio"]):
+            p.hseg(i, float(r["lo"]), float(r["hi"]), PRACTICE, 1.8)
+            p.markers([float(r["ratio"])], [i], "diamond", 11, PRACTICE)
+        else:
+            p.text(1.0, i, "te weinig verwacht", size=10, anchor="middle", color=MUTED, italic=True)
+    p.yticks(list(range(n)), labels, size=12)
+    p.xticks(xt, xl)
+    chart.text(p.x0 + p.w / 2, height - 10,
+               "Waargenomen / verwacht (O/E) met 95%-betrouwbaarheidsinterval; grijs: P10-P90 zorggroep",
+               size=11, anchor="middle")
+    chart.text(4, 20, title, size=15, weight="bold")
+    return chart
 
 
-def _trend_axes(ax, rows: pd.DataFrame, title: str, ylabel: str) -> None:
+def _trend_panel(chart: Chart, x0: float, y0: float, w: float, h: float,
+                 rows: pd.DataFrame, title: str, ylabel: str) -> None:
     rows = rows.reset_index(drop=True)
-    x = np.arange(len(rows))
-    ax.fill_between(x, rows["p10"], rows["p90"], color=MIRROR_BAND, lw=0, label="P10-P90 zorggroep")
-    ax.plot(x, rows["median"], color=MUTED, lw=1.2, label="Mediaan zorggroep")
-    ax.plot(x, rows["rate"], color=PRACTICE, lw=2.0, marker="o", ms=3.5, label="Deze praktijk")
-    ax.set_xticks(x, [mpl_text(t) for t in rows["window_label"]], rotation=45, ha="right", fontsize=7)
-    top = float(pd.concat([rows["rate"], rows["p90"]]).max()) if len(rows) else 0.0
-    decimals = 0 if top >= 20 else 1
-    ax.yaxis.set_major_formatter(
-        lambda y, _p: f"{y:,.{decimals}f}".replace(",", "_").replace(".", ",").replace("_", "."))
-    ax.tick_params(axis="y", labelsize=8)
-    ax.set_ylabel(mpl_text(ylabel), fontsize=8)
-    ax.set_title(mpl_text(title), loc="left", fontsize=10)
-    ax.set_ylim(bottom=0)
+    n = len(rows)
+    vals = [v for v in _floats(pd.concat([rows["rate"], rows["p90"]])) if math.isfinite(v)]
+    top = max(vals) if vals else 1.0
+    ticks = nice_ticks(0.0, top * 1.05 if top > 0 else 1.0, 4)
+    decimals = 0 if ticks[-1] >= 20 else (1 if ticks[-1] >= 2 else 2)
+    p = chart.panel(x0 + 52, y0 + 26, w - 58, h - 26 - 44, Scale(-0.3, max(n - 1, 1) + 0.3),
+                    Scale(0.0, ticks[-1]))
+    p.frame(grid_y=ticks)
+    x = list(range(n))
+    p.band(x, _floats(rows["p10"]), _floats(rows["p90"]), MIRROR_BAND)
+    p.line(x, _floats(rows["median"]), MUTED, 1.5)
+    p.line(x, _floats(rows["rate"]), PRACTICE, 2.4)
+    p.markers(x, _floats(rows["rate"]), "circle", 6, PRACTICE)
+    p.yticks(ticks, [nl_tick(t, decimals) for t in ticks], size=10)
+    p.xticks(x, [str(t) for t in rows["window_label"]], size=9.5, rotate=True)
+    chart.text(x0 + 4, y0 + 16, title, size=12.5, weight="bold")
+    chart.text(x0 + 10, p.y0 + p.h / 2, ylabel, size=10, anchor="middle", rotate=-90, color=MUTED)
 
 
-def trend_band(rows: pd.DataFrame, title: str, ylabel: str):
+TREND_LEGEND = [("line", PRACTICE, "Deze praktijk"), ("line", MUTED, "Mediaan zorggroep"),
+                ("band", MIRROR_BAND, "P10-P90 zorggroep")]
+
+
+def trend_band(rows: pd.DataFrame, title: str, ylabel: str) -> Chart:
     """A rate over the last quarters (rolling years): the care group's P10-P90 as a band, its
     median as a grey line, the practice in blue (as OpenPrescribing draws a practice over its
     peers' deciles). ``rows``: window_label, rate, median, p10, p90 in time order."""
-    use_house_style()
-    fig, ax = plt.subplots(figsize=(3.9, 2.5))
-    _trend_axes(ax, rows, title, ylabel)
-    return fig
+    chart = Chart(400, 262)
+    _trend_panel(chart, 0, 0, 400, 236, rows, title, ylabel)
+    chart.legend(6, 254, TREND_LEGEND, size=10)
+    return chart
 
 
-def trend_grid(panels: list[tuple[pd.DataFrame, str, str]], columns: int = 2):
+def trend_grid(panels: list[tuple[pd.DataFrame, str, str]], columns: int = 2) -> Chart:
     """Several ``trend_band`` panels as one figure (small multiples, each with its own y axis),
     the legend once below: ``panels`` is a list of (rows, title, ylabel)."""
-    use_house_style()
     n_rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(n_rows, columns, figsize=(8.0, 2.55 * n_rows + 0.4), squeeze=False)
-    for ax, (rows, title, ylabel) in zip(axes.flat, panels):
-        _trend_axes(ax, rows, title, ylabel)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=8)
-    # a fixed grid instead of the tight layout engine, which re-measures every label of six
-    # axes on each draw (half of this figure's time); the saved SVG is cropped to its content
-    fig.set_layout_engine("none")
-    fig.subplots_adjust(left=0.09, right=0.99, top=1 - 0.3 / fig.get_figheight(),
-                        bottom=0.95 / fig.get_figheight(), hspace=0.75, wspace=0.3)
-    return fig
+    w, h = 800 / columns, 236
+    chart = Chart(800, h * n_rows + 30)
+    for k, (rows, title, ylabel) in enumerate(panels):
+        _trend_panel(chart, (k % columns) * w, (k // columns) * h, w, h, rows, title, ylabel)
+    chart.legend(400, h * n_rows + 20, TREND_LEGEND, size=11, anchor="middle")
+    return chart
 
 
-def pyramid_compare(own: pd.DataFrame, reference: pd.DataFrame, order: list[str]):
+def pyramid_compare(own: pd.DataFrame, reference: pd.DataFrame, order: list[str]) -> Chart:
     """The practice's age/sex make-up (bars, % of its patient-years) against the care group's
     (black outline). ``own`` and ``reference``: age_band, sex (M/V), share (percent)."""
-    use_house_style()
-    fig, ax = plt.subplots(figsize=(8.0, 3.0))
-    y = np.arange(len(order))
 
     def side(df, sex):
-        return df[df["sex"] == sex].set_index("age_band")["share"].reindex(order, fill_value=0).values
+        return [float(v) for v in df[df["sex"] == sex].set_index("age_band")["share"]
+                .reindex(order, fill_value=0).fillna(0)]
 
-    ax.barh(y, -side(own, "M"), color="#5b8db8", height=0.7, label="Mannen (praktijk)")
-    ax.barh(y, side(own, "V"), color="#d98c6b", height=0.7, label="Vrouwen (praktijk)")
-    ax.barh(y, -side(reference, "M"), height=0.7, fill=False, edgecolor="#1d2430", lw=1.0, label="Zorggroep")
-    ax.barh(y, side(reference, "V"), height=0.7, fill=False, edgecolor="#1d2430", lw=1.0)
-    ax.set_yticks(y, order)
-    m = max(np.max(side(own, "M")), np.max(side(own, "V")), np.max(side(reference, "M")),
-            np.max(side(reference, "V"))) * 1.15
-    ax.set_xlim(-m, m)
-    ax.xaxis.set_major_formatter(lambda x, _p: f"{abs(x):.0f}%")
-    ax.set_xlabel("Aandeel van de patiëntjaren (mannen links, vrouwen rechts)")
-    ax.set_title("Leeftijdsopbouw tegenover de zorggroep", loc="left")
-    ax.legend(loc="lower right", frameon=False, fontsize=8)
-    return fig
+    om, ov, rm, rv = side(own, "M"), side(own, "V"), side(reference, "M"), side(reference, "V")
+    m = max(om + ov + rm + rv + [1.0]) * 1.15
+    n = len(order)
+    row_h = 26
+    height = 40 + row_h * n + 70
+    chart = Chart(800, height)
+    p = chart.panel(70, 40, 700, row_h * n, Scale(-m, m), Scale(n - 0.5, -0.5))
+    ticks = [t for t in nice_ticks(0, m, 4) if t <= m]
+    xt = sorted({-t for t in ticks} | set(ticks))
+    p.frame(grid_x=xt)
+    for i in range(n):
+        p.hbar(i, -om[i], 0, 0.7, fill="#5b8db8")
+        p.hbar(i, 0, ov[i], 0.7, fill="#d98c6b")
+        p.hbar(i, -rm[i], 0, 0.7, stroke="#1d2430", width=1.2)
+        p.hbar(i, 0, rv[i], 0.7, stroke="#1d2430", width=1.2)
+    p.vline(0.0, "#1d2430", 0.8)
+    p.yticks(list(range(n)), [str(o) for o in order], size=12)
+    p.xticks(xt, [f"{abs(t):.0f}%" for t in xt])
+    chart.text(p.x0 + p.w / 2, 40 + row_h * n + 38, "Aandeel van de patiëntjaren (mannen links, vrouwen rechts)",
+               size=12, anchor="middle")
+    chart.text(4, 20, "Leeftijdsopbouw tegenover de zorggroep", size=15, weight="bold")
+    chart.legend(400, height - 8, [("band", "#5b8db8", "Mannen (praktijk)"), ("band", "#d98c6b", "Vrouwen (praktijk)"),
+                                   ("outline", "#1d2430", "Zorggroep")], size=11, anchor="middle")
+    return chart
 
 
 # --- the regional report -----------------------------------------------------------------
