@@ -137,6 +137,8 @@ class ReportSpec:
     # extra files written beside the report (e.g. worklist CSVs): (source, key, outdir) -> paths;
     # source as for KeyFigures.compute (a SharedCube for a shared scope)
     extras: Callable | None = None
+    #: the output formats this kind supports (``batchfile.FORMATS``); a batch asking another one
+    #: (``slides`` of a kind without a deck) skips that format for this kind
     formats: tuple[str, ...] = ("html", "pdf")
     description: str = ""
     prepare: PrepareStep | None = None
@@ -364,6 +366,7 @@ _BUILTIN = (
         scope="practice",
         params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
         extras=_his_analyse_extras,
+        formats=("html", "pdf", "slides"),
         figures=KeyFigures(columns=(("list_size", "Ingeschreven"), ("enrolled_patients", "Patiënten in ketenzorg"),
                                     ("enrolments", "Deelnames ketenzorg"),
                                     ("registration_findings", "Registratiebevindingen"),
@@ -378,6 +381,7 @@ _BUILTIN = (
         scope="practice",
         params=(Param("practice_agb", "practice", help="AGB code of the practice (8 digits)"), *COMMON),
         prepare=MIRROR_PREPARE,
+        formats=("html", "pdf", "slides"),
         figures=KeyFigures(columns=(("patient_years", "Patiëntjaren"),
                                     ("beyond_chance", "Maten buiten toeval")),
                            compute=_praktijkspiegel_figures, plain=("beyond_chance",)),
