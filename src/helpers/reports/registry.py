@@ -353,6 +353,29 @@ VEELGEBRUIKERS_PREPARE = PrepareStep(
 )
 
 
+def _verkenning_prepare(con, quarter, tables):
+    from . import verkenning
+    return verkenning.prepare(con, quarter, tables)
+
+
+def _verkenning_extras(shared, key: str, outdir: Path) -> list[Path]:
+    from . import verkenning
+    return verkenning.extras(shared, key, outdir)
+
+
+#: the exploration notebook's prepare step: the praktijkspiegel of every practice, measure and
+#: rolling year, shared; suppressed within the same margin as ``spiegel_hagro`` (the current year
+#: then withholds exactly its cells; ``tests/unit/test_verkenning.py``); ``tau2`` is the width of
+#: each measure's funnel (every praktijkspiegel draws it), no count
+VERKENNING_PREPARE = PrepareStep(
+    function=_verkenning_prepare,
+    shared=(SharedTable(name="verkenning_spiegel",
+                        keys=("hagro", "region", "practice_agb", "name", "measure", "quarter"), counts=("O",),
+                        derived=tuple((c, "O") for c in ("E", "ratio", "lo", "hi", "rate", "position")),
+                        plain=("tau2",), margins=(("hagro", "measure", "quarter"),)),),
+)
+
+
 def _regio_figures(shared, region: str) -> dict:
     from . import regio
     return regio.key_figures(regio.load(shared, region))
@@ -444,6 +467,17 @@ _BUILTIN = (
         figures=KeyFigures(columns=(("practices", "Praktijken"), ("enrolled_patients", "Patiënten in ketenzorg")),
                            compute=_regio_figures, plain=("practices",)),
         description="The regional report for the whole care group.",
+    ),
+    ReportSpec(
+        id="verkenning",
+        title_nl="Verkenning zorggroep",
+        notebook=NOTEBOOKS_DIR / "verkenning.ipynb",
+        scope="zorggroep",
+        params=COMMON,
+        prepare=VERKENNING_PREPARE,
+        extras=_verkenning_extras,
+        description="The researchers' exploration notebook: funnel, trend against the deciles and the table of an "
+                    "indicator or mirror measure for a selection; in the batch a static report of the care group.",
     ),
 )
 
