@@ -84,7 +84,7 @@ def compute_cube(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules 
         t = now
 
     prev = prepare_state(con, quarter.previous(), rules, prefix="prev_")
-    prev_findings = compute_findings(con, prev, rules)
+    prev_findings = compute_findings(con, prev, rules, acted_until=prev.quarter.last_day)  # as it stood then
     prev_summary = _summary(con, prev, rules, prev_findings)
     lap("previous_quarter")
     state = prepare_state(con, quarter, rules)

@@ -15,6 +15,8 @@ Every SQL builder here takes the :class:`~helpers.cube.state.PreparedState` that
 
 from __future__ import annotations
 
+import dataclasses
+
 import duckdb
 import pandas as pd
 
@@ -135,9 +137,15 @@ def _in_list(values) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")" if values else "(NULL)"
 
 
-def registration_sql(state: PreparedState, rules: Rules) -> str:
-    """The registration findings as one SQL query over the tables of ``state``."""
+def registration_sql(state: PreparedState, rules: Rules, acted_until=None) -> str:
+    """The registration findings as one SQL query over the tables of ``state``.
+
+    A patient enrolled after the population day is no finding (the practice has already acted):
+    any such enrolment in the extraction counts, or with ``acted_until`` (a date) only one that
+    started by then, which is how an earlier quarter is seen as it stood at its end
+    (``findings_history``)."""
     F = state.quarter.first_day.isoformat()
+    acted = f" AND en.start_date <= DATE '{acted_until.isoformat()}'" if acted_until is not None else ""
     pat, dx, enr, enr_ended = state.pat, state.dx, state.enr, state.enr_ended
     parts = []
     for p in rules.programmes.values():
@@ -163,7 +171,7 @@ def registration_sql(state: PreparedState, rules: Rules) -> str:
               -- enrolled after the population day: the practice has already acted
               AND NOT EXISTS (SELECT 1 FROM enrolments en WHERE en.practice_agb = pt.practice_agb
                               AND en.patient_id = pt.patient_id AND en.programme = '{p.id}'
-                              AND en.start_date > DATE '{F}')
+                              AND en.start_date > DATE '{F}'{acted})
         ) x
         WHERE x.ended_mp IS DISTINCT FROM 'specialist'
         UNION ALL
@@ -242,13 +250,15 @@ def controls_sql(state: PreparedState, rules: Rules) -> str:
     """
 
 
-def compute_findings(con: duckdb.DuckDBPyConnection, state: PreparedState, rules: Rules) -> pd.DataFrame:
+def compute_findings(con: duckdb.DuckDBPyConnection, state: PreparedState, rules: Rules,
+                     acted_until=None) -> pd.DataFrame:
     """Every finding of every practice for ``state.quarter``: one row per patient, programme, kind
-    (and control, for measurement kinds). Columns: FINDING_COLUMNS."""
+    (and control, for measurement kinds). Columns: FINDING_COLUMNS. ``acted_until``: see
+    ``registration_sql``."""
     sql = f"""
         SELECT f.*, p.birth_year, p.sex FROM (
             SELECT practice_agb, patient_id, programme, kind, NULL::VARCHAR AS control, NULL::DATE AS last_date
-            FROM ({registration_sql(state, rules)})
+            FROM ({registration_sql(state, rules, acted_until)})
             UNION ALL
             SELECT practice_agb, patient_id, programme, kind, control, last_date
             FROM ({controls_sql(state, rules)})
@@ -256,3 +266,175 @@ def compute_findings(con: duckdb.DuckDBPyConnection, state: PreparedState, rules
         ORDER BY practice_agb, programme, kind, patient_id, control
     """
     return con.execute(sql).df()[FINDING_COLUMNS]
+
+
+# ------------------------------------------------------------------ history over the quarters
+#: how many quarters the history looks at, the current one included: a finding open in all of
+#: them is shown as open "since <the earliest> or earlier" (``first_seen_bounded``)
+HISTORY_QUARTERS = 8
+#: a finding's status against the previous quarter (identifiers), and their Dutch labels
+STATUSES = ("new", "still_open", "resolved")
+STATUS_LABELS_NL = {"new": "nieuw", "still_open": "nog open", "resolved": "opgelost"}
+HISTORY_COLUMNS = ["first_seen", "quarters_open", "first_seen_bounded", "status"]
+#: the two groups the HIS-analyse counts per programme
+GROUP_OF_KIND = {**{k: "registration" for k in REGISTRATION_KINDS}, **{k: "control" for k in CONTROL_KINDS}}
+HISTORY_COUNT_COLUMNS = ["practice_agb", "programme", "group", "previous_quarter", "new", "still_open",
+                         "resolved", "oldest_first_seen"]
+RESOLVED_COLUMNS = ["practice_agb", "patient_id", "programme", "kind", "control", "birth_year", "sex"]
+
+
+def _identity_sql(kind: str = "kind") -> str:
+    """The kind part of a finding's identity: a control that is missing one quarter and overdue
+    the next (or the other way round) is the same open control."""
+    return f"CASE WHEN {kind} IN ('measurement_missing', 'measurement_overdue') THEN 'measurement' ELSE {kind} END"
+
+
+def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules, findings: pd.DataFrame,
+                     lookback: int = HISTORY_QUARTERS) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Follow every finding of ``quarter`` back over the quarters before it, for every practice
+    in one set-based pass.
+
+    Returns ``(findings, resolved, counts)``: ``findings`` with HISTORY_COLUMNS added (the
+    quarter it was first seen, the quarters it has been open, the current one included, whether
+    that reaches the lookback bound, and ``new`` / ``still_open``), sorted oldest first within
+    the existing order; ``resolved``: the previous quarter's findings that are gone now
+    (RESOLVED_COLUMNS, patient-level: the practice's own report only); ``counts``: per practice,
+    programme and group (registration / control) the new, still open and resolved findings and
+    whether the practice has a previous quarter at all (HISTORY_COUNT_COLUMNS).
+
+    A finding is the same finding in two quarters when practice, patient pseudonym, programme,
+    kind and control agree (a control missing or overdue counts as one kind, ``_identity_sql``).
+
+    Why computed from the warehouse and not read from the previous quarter's cube: the
+    warehouse holds each practice's latest extraction, which covers the earlier quarters too
+    (it is how the summary's previous quarter and the regional report's indicator history are
+    computed), so the earlier quarters are evaluated with the same rules, codes and code on the
+    same data. The result then depends only on what the cube key covers (the data, the rules,
+    the code): same inputs, same bytes, whether or not an earlier cube was ever prepared, in
+    which order the quarters were prepared, or with which older delivery. A previous cube may
+    be missing, stale (prepared from an older extraction or older rules) or prepared after this
+    one, and would make the history depend on the build's history.
+
+    Each earlier quarter is seen as it stood at its end: measurements and contacts up to its
+    last day, the population and enrolments on its first day, and an enrolment counts as "the
+    practice has already acted" only when it started by that quarter's last day (so enrolling a
+    patient this quarter resolves last quarter's finding rather than erasing it). What cannot be
+    seen from one extraction is a change made with an earlier date (a measurement entered
+    later with the date it was taken): the history shows the HIS as it is now.
+
+    A practice without patients in a quarter's population has no data for that quarter: its
+    history stops there, and without a previous quarter (``previous_quarter`` false) every
+    finding is ``new`` and the report says there is no previous quarter.
+    """
+    quarter = Quarter.parse(quarter)
+    now = findings[["practice_agb", "patient_id", "programme", "kind", "control"]].copy()
+    con.register("hist_now_df", now)
+    con.execute("CREATE OR REPLACE TEMP TABLE hist_f AS SELECT 0 AS k, practice_agb, patient_id, programme, kind, "
+                "coalesce(control, '') AS control FROM hist_now_df")
+    con.unregister("hist_now_df")
+    con.execute("CREATE OR REPLACE TEMP TABLE hist_pop (k INTEGER, practice_agb VARCHAR)")
+    quarters = [quarter]
+    q = quarter
+    # the measurements with their validity once, up to this quarter's end; an earlier quarter
+    # reads them up to its own last day (the same rows build_measurement_validity would make)
+    base = PreparedState.named(quarter, "hist0_")
+    build_concepts(con, base, rules)
+    build_measurement_validity(con, base)
+    for k in range(1, lookback):
+        q = q.previous()
+        quarters.append(q)
+        state = dataclasses.replace(PreparedState.named(q, f"hist{k}_"), concepts=base.concepts,
+                                    controls_def=base.controls_def)
+        build_patient_state(con, state)
+        build_active_diagnoses(con, state, rules.codes)
+        build_enrolment_state(con, state)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {state.meas} AS SELECT * FROM {base.meas} "
+                    f"WHERE date <= DATE '{q.last_day.isoformat()}'")
+        con.execute(f"""
+            INSERT INTO hist_f
+            SELECT DISTINCT {k}, practice_agb, patient_id, programme, kind, coalesce(control, '') FROM (
+                SELECT practice_agb, patient_id, programme, kind, NULL::VARCHAR AS control
+                FROM ({registration_sql(state, rules, acted_until=q.last_day)})
+                UNION ALL
+                SELECT practice_agb, patient_id, programme, kind, control FROM ({controls_sql(state, rules)})
+            )""")
+        con.execute(f"INSERT INTO hist_pop SELECT DISTINCT {k}, practice_agb FROM {state.pat} WHERE in_population")
+        con.execute(f"DROP VIEW {state.meas}")
+        for t in (state.pat, state.dx, state.enr, state.enr_ended):
+            con.execute(f"DROP TABLE {t}")
+    labels = ", ".join(f"({k}, '{q}')" for k, q in enumerate(quarters))
+    ident = _identity_sql()
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hist_run AS
+        WITH f AS (SELECT DISTINCT k, practice_agb, patient_id, programme, {ident} AS ident, control FROM hist_f),
+        cur0 AS (SELECT * FROM f WHERE k = 0),
+        -- per finding of now: the first earlier quarter in which it is absent (or the practice has no data)
+        gap AS (
+            SELECT n.practice_agb, n.patient_id, n.programme, n.ident, n.control, min(r.k) AS k
+            FROM cur0 n CROSS JOIN range(1, {lookback}) r(k)
+            LEFT JOIN f p ON p.k = r.k AND p.practice_agb = n.practice_agb AND p.patient_id = n.patient_id
+                         AND p.programme = n.programme AND p.ident = n.ident AND p.control = n.control
+            LEFT JOIN hist_pop d ON d.k = r.k AND d.practice_agb = n.practice_agb
+            WHERE p.k IS NULL OR d.k IS NULL
+            GROUP BY ALL
+        )
+        SELECT n.practice_agb, n.patient_id, n.programme, n.ident, n.control,
+               coalesce(g.k, {lookback}) AS quarters_open, g.k IS NULL AS first_seen_bounded
+        FROM cur0 n LEFT JOIN gap g USING (practice_agb, patient_id, programme, ident, control)
+    """)
+    out = con.execute(f"""
+        SELECT h.practice_agb, h.patient_id, h.programme, h.kind, h.control, r.quarters_open,
+               r.first_seen_bounded, l.q AS first_seen,
+               CASE WHEN r.quarters_open > 1 THEN 'still_open' ELSE 'new' END AS status
+        FROM hist_f h JOIN hist_run r ON r.practice_agb = h.practice_agb AND r.patient_id = h.patient_id
+             AND r.programme = h.programme AND r.ident = {_identity_sql('h.kind')} AND r.control = h.control
+        JOIN (VALUES {labels}) l(k, q) ON l.k = r.quarters_open - 1
+        WHERE h.k = 0
+    """).df()
+    out["control"] = out["control"].replace("", None)
+    keys = ["practice_agb", "patient_id", "programme", "kind", "control"]
+    merged = findings.merge(out, on=keys, how="left", validate="one_to_one")
+    merged["quarters_open"] = merged["quarters_open"].astype("int64")
+    merged["first_seen_bounded"] = merged["first_seen_bounded"].astype(bool)
+    # oldest first, then the order the findings had
+    merged = merged.sort_values(["practice_agb", "quarters_open"], ascending=[True, False], kind="stable")
+    merged = merged.reset_index(drop=True)[FINDING_COLUMNS + HISTORY_COLUMNS]
+
+    resolved = con.execute(f"""
+        SELECT DISTINCT p.practice_agb, p.patient_id, p.programme, p.kind, nullif(p.control, '') AS control,
+               pt.birth_year, pt.sex
+        FROM hist_f p JOIN patients pt USING (practice_agb, patient_id)
+        WHERE p.k = 1 AND NOT EXISTS (
+            SELECT 1 FROM hist_f n WHERE n.k = 0 AND n.practice_agb = p.practice_agb AND n.patient_id = p.patient_id
+              AND n.programme = p.programme AND {_identity_sql('n.kind')} = {_identity_sql('p.kind')}
+              AND n.control = p.control)
+        ORDER BY p.practice_agb, p.programme, p.kind, p.patient_id, control
+    """).df()[RESOLVED_COLUMNS]
+
+    groups = ", ".join(f"('{k}', '{g}')" for k, g in GROUP_OF_KIND.items())
+    programmes = ", ".join(f"('{p}', {i})" for i, p in enumerate(rules.programme_ids))
+    con.register("hist_out_df", merged[["practice_agb", "programme", "kind", "status", "first_seen"]])
+    con.register("hist_resolved_df", resolved[["practice_agb", "programme", "kind"]])
+    counts = con.execute(f"""
+        WITH g(kind, grp) AS (VALUES {groups}), pr(programme, ord) AS (VALUES {programmes}),
+        grid AS (SELECT p.practice_agb, pr.programme, pr.ord, x.grp
+                 FROM practices p CROSS JOIN pr CROSS JOIN (VALUES ('registration', 0), ('control', 1)) x(grp, gord)),
+        cur AS (SELECT practice_agb, programme, grp, count(*) FILTER (WHERE status = 'new') AS new,
+                       count(*) FILTER (WHERE status = 'still_open') AS still_open, min(first_seen) AS oldest_first_seen
+                FROM hist_out_df JOIN g USING (kind) GROUP BY ALL),
+        res AS (SELECT practice_agb, programme, grp, count(*) AS resolved
+                FROM hist_resolved_df JOIN g USING (kind) GROUP BY ALL)
+        SELECT grid.practice_agb, grid.programme, grid.grp AS "group",
+               grid.practice_agb IN (SELECT practice_agb FROM hist_pop WHERE k = 1) AS previous_quarter,
+               coalesce(cur.new, 0) AS new, coalesce(cur.still_open, 0) AS still_open,
+               coalesce(res.resolved, 0) AS resolved, cur.oldest_first_seen
+        FROM grid LEFT JOIN cur USING (practice_agb, programme, grp) LEFT JOIN res USING (practice_agb, programme, grp)
+        ORDER BY grid.practice_agb, grid.ord, grid.grp DESC
+    """).df()[HISTORY_COUNT_COLUMNS]
+    con.unregister("hist_out_df")
+    con.unregister("hist_resolved_df")
+    for t in ("hist_f", "hist_pop", "hist_run", base.meas, base.concepts, base.controls_def):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    for c in ("new", "still_open", "resolved"):
+        counts[c] = counts[c].astype("int64")
+    return merged, resolved, counts

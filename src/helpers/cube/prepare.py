@@ -173,6 +173,21 @@ def run_prepare_steps(con, quarter: Quarter, tables: dict[str, pd.DataFrame]):
     return kept, declared, frames, timings
 
 
+def add_findings_history(con, quarter: Quarter, tables: dict[str, pd.DataFrame]):
+    """Give the cube's findings their history (``findings.findings_history``): the findings get
+    first seen, quarters open and status, and the cube the tables ``findings_resolved`` (the
+    previous quarter's findings gone now, patient-level) and ``findings_history`` (counts per
+    practice, programme and group); returns the core shared table (``findings_resolution``)
+    as (declarations, frames) for ``write_shared``."""
+    from ..rules.programmes import load_programmes
+    from .findings import findings_history
+    from .shared import core_shared_tables, findings_resolution_frame
+    tables["findings"], tables["findings_resolved"], tables["findings_history"] = findings_history(
+        con, quarter, load_programmes(), tables["findings"])
+    declared = core_shared_tables()
+    return declared, {declared[0].name: findings_resolution_frame(tables["practices"], tables["findings_history"])}
+
+
 def prepare_quarter(warehouse: Path | str, quarter: Quarter | str, force: bool = False) -> Path:
     """Compute the cube of ``quarter`` (unless it is up to date) and return its folder."""
     quarter = Quarter.parse(quarter)
@@ -195,7 +210,11 @@ def prepare_quarter(warehouse: Path | str, quarter: Quarter | str, force: bool =
         if n == 0:
             raise SpiegelError(f"warehouse {warehouse} holds no practices: run `spiegel ingest <dataset>` first")
         tables, timings = compute_cube(con, quarter)
+        t0 = time.perf_counter()
+        core_declared, core_frames = add_findings_history(con, quarter, tables)
+        timings["findings_history"] = round(time.perf_counter() - t0, 3)
         kept, declared, frames, step_timings = run_prepare_steps(con, quarter, tables)
+        declared, frames = [*core_declared, *declared], {**core_frames, **frames}
     meta = {"quarter": str(quarter), "key": key, "computed_at": datetime.now(timezone.utc).isoformat(),
             "spiegel_version": __version__, "parameters_hash": parameters_hash(), "practices": n,
             "timings_s": {**timings, **step_timings}, "seconds": round(time.perf_counter() - start, 3),

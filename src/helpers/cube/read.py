@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from ..errors import ParameterError
 
-CUBE_TABLES = ("practices", "summary", "findings", "indicators", "dq_recorded", "dq_issues",
-               "dq_issue_counts", "pyramid")
+CUBE_TABLES = ("practices", "summary", "findings", "findings_resolved", "findings_history", "indicators",
+               "dq_recorded", "dq_issues", "dq_issue_counts", "pyramid")
 
 
 def report_tables(cube: Path) -> list[str]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -111,6 +112,7 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
                         if margins else pd.Series(False, index=df.index)).astype(bool)
         withheld[c] = values.map(suppression.is_small).astype(bool) | secondary[c]
     _withhold_identities(table, where, exact, secondary, withheld, keys_frame, margins)
+    _withhold_together(table, where, exact, secondary, withheld, keys_frame, margins)
     for name, num, den in table.rates:
         if num not in exact or den not in exact:
             raise SpiegelError(f"{where}: rate {name!r} must be made of two declared counts ({num}, {den})")
@@ -185,6 +187,43 @@ def _withhold_identities(table, where: str, exact: dict, secondary: dict, withhe
     raise SpiegelError(f"{where}: the identities and margins did not settle; simplify the table")
 
 
+def _withhold_together(table, where: str, exact: dict, secondary: dict, withheld: dict, keys_frame, margins) -> None:
+    """``together`` (a ``CoreSharedTable`` field): groups of counts of a row that are withheld
+    all at once when one of them is, because totals published elsewhere give each back from the
+    others (last quarter's findings = resolved + still open, this quarter's = new + still open,
+    both in ``regio_practices``). Each newly withheld cell runs complementary suppression within
+    the margins again, and the identities, until nothing changes."""
+    together = tuple(getattr(table, "together", ()))
+    if not together:
+        return
+    for group in together:
+        if isinstance(group, str) or not all(c in exact for c in group):
+            raise SpiegelError(f"{where}: together group {group!r} must be a tuple of declared counts")
+    for _ in range(50):
+        changed = False
+        for group in together:
+            any_hidden = pd.concat([withheld[c] for c in group], axis=1).any(axis=1)
+            for c in group:
+                pick = any_hidden & ~withheld[c]
+                if pick.any():
+                    secondary[c] = secondary[c] | pick
+                    withheld[c] = withheld[c] | pick
+                    changed = True
+        if margins:
+            for c, values in exact.items():
+                more = suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins,
+                                                          withheld=withheld[c]).astype(bool)
+                if (more & ~withheld[c]).any():
+                    secondary[c] = secondary[c] | more
+                    withheld[c] = withheld[c] | more
+                    changed = True
+        if changed:
+            _withhold_identities(table, where, exact, secondary, withheld, keys_frame, margins)
+        else:
+            return
+    raise SpiegelError(f"{where}: the together groups and margins did not settle; simplify the table")
+
+
 def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame]) -> list[str]:
     """Write the declared shared tables (``SharedTable``) through ``suppress_table`` into
     ``directory`` (``<cube>/shared``, or its temporary twin) with the index the reader trusts."""
@@ -202,8 +241,71 @@ def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame
                              "plain": list(getattr(table, "plain", ())),
                              "identities": [list(i) for i in getattr(table, "identities", ())],
                              "rates": [r[0] for r in table.rates]}
+        if getattr(table, "together", ()):
+            index[table.name]["together"] = [list(g) for g in table.together]
     (directory / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
     return sorted(index)
+
+
+#: the core cube's own shared table (not a report's prepare step): per practice how many of the
+#: previous quarter's findings were resolved (``findings.findings_history``), for the regional report
+FINDINGS_RESOLUTION_TABLE = "findings_resolution"
+
+
+@dataclass(frozen=True)
+class CoreSharedTable:
+    """A shared table that ``prepare_quarter`` writes itself: the fields of
+    ``helpers.reports.SharedTable`` (same meaning), and ``together``: groups of counts withheld
+    all at once when one of them is (``_withhold_together``)."""
+    name: str
+    keys: tuple[str, ...]
+    counts: tuple[str, ...]
+    rates: tuple[tuple[str, str, str], ...] = ()
+    derived: tuple[tuple[str, str], ...] = ()
+    margins: tuple[tuple[str, ...], ...] = ()
+    plain: tuple[str, ...] = ()
+    identities: tuple[tuple[str, str, str], ...] = ()
+    together: tuple[tuple[str, ...], ...] = ()
+
+
+def core_shared_tables() -> list[CoreSharedTable]:
+    """The shared tables ``prepare_quarter`` writes itself (not a report's prepare step).
+
+    ``findings_resolution``: per region and practice the registration findings and open
+    controls of the previous quarter (``previous``), of them ``resolved`` and ``still_open``,
+    and this quarter's ``new`` ones; the resolved share ``resolved_pct`` = resolved / previous.
+    The practices of a region add up to a region total a reader can form (the margin). Last
+    quarter's findings and this quarter's are published in ``regio_practices`` (findings and
+    open controls, now and last quarter), so resolved = previous - still open and new = now -
+    still open: where one of the three is withheld, all three are (``together``).
+    ``previous_quarter`` (the practice's data covers the previous quarter) counts no patients."""
+    return [CoreSharedTable(FINDINGS_RESOLUTION_TABLE, keys=("region", "practice_agb", "name"),
+                            counts=("previous", "resolved", "still_open", "new"),
+                            rates=(("resolved_pct", "resolved", "previous"),), plain=("previous_quarter",),
+                            margins=(("region",),), identities=(("resolved", "previous", "still_open"),),
+                            together=(("resolved", "still_open", "new"),))]
+
+
+def findings_resolution_frame(practices: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """The exact frame of ``findings_resolution`` (suppressed when written) from the cube's
+    ``practices`` and the history counts (``findings.findings_history``), one row per practice.
+
+    >>> p = pd.DataFrame({"practice_agb": ["1"], "name": ["A"], "region": ["R"]})
+    >>> c = pd.DataFrame({"practice_agb": ["1", "1"], "previous_quarter": [True, True],
+    ...                   "new": [2, 1], "still_open": [10, 3], "resolved": [4, 0]})
+    >>> findings_resolution_frame(p, c).iloc[0][["previous", "resolved", "still_open", "new"]].tolist()
+    [17, 4, 13, 3]
+    """
+    per = counts.groupby("practice_agb").agg(previous_quarter=("previous_quarter", "any"), new=("new", "sum"),
+                                             still_open=("still_open", "sum"), resolved=("resolved", "sum"))
+    out = practices[["region", "practice_agb", "name"]].copy()
+    out["region"] = out["region"].fillna("").astype(str)
+    out = out.merge(per.reset_index(), on="practice_agb", how="left")
+    for c in ("new", "still_open", "resolved"):
+        out[c] = out[c].fillna(0).astype("int64")
+    out["previous_quarter"] = out["previous_quarter"].fillna(False).astype(bool)
+    out["previous"] = out["resolved"] + out["still_open"]
+    return out[["region", "practice_agb", "name", "previous", "resolved", "still_open", "new", "previous_quarter"]]
 
 
 class SharedCube:

@@ -19,12 +19,13 @@ from .. import escape
 from ..cube import read_meta, read_slice
 from ..cube.read import practice_row
 from ..errors import ParameterError
-from ..cube.findings import CONTROL_KINDS, KIND_LABELS_NL, REGISTRATION_KINDS, WORKLIST_TITLES_NL, WORKLISTS
+from ..cube.findings import (CONTROL_KINDS, HISTORY_QUARTERS, KIND_LABELS_NL, REGISTRATION_KINDS,
+                             WORKLIST_TITLES_NL, WORKLISTS)
 from ..rules.programmes import load_programmes
 from ..quarter import Quarter
 from ..suppression import MIN_PRACTICES_FOR_PEERS
 from ..tables import nl_delta, nl_number, nl_pct
-from .worklists import control_label, worklist
+from .worklists import control_label, history_columns, worklist
 
 ISSUE_LABELS_NL = {
     "value_out_of_range": "waarde buiten plausibel bereik",
@@ -42,6 +43,8 @@ class HisData:
     practice: pd.Series
     summary: pd.DataFrame
     findings: pd.DataFrame
+    findings_resolved: pd.DataFrame   # last quarter's findings gone now (own practice)
+    findings_history: pd.DataFrame    # per programme and group: new, still open, resolved
     indicators: pd.DataFrame      # all practices: numbers only, used for the peer comparison
     dq_recorded: pd.DataFrame
     dq_issues: pd.DataFrame
@@ -65,6 +68,8 @@ def load(cube: Path | str, practice_agb: str) -> HisData:
         practice=practice,
         summary=read_slice(cube, "summary", practice_agb=practice_agb),
         findings=read_slice(cube, "findings", practice_agb=practice_agb),
+        findings_resolved=read_slice(cube, "findings_resolved", practice_agb=practice_agb),
+        findings_history=read_slice(cube, "findings_history", practice_agb=practice_agb),
         indicators=read_slice(cube, "indicators"),
         dq_recorded=read_slice(cube, "dq_recorded", practice_agb=practice_agb),
         dq_issues=read_slice(cube, "dq_issues", practice_agb=practice_agb),
@@ -167,15 +172,82 @@ def findings_overview(data: HisData) -> pd.DataFrame:
 
 
 def finding_list(data: HisData, kind: str) -> pd.DataFrame:
-    """Patients with one finding kind (own report only: patient number, birth year, sex)."""
+    """Patients with one finding kind (own report only: patient number, birth year, sex), with
+    the quarter each was first seen and how long it is open: the oldest first."""
     from .worklists import SEX_NL
     f = data.findings[data.findings["kind"] == kind]
+    f = f.sort_values("quarters_open", ascending=False, kind="stable")
     return pd.DataFrame({
         "Patiëntnummer": f["patient_id"].values,
         "Geboortejaar": f["birth_year"].astype(int).values,
         "Geslacht": f["sex"].map(SEX_NL).values,
         "Keten": f["programme"].values,
+        **history_columns(f["quarters_open"], f["first_seen_bounded"], f["first_seen"]),
     })
+
+
+GROUP_LABELS_NL = {"registration": "Registratiebevindingen", "control": "Openstaande controles"}
+
+
+def has_previous_quarter(data: HisData) -> bool:
+    """Whether the practice's data covers the previous quarter (patients in its population):
+    without it every finding counts as new."""
+    return bool(data.findings_history["previous_quarter"].any())
+
+
+def history_text(data: HisData) -> str:
+    """What the table of changes since the previous quarter means (Markdown, Dutch)."""
+    prev = data.quarter.previous()
+    if not has_previous_quarter(data):
+        return (f"**Geen vorig kwartaal**: de gegevens van deze praktijk bevatten het {prev.label_nl} niet "
+                f"(geen ingeschreven patiënten op {prev.first_day:%d-%m-%Y}). Alle bevindingen tellen daarom "
+                f"als nieuw; wat is opgelost is niet te zien.")
+    return (f"Vergeleken met het {prev.label_nl}, berekend uit dezelfde HIS-extractie: **opgelost** is een "
+            f"bevinding die er in het vorige kwartaal was en nu niet meer, **nieuw** een die er toen niet was, "
+            f"**nog open** een die er toen al was. *Open sinds* is het kwartaal waarin de oudste nog openstaande "
+            f"bevinding voor het eerst optrad (we kijken {HISTORY_QUARTERS} kwartalen terug, dit kwartaal "
+            f"meegeteld).")
+
+
+def history_table(data: HisData) -> pd.DataFrame:
+    """Per programme and group (registration findings, open controls): resolved since the
+    previous quarter, new, still open, and the quarter the oldest open one was first seen.
+    Without a previous quarter resolved and still open are "–" (everything is new)."""
+    from .worklists import since_text
+    prev = has_previous_quarter(data)
+    h = data.findings_history
+    order = {p: i for i, p in enumerate(programmes(data))}
+    h = h.assign(_o=h["programme"].map(order), _g=h["group"].map({"registration": 0, "control": 1})) \
+         .sort_values(["_o", "_g"], kind="stable")
+    f = data.findings
+    bounded = set(f.loc[f["first_seen_bounded"], "first_seen"])
+    rows = []
+    for r in h.itertuples():
+        oldest = r.oldest_first_seen if isinstance(r.oldest_first_seen, str) else None
+        rows.append({"Keten": r.programme, "Soort": GROUP_LABELS_NL[r.group],
+                     "Opgelost": nl_number(r.resolved) if prev else "–",
+                     "Nieuw": nl_number(r.new),
+                     "Nog open": nl_number(r.still_open) if prev else "–",
+                     "Open sinds": since_text(oldest, oldest in bounded) if oldest else "–"})
+    return pd.DataFrame(rows, columns=["Keten", "Soort", "Opgelost", "Nieuw", "Nog open", "Open sinds"])
+
+
+def resolved_list(data: HisData) -> pd.DataFrame:
+    """The previous quarter's findings that are resolved now (own report only): what the
+    practice fixed, one row per finding."""
+    from .worklists import SEX_NL, _control_labels
+    r = data.findings_resolved
+    labels = _control_labels()
+    what = [KIND_LABELS_NL[k] + (f": {labels.get((p, c), c)}" if isinstance(c, str) and c else "")
+            for k, p, c in zip(r["kind"], r["programme"], r["control"])]
+    order = {p: i for i, p in enumerate(programmes(data))}
+    out = pd.DataFrame({"Patiëntnummer": r["patient_id"].values,
+                        "Geboortejaar": r["birth_year"].astype(int).values,
+                        "Geslacht": r["sex"].map(SEX_NL).values,
+                        "Keten": r["programme"].values, "Opgelost": what},
+                       columns=["Patiëntnummer", "Geboortejaar", "Geslacht", "Keten", "Opgelost"])
+    return out.sort_values(["Keten", "Opgelost", "Patiëntnummer"],
+                           key=lambda s: s.map(order) if s.name == "Keten" else s, kind="stable").reset_index(drop=True)
 
 
 def controls_table(data: HisData, programme: str) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from .. import escape
 from ..cube.findings import CONTROL_KINDS, REGISTRATION_KINDS, prepare_state
 from ..cube.indicators import compute_indicators
 from ..cube.population import list_size_sql
-from ..cube.shared import SharedCube
+from ..cube.shared import FINDINGS_RESOLUTION_TABLE, SharedCube
 from ..errors import ParameterError
 from ..quarter import Quarter
 from ..rules.indicators import load_indicators
@@ -248,6 +248,7 @@ class RegionData:
     regioprestatie: pd.DataFrame  # per practice x quarter: registered VGZ patients and the euro
     frequent: pd.DataFrame        # per practice x quarter since the 0-meting: frequent attenders, contacts
     plan: pd.DataFrame            # the region's plan patients per period: contacts per quarter by kind
+    resolution: pd.DataFrame      # per practice: last quarter's findings resolved / still open, new ones
 
     @property
     def is_care_group(self) -> bool:
@@ -288,7 +289,9 @@ def load(source, region: str = "", quarter: str = "") -> RegionData:
                       money_rounds=level(shared.read(MONEY_ROUNDS_TABLE)),
                       regioprestatie=mine(shared.read(REGIOPRESTATIE_TABLE)).reset_index(drop=True),
                       frequent=mine(shared.read(FREQUENT_TABLE)).reset_index(drop=True),
-                      plan=level(shared.read(PLAN_TABLE)))
+                      plan=level(shared.read(PLAN_TABLE)),
+                      resolution=mine(shared.read(FINDINGS_RESOLUTION_TABLE)).sort_values("name")
+                      .reset_index(drop=True))
 
 
 def heading(data: RegionData) -> str:
@@ -349,6 +352,22 @@ def overview_quality(data: RegionData) -> pd.DataFrame:
         "Δ controles": _delta(p["open_controls"], p["open_controls_prev"]),
         "Indicatoren op streefwaarde": [f"{int(a)} van {int(b)}" for a, b in
                                         zip(p["indicators_met"], p["indicators_scored"])],
+    })
+
+
+def resolution_table(data: RegionData) -> pd.DataFrame:
+    """Per practice: the previous quarter's findings (registration findings and open controls),
+    how many of them are resolved and still open, the resolved share, and the new ones; a
+    practice whose data has no previous quarter says so. Counts as the small-number rule shows
+    them (``findings_resolution``, a shared table)."""
+    r = data.resolution
+    share = [nl_pct_or_dash(x) if prev else "geen vorig kwartaal"
+             for x, prev in zip(r["resolved_pct"], r["previous_quarter"].astype(bool))]
+    dash = (lambda col: [v if prev else "–" for v, prev in zip(_shown(r, col), r["previous_quarter"].astype(bool))])
+    return pd.DataFrame({
+        "Praktijk": r["name"].astype(str),
+        "Vorig kwartaal": dash("previous"), "Opgelost": dash("resolved"), "Nog open": dash("still_open"),
+        "Opgelost (%)": share, "Nieuw": _shown(r, "new"),
     })
 
 

@@ -18,6 +18,32 @@ from ..cube.findings import KIND_LABELS_NL, WORKLISTS
 from ..rules.programmes import load_programmes
 
 SEX_NL = {"M": "man", "V": "vrouw", "O": "onbekend"}
+#: the history columns of every worklist and findings table (``findings.findings_history``)
+SINCE, OPEN_QUARTERS = "Sinds", "Open (kwartalen)"
+
+
+def since_text(first_seen: str, bounded: bool) -> str:
+    """The quarter a finding was first seen; at the lookback bound "or earlier".
+
+    >>> since_text("2025Q4", False), since_text("2024Q4", True)
+    ('2025Q4', '2024Q4 of eerder')
+    """
+    return f"{first_seen} of eerder" if bounded else str(first_seen)
+
+
+def open_text(quarters: int, bounded: bool) -> str:
+    """The quarters a finding has been open, the current one included (new: 1); at the bound "8+".
+
+    >>> open_text(3, False), open_text(8, True)
+    ('3', '8+')
+    """
+    return f"{int(quarters)}+" if bounded else str(int(quarters))
+
+
+def history_columns(quarters_open: pd.Series, bounded: pd.Series, first_seen: pd.Series) -> dict[str, list[str]]:
+    """The "Sinds" and "Open (kwartalen)" cells of a table's rows."""
+    return {SINCE: [since_text(f, b) for f, b in zip(first_seen, bounded)],
+            OPEN_QUARTERS: [open_text(q, b) for q, b in zip(quarters_open, bounded)]}
 
 
 def control_label(programme: str, control: str | None) -> str:
@@ -43,10 +69,12 @@ def worklist(findings: pd.DataFrame, action: str) -> pd.DataFrame:
 
     Measurement findings of a patient are folded into one row ("ontbreekt: HbA1c, LDL").
     Built column-wise (one label per finding, then one join per patient), not per patient.
+    "Sinds" and "Open (kwartalen)" are those of the row's oldest finding; the oldest rows come
+    first, then programme and patient number.
     """
     kinds = WORKLISTS[action]
     f = findings[findings["kind"].isin(kinds)].copy()
-    cols = ["Patiëntnummer", "Geboortejaar", "Geslacht", "Keten", "Actie"]
+    cols = ["Patiëntnummer", "Geboortejaar", "Geslacht", "Keten", "Actie", SINCE, OPEN_QUARTERS]
     if f.empty:
         return pd.DataFrame(columns=cols)
     labels = _control_labels()
@@ -64,14 +92,21 @@ def worklist(findings: pd.DataFrame, action: str) -> pd.DataFrame:
                      for k, items in zip(parts["kind"].astype(str), parts["item"])]
     actions = parts.groupby(keys, sort=False)["part"].agg("; ".join)
     first = f.drop_duplicates(keys).set_index(keys)
+    # the row's oldest finding (most quarters open; at the bound, first_seen is the bound for all)
+    oldest = f.sort_values("quarters_open", ascending=False, kind="stable").drop_duplicates(keys) \
+              .set_index(keys).reindex(first.index)
     out = pd.DataFrame({"Patiëntnummer": first.index.get_level_values(0),
                         "Geboortejaar": first["birth_year"].astype(int).to_numpy(),
                         "Geslacht": [SEX_NL.get(x, x) for x in first["sex"]],
                         "Keten": first.index.get_level_values(1),
-                        "Actie": actions.reindex(first.index).to_numpy()}, columns=cols)
+                        "Actie": actions.reindex(first.index).to_numpy(),
+                        **history_columns(oldest["quarters_open"], oldest["first_seen_bounded"],
+                                          oldest["first_seen"])}, columns=cols)
     order = {p: i for i, p in enumerate(load_programmes().programmes)}
-    return out.sort_values(["Keten", "Patiëntnummer"], key=lambda s: s.map(order) if s.name == "Keten" else s) \
-              .reset_index(drop=True)
+    out["_age"] = -oldest["quarters_open"].astype(int).to_numpy()
+    out = out.sort_values(["_age", "Keten", "Patiëntnummer"],
+                          key=lambda s: s.map(order) if s.name == "Keten" else s, kind="stable")
+    return out.drop(columns="_age").reset_index(drop=True)
 
 
 def write_table_csv(df: pd.DataFrame, path: Path) -> None:
