@@ -23,7 +23,12 @@ from ..quarter import Quarter
 from ..reports import REPORTS
 
 
-FORMATS = ("html", "pdf")
+#: every output format; ``slides`` (``<report>.slides.html``, a reveal.js deck) only for the
+#: report kinds whose ``ReportSpec.formats`` lists it, skipped for the others
+FORMATS = ("html", "pdf", "slides")
+
+#: the formats of a batch file that names none
+DEFAULT_FORMATS = ("html", "pdf")
 
 
 #: the names of ``helpers.runner.EXECUTORS`` (kept here so reading a batch file imports no
@@ -43,7 +48,7 @@ BATCH_KEYS = {
     "quarters": "a list of quarters (2025Q2) or `latest` (latest complete quarter of the extraction dates)",
     "practices": "`all` or a list of AGB codes (quote them: '01000001')",
     "reports": f"a list of report ids ({', '.join(REPORTS)})",
-    "formats": "a list from html, pdf (the executed .ipynb is always kept)",
+    "formats": "a list from html, pdf, slides (the executed .ipynb is always kept; slides only for the report kinds that have them)",
     "executor": "local (default) or dask",
     "scheduler": "the Dask scheduler address (executor dask)",
     "workers": "number of local worker processes (default: the machine's cores)",
@@ -91,7 +96,7 @@ class Batch:
     quarters: list[str] | None = None        # None: latest
     practices: list[str] | None = None       # None: all
     reports: list[str] = field(default_factory=lambda: ["his_analyse"])
-    formats: list[str] = field(default_factory=lambda: ["html", "pdf"])
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     executor: str = "local"
     scheduler: str | None = None
     workers: int | None = None
@@ -363,7 +368,7 @@ def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[Proble
     b.quarters = parse_quarters(data.get("quarters", "latest"), where("quarters"), problems)
     b.practices = parse_practices(data.get("practices", "all"), where("practices"), problems)
     b.reports = parse_reports(data.get("reports", ["his_analyse"]), where("reports"), problems)
-    b.formats = parse_formats(data.get("formats", list(FORMATS)), where("formats"), problems)
+    b.formats = parse_formats(data.get("formats", list(DEFAULT_FORMATS)), where("formats"), problems)
     executor = str(data.get("executor", "local")).strip().lower()
     if executor not in EXECUTORS:
         problems.append(where("executor").problem(executor, f"an executor: {' or '.join(EXECUTORS)}"))
@@ -468,7 +473,7 @@ def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[Problem])
         problems.append(At(b.source, "outputs").problem(
             b.outputs, f"a folder, but {blocker} is a file", f"give a folder (--outputs or `outputs:` in {b.source})"))
     if not b.formats:
-        problems.append(At(b.source, "formats").problem(None, "html and/or pdf"))
+        problems.append(At(b.source, "formats").problem(None, "html, pdf and/or slides"))
     return b
 
 

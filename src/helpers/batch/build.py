@@ -87,7 +87,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--report", action="append", metavar="ID",
                         help=f"only this report (repeatable; {', '.join(REPORTS)})")
     parser.add_argument("--format", action="append", metavar="FMT",
-                        help="html and/or pdf (repeatable or comma-separated; overrides `formats`)")
+                        help="html, pdf and/or slides (repeatable or comma-separated; overrides `formats`)")
     parser.add_argument("--workers", metavar="N", help="worker processes (default: the machine's cores)")
     parser.add_argument("--executor", choices=EXECUTORS, help="local process pool (default) or dask")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")

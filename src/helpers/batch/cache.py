@@ -16,7 +16,8 @@ from ..reports import get_report
 
 #: packages whose version is part of every run's cache key and of the manifest
 KEY_PACKAGES = ("pandas", "numpy", "pyarrow", "duckdb", "matplotlib", "seaborn", "scipy", "papermill",
-                "nbclient", "nbconvert", "nbformat", "ipykernel", "jupyter_client", "playwright", "spiegel")
+                "nbclient", "nbconvert", "nbformat", "ipykernel", "jupyter_client", "playwright", "itables",
+                "spiegel")
 
 
 def _sha(text: str | bytes) -> str:

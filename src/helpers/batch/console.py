@@ -66,7 +66,7 @@ def _error_line(error: dict | None) -> str:
 
 
 def _stage_table(results: list) -> list[str]:
-    stages = ("kernel_start", "execute", "html", "pdf", "extras", "total")
+    stages = ("kernel_start", "execute", "html", "slides", "pdf", "extras", "total")
     rows = []
     for st in stages:
         vals = [r.timings[st] for r in results if st in r.timings and r.status == "done"]
@@ -86,7 +86,7 @@ def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extr
     >>> print_summary([], {}, [], 1.25, ["prepare 2026Q3: cube up to date"], Path("outputs"), None)
     <BLANKLINE>
     batch summary: 0 runs: 0 done, 0 skipped (up to date), 0 failed, in 1.2s
-      quarter  practice/region        report           status    execute   html    pdf
+      quarter  practice/region        report           status    execute   html    pdf slides
     prepare 2026Q3: cube up to date
     """
     done = [r for r in results.values() if r.status == "done"]
@@ -95,7 +95,8 @@ def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extr
     out(f"batch summary: {len(plan_specs)} runs: {len(done)} done, {len(skipped)} skipped (up to date), "
         f"{len(failed)} failed, in {elapsed:.1f}s")
     if len(plan_specs) <= 40:
-        out(f"  {'quarter':<8} {'practice/region':<22} {'report':<16} {'status':<8} {'execute':>8} {'html':>6} {'pdf':>6}")
+        out(f"  {'quarter':<8} {'practice/region':<22} {'report':<16} {'status':<8} {'execute':>8} {'html':>6} {'pdf':>6} "
+            f"{'slides':>6}")
         for s in plan_specs:
             r = results.get(s.name)
             status = r.status if r else "skipped"
@@ -103,7 +104,8 @@ def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extr
 
             def f(k):
                 return f"{t[k]:.1f}" if k in t else "-"
-            out(f"  {s.quarter:<8} {s.key[:22]:<22} {s.report[:16]:<16} {status:<8} {f('execute'):>8} {f('html'):>6} {f('pdf'):>6}")
+            out(f"  {s.quarter:<8} {s.key[:22]:<22} {s.report[:16]:<16} {status:<8} {f('execute'):>8} {f('html'):>6} {f('pdf'):>6} "
+                f"{f('slides'):>6}")
     for line in _stage_table(list(results.values())):
         out(line)
     for line in extra_lines:

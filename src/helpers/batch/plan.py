@@ -191,6 +191,7 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
     warehouse and the cube."""
     from ..cube.prepare import code_hash, parameters_hash
     from ..runner import RunSpec
+    from ..runner.spec import output_name
     env = environment_fingerprint()
     p_hash, c_hash = parameters_hash(), code_hash()
     version = code_version(c_hash)
@@ -261,9 +262,7 @@ def plan_runs(b: Batch, practices_df, hashes: dict[str, str], refused: dict[str,
                                           formats=formats)
                 name = run_name(report_id, spec.scope, key)
                 outdir = run_dir(b.outputs, quarter, spec.scope, key)
-                files = {"ipynb": str(outdir / f"{report_id}.ipynb")}
-                for f in ("html", *formats):
-                    files[f] = str(outdir / f"{report_id}.{f}")
+                files = {f: str(outdir / output_name(report_id, f)) for f in ("ipynb", "html", *formats)}
                 provenance = {
                     "extraction_date": extraction,
                     "dataset": f"{dataset_label}; gegevens {data_version}",

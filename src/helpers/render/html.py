@@ -11,6 +11,12 @@ cells put out, and a Content-Security-Policy in the head blocks whatever got pas
 values from a delivery are escaped where they are written, ``helpers.escape``). Every
 report ends with a provenance stamp: data extraction date, dataset and code version,
 parameter hash, generation time and the small-number rule (``suppression.RULE_TEXT``).
+Long tables (``helpers.tables``: more than 15 rows, class ``spiegel-interactive``) sort and
+search on screen: the page then carries DataTables, as itables bundles it (``dt_bundle.js``,
+inlined, nothing fetched), and one line that enhances those tables in place. That is the only
+script a report runs, allowed by its hash; the table stays the escaped HTML table (DataTables
+takes the rows from the page and moves them, it never turns a cell's text into markup), and the
+PDF's browser runs no script (``pdf``), so the PDF prints that plain table.
 The same notebook gives the same HTML bytes (cell ids are numbered) apart from the
 generation time in the stamp; with ``SOURCE_DATE_EPOCH`` set (the reproducible-builds
 convention) that time and the PDF's dates are fixed too, and a rebuild is byte-identical.
@@ -26,6 +32,7 @@ import os
 import re
 from datetime import datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 
 from .. import escape
 from ..suppression import RULE_TEXT
@@ -83,7 +90,16 @@ table.dataframe td, table.dataframe th { text-align: right; }
   a { color: inherit; text-decoration: none; }
   tbody tr:nth-child(even) td { background: none; }
   .spiegel-newpage { break-before: page; page-break-before: always; }
+  .dt-search, .dt-info, .dt-length, .dt-paging { display: none !important; }
 }
+div.dt-container { margin: .5em 0 1.1em; }
+div.dt-container .dt-search { margin: 0 0 .4em; text-align: left; }
+div.dt-container .dt-search input { font: inherit; padding: 3px 8px; border: 1px solid var(--line); border-radius: 3px;
+                                    width: 18em; margin-left: .4em; }
+div.dt-container .dt-info { color: var(--muted); font-size: .85rem; padding-top: .3em; }
+table.dataTable.spiegel-table th, table.dataTable.spiegel-table td { text-align: left; }
+table.dataTable.spiegel-table th.num, table.dataTable.spiegel-table td.num { text-align: right; }
+table.dataTable.spiegel-table thead th { cursor: pointer; }
 """
 
 TEMPLATE = r"""{%- extends 'base.html.j2' -%}
@@ -260,18 +276,87 @@ def strip_scripts(page: str) -> str:
     return _TAG.sub(tag, page)
 
 
+INTERACTIVE_CLASS = "spiegel-interactive"   # helpers.tables.INTERACTIVE_CLASS
+
+#: what turns the marked tables into DataTables: no paging (every row stays on the page, in the
+#: report's order until a header is clicked), a search box, Dutch labels and number format
+INTERACTIVE_INIT = """
+document.querySelectorAll("table.spiegel-interactive").forEach(function (table) {
+  new DataTable(table, {
+    paging: false, order: [], autoWidth: false,
+    layout: {topStart: "search", topEnd: null, bottomStart: "info", bottomEnd: null},
+    language: {search: "Zoeken:", info: "_TOTAL_ rijen", infoEmpty: "Geen rijen",
+               infoFiltered: "(gevonden in _MAX_ rijen)", zeroRecords: "Niets gevonden",
+               emptyTable: "Geen rijen", decimal: ",", thousands: "."}
+  });
+});
+"""
+
+_EXPORT = re.compile(r"export\s*\{([^{}]*)\}\s*;?")
+
+
+@lru_cache(maxsize=1)
+def interactive_assets() -> tuple[str, str]:
+    """(script, stylesheet) for the interactive tables: itables' DataTables bundle (an ES
+    module; its export becomes a local ``DataTable``) followed by ``INTERACTIVE_INIT``, to be
+    inlined as one ``<script type="module">``."""
+    import itables
+    folder = Path(itables.__file__).resolve().parent / "html"
+    bundle = (folder / "dt_bundle.js").read_text(encoding="utf-8")
+    exports = list(_EXPORT.finditer(bundle))
+    names = dict(reversed(part.split(" as ")) if " as " in part else (part, part)
+                 for part in (p.strip() for p in exports[-1].group(1).split(",")) if part) if exports else {}
+    if "default" not in names or "</script" in bundle.lower():
+        raise ValueError(f"{folder / 'dt_bundle.js'}: not the DataTables bundle this version of spiegel knows "
+                         "(no default export, or it cannot be inlined); pin itables as in pyproject.toml")
+    m = exports[-1]
+    script = bundle[:m.start()] + f"const DataTable = {names['default']};" + bundle[m.end():] + INTERACTIVE_INIT
+    return script, (folder / "dt_bundle.css").read_text(encoding="utf-8")
+
+
+_INTERACTIVE_TABLE = re.compile(r'<table\b[^>]*\bclass\s*=\s*"[^"]*\bspiegel-interactive\b')
+
+
+def has_interactive_tables(nb) -> bool:
+    """Whether a cell output of ``nb`` holds a table marked ``spiegel-interactive``."""
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            page = output.get("data", {}).get("text/html", "")
+            if _INTERACTIVE_TABLE.search("".join(page) if isinstance(page, list) else page):
+                return True
+    return False
+
+
+def add_interactive_tables(page: str) -> str:
+    """``page`` with sorting and search for its ``spiegel-interactive`` tables (unchanged when it
+    has none): the bundle and its stylesheet inlined. The page's Content-Security-Policy must
+    allow the script by hash (``render_html`` makes it so)."""
+    if not _INTERACTIVE_TABLE.search(page):
+        return page
+    script, css = interactive_assets()
+    head_end, body_end = page.find("</head>"), page.rfind("</body>")
+    if head_end < 0 or body_end < 0:
+        return page
+    return (page[:head_end] + f'<style type="text/css">{css}</style>' + page[head_end:body_end]
+            + f'<script type="module">{script}</script>' + page[body_end:])
+
+
 def render_html(nb, title: str, subtitle: str = "", provenance: dict | None = None) -> str:
     """An executed notebook as one self-contained HTML page in the house style."""
     meta = nb.get("metadata", {}).get("spiegel", {}) if hasattr(nb, "get") else {}
     title = escape.single_line(meta.get("title") or title)
     subtitle = escape.single_line(subtitle)
+    nb = _drop_diagnostics(nb)
+    interactive = has_interactive_tables(nb)
+    csp = escape.csp_meta(interactive_assets()[0]) if interactive else escape.csp_meta()
     resources = {"spiegel": {
-        "title": title, "subtitle": subtitle, "css": HOUSE_CSS, "csp": escape.csp_meta(),
+        "title": title, "subtitle": subtitle, "css": HOUSE_CSS, "csp": csp,
         "page_title": f"{title} · {subtitle}" if subtitle else title,
         "provenance_html": provenance_html(provenance or {}),
     }}
-    body, _ = html_exporter().from_notebook_node(_drop_diagnostics(nb), resources=resources)
-    return strip_scripts(strip_external(body))
+    body, _ = html_exporter().from_notebook_node(nb, resources=resources)
+    page = strip_scripts(strip_external(body))
+    return add_interactive_tables(page) if interactive else page
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Playwright drives Debian's Chromium (``SPIEGEL_CHROMIUM``, else ``chromium`` on 
 PATH; nothing is downloaded). ``PdfPrinter`` launches the browser once per worker and
 prints every report of the batch with it (about 0.4 s a page against 5 s for a browser
 per file). A4, the practice and quarter plus page numbers in the footer, and
-``break-inside: avoid`` on tables and figures. With ``SOURCE_DATE_EPOCH`` set the PDF's
+``break-inside: avoid`` on tables and figures. The page is printed with JavaScript off: a
+report's only script (sorting and search for its long tables, ``html.add_interactive_tables``)
+is for the screen, and the PDF prints the plain table as the HTML holds it. With ``SOURCE_DATE_EPOCH`` set the PDF's
 dates are that time (``html.source_date``), so a rebuild is byte-identical.
 
 >>> with PdfPrinter() as printer:                                               # doctest: +SKIP
@@ -106,7 +108,7 @@ class PdfPrinter:
         self._pw = sync_playwright().start()
         self._browser = self._pw.chromium.launch(executable_path=executable, headless=True,
                                                  args=list(CHROMIUM_FLAGS))
-        self._context = self._browser.new_context()
+        self._context = self._browser.new_context(java_script_enabled=False)
         # a report must print from its own bytes: nothing may be fetched from the network
         self._context.route(re.compile(r"^(https?|wss?)://"), lambda route: route.abort())
         self.launches += 1

@@ -2,8 +2,8 @@
 
 Built from the manifests only (no patient data there): per quarter and per scope (the
 practices; the hagros; the regions and the care group), every run x report with its status,
-the report's key figures (declared in its registry entry) and links to the HTML, the PDF and
-the extras, plus a search box to find a practice. One self-contained file per page:
+the report's key figures (declared in its registry entry) and links to the HTML, the PDF, the
+slide deck ("Presentatie") and the extras, plus a search box to find a practice. One self-contained file per page:
 inline CSS and a few lines of inline JavaScript, nothing fetched; a Content-Security-Policy
 lets only that script run.
 
@@ -195,7 +195,8 @@ def _run_cell(root: Path, r: dict | None, counts: dict) -> str:
     counts[status] = counts.get(status, 0) + 1
     outs = r.get("outputs", {})
     links = [_link(root, outs.get("html", {}).get("path"), "HTML"),
-             _link(root, outs.get("pdf", {}).get("path"), "PDF")]
+             _link(root, outs.get("pdf", {}).get("path"), "PDF"),
+             _link(root, outs.get("slides", {}).get("path"), "Presentatie")]
     extras = [_link(root, x.get("path"), Path(x.get("path", "")).stem.replace("werklijst_", ""))
               for x in r.get("extras", [])]
     extras = [x for x in extras if x]

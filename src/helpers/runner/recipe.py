@@ -1,6 +1,6 @@
 """The recipe of ONE run, in the order papermill's own ``execute_notebook`` reads: load,
 parameterise, execute, raise for cell errors, write; here "write" is render the HTML, write
-the extras, print the PDF, and commit the staged files together.
+the extras, build the slides (from the executed notebook, not executed again), print the PDF, and commit the staged files together.
 
 ``run_spec`` is the recipe; ``Run`` holds one run's state (spec, result, log, staging,
 deadline, stop flag) and has one method per step. The worker (``WorkerState``) lends it the
@@ -356,6 +356,8 @@ class Run:
         leaves the HTML and extras committed and is the run's failure."""
         html_tmp = self.render_html(nb)
         self.write_extras()
+        if "slides" in self.spec.formats:
+            self.render_slides(nb)
         pdf_failure = None
         if "pdf" in self.spec.formats:
             try:
@@ -385,6 +387,29 @@ class Run:
         self.check_deadline("html", "while rendering the HTML")
         self.log(f"html rendered in {self.result.timings['html']:.2f}s ({len(page)} characters)")
         return tmp
+
+    def render_slides(self, nb) -> None:
+        """The deck (``<report>.slides.html``) from the notebook already executed, staged: its
+        sections are the notebook's H2 headings (``helpers.render.slides``), the practice and
+        quarter on every slide, the key figures (``write_extras`` computed them) on the first."""
+        from ..render.slides import render_slides
+        from ..reports import REPORTS
+        spec = self.spec
+        t0 = time.perf_counter()
+        report = REPORTS.get(spec.report)
+        columns = report.figure_columns() if report is not None else ()
+        figures = [(label, self.result.figures[key]) for key, label in columns
+                   if self.result.figures.get(key) not in (None, "")]
+        try:
+            with _RENDER_LOCK:
+                deck = render_slides(nb, title=spec.title, subtitle=spec.subtitle, provenance=spec.provenance,
+                                     figures=figures)
+        except Exception as exc:  # noqa: BLE001
+            raise RunFailure("slides", f"{type(exc).__name__}: {first_line(exc)}") from None
+        self.staging.write("slides", Path(spec.files["slides"]), deck)
+        self.result.timings["slides"] = round(time.perf_counter() - t0, 3)
+        self.check_deadline("slides", "while building the slides")
+        self.log(f"slides built in {self.result.timings['slides']:.2f}s ({len(deck)} characters)")
 
     def print_pdf(self, html_tmp: Path) -> None:
         """Print the PDF within the run's remaining time: Playwright gets it as its timeout,

@@ -14,8 +14,21 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["RunSpec", "RunResult", "RunFailure", "file_record", "WRITE_ERRORS", "is_write_error",
+__all__ = ["OUTPUT_SUFFIXES", "output_name", "RunSpec", "RunResult", "RunFailure", "file_record", "WRITE_ERRORS", "is_write_error",
            "write_failure", "first_line", "now_iso"]
+
+
+#: the file name ending of each output (``<report><suffix>``); the deck sits beside the HTML
+OUTPUT_SUFFIXES = {"ipynb": ".ipynb", "html": ".html", "pdf": ".pdf", "slides": ".slides.html"}
+
+
+def output_name(report_id: str, fmt: str) -> str:
+    """The file name of one output of a run.
+
+    >>> output_name("his_analyse", "slides"), output_name("his_analyse", "pdf")
+    ('his_analyse.slides.html', 'his_analyse.pdf')
+    """
+    return f"{report_id}{OUTPUT_SUFFIXES[fmt]}"
 
 
 @dataclass
@@ -31,9 +44,9 @@ class RunSpec:
     label: str                   # practice name / "Regio <name>"
     notebook: str
     params: dict
-    formats: list[str]           # subset of html, pdf (the .ipynb is always written)
+    formats: list[str]           # subset of html, pdf, slides (the .ipynb is always written)
     outdir: str
-    files: dict                  # fmt -> final path ("ipynb", "html", "pdf")
+    files: dict                  # fmt -> final path ("ipynb", "html", "pdf", "slides": output_name)
     partial_path: str            # where a failed run's partial notebook goes
     log_path: str
     cube_path: str
