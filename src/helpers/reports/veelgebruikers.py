@@ -785,11 +785,13 @@ def csv_table(data: VeelgebruikersData) -> pd.DataFrame:
     out = pd.DataFrame({"patientnummer": p["patient_id"], "geboortejaar": p["birth_year"].astype("Int64"),
                         "geslacht": p["sex"].map(SEX_NL).fillna(p["sex"]), "leeftijdsgroep": p["age_band"],
                         "contacten_12_maanden": p["contacts"], "drempel": p["threshold"]})
-    q = data.quarters.set_index(["patient_id", "quarter"])
+    # one lookup per column (a reindex), not per cell: a quarter without contacts counts 0
+    q = data.quarters.drop_duplicates(["patient_id", "quarter"]).set_index(["patient_id", "quarter"])
     for lab in data.quarter_labels:
+        rows = pd.MultiIndex.from_arrays([p["patient_id"], [lab] * len(p)])
         for k in ("contacts", *KIND_COLUMNS):
             name = f"{lab}_{'totaal' if k == 'contacts' else k}"
-            out[name] = [int(q.loc[(pid, lab), k]) if (pid, lab) in q.index else 0 for pid in p["patient_id"]]
+            out[name] = q[k].reindex(rows).fillna(0).astype(int).to_numpy()
     for k in KIND_COLUMNS:
         out[f"{k}_12_maanden"] = p[k].to_numpy()
     out["poh_ggz_12_maanden"], out["poh_s_12_maanden"] = p["poh_ggz"].to_numpy(), p["poh_s"].to_numpy()
