@@ -36,8 +36,10 @@ from ..suppression import RULE_TEXT
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "reveal"
 
-#: rows of a table shown on a slide; the rest is in the report (and the worklists)
+#: rows of a table shown on a slide (of a wide one: six columns or more); the rest is in the
+#: report (and the worklists)
 MAX_TABLE_ROWS = 10
+MAX_WIDE_ROWS = 6
 #: a table of at most this many rows shares the section's first slide with the chart after it
 LEAD_ROWS = 5
 #: a Markdown output longer than this is reading matter for the report, not for a slide
@@ -46,6 +48,8 @@ MAX_TEXT_CHARS = 1200
 _H2_CELL = re.compile(r"^##\s+(.+?)\s*#*\s*$", re.M)
 _HEADING_ONLY = re.compile(r"^\s*(#{1,6})\s+(.+?)\s*$")
 _SVG_START = re.compile(r"<svg\b", re.I)
+_SVG_ROOT = re.compile(r"<svg\b[^>]*>", re.I)
+_SIZE_ATTR = re.compile(r'\s(?:width|height)="[^"]*"')
 _TBODY = re.compile(r"(<tbody[^>]*>)(.*?)(</tbody\s*>)", re.I | re.S)
 _ROW_END = re.compile(r"</tr\s*>", re.I)
 _IMPORT = re.compile(r"@import\s+[^;]*;", re.I)
@@ -80,7 +84,13 @@ def _output_item(output, caption: str) -> tuple[Item | None, str]:
         svg = data["image/svg+xml"]
         svg = "".join(svg) if isinstance(svg, list) else svg
         m = _SVG_START.search(svg)
-        return (Item("figure", svg[m.start():] if m else svg, caption), "") if m else (None, caption)
+        if not m:
+            return None, caption
+        svg = svg[m.start():]
+        # the slide sizes the chart: without its own width and height it scales to the box
+        root = _SVG_ROOT.match(svg)
+        svg = _SIZE_ATTR.sub("", root.group(0)) + svg[root.end():] if root and "viewBox" in root.group(0) else svg
+        return Item("figure", svg, caption), ""
     if "image/png" in data:
         png = str(data["image/png"]).replace("\n", "")
         if re.fullmatch(r"[A-Za-z0-9+/=]+", png):
@@ -97,10 +107,10 @@ def _output_item(output, caption: str) -> tuple[Item | None, str]:
         if not lines:
             return None, caption
         headings = [_HEADING_ONLY.match(ln) for ln in lines]
-        if all(headings):
-            if len(lines) == 1 and len(headings[0].group(1)) >= 3:
-                return None, headings[0].group(2)   # ``### DM2``: captions the next output
-            return None, caption                     # the report's own title block
+        if all(headings) and len(lines) == 1 and len(headings[0].group(1)) >= 3:
+            return None, headings[0].group(2)        # ``### DM2``: captions the next output
+        if headings[0] and len(headings[0].group(1)) <= 2:
+            return None, caption                     # the report's own title block (``# ...``)
         if len(text) > MAX_TEXT_CHARS:
             return None, caption
         return Item("text", _markdown_html(text), caption), ""
@@ -128,27 +138,27 @@ def deck_sections(nb) -> list[Section]:
     return [s for s in sections if s.heading or s.items]
 
 
-def _shorten_table(page: str) -> str:
-    """A table with more than ``MAX_TABLE_ROWS`` body rows keeps the first ones and says how
-    many more there are (its cells were escaped where the table was made)."""
+def _shorten_table(page: str, limit: int = MAX_TABLE_ROWS) -> str:
+    """A table with more than ``limit`` body rows keeps the first ones and says how many more
+    there are (its cells were escaped where the table was made)."""
     m = _TBODY.search(page)
     if not m:
         return page
     rows = [r for r in _ROW_END.split(m.group(2)) if r.strip()]
-    if len(rows) <= MAX_TABLE_ROWS:
+    if len(rows) <= limit:
         return page
-    kept = "".join(r + "</tr>" for r in rows[:MAX_TABLE_ROWS])
-    more = len(rows) - MAX_TABLE_ROWS
+    kept = "".join(r + "</tr>" for r in rows[:limit])
+    more = len(rows) - limit
     note = (f'<p class="spiegel-more">… en nog {more} {"rij" if more == 1 else "rijen"}: '
             f"zie het rapport.</p>")
     return page[:m.start()] + m.group(1) + kept + m.group(3) + page[m.end():] + note
 
 
 def _item_html(item: Item) -> str:
-    body = _shorten_table(item.html) if item.kind == "table" else item.html
-    caption = f"<h3>{escape.html_text(item.caption)}</h3>" if item.caption else ""
-    head = re.search(r"<thead.*?</thead\s*>", body, re.I | re.S) if item.kind == "table" else None
+    head = re.search(r"<thead.*?</thead\s*>", item.html, re.I | re.S) if item.kind == "table" else None
     wide = " spiegel-wide" if head and len(re.findall(r"<th\b", head.group(0), re.I)) >= 6 else ""
+    body = _shorten_table(item.html, MAX_WIDE_ROWS if wide else MAX_TABLE_ROWS) if item.kind == "table" else item.html
+    caption = f"<h3>{escape.html_text(item.caption)}</h3>" if item.caption else ""
     return f'{caption}<div class="spiegel-item spiegel-{item.kind}{wide}">{body}</div>'
 
 
@@ -183,12 +193,13 @@ def _rows(item: Item) -> int:
 
 
 def _lead(items: list[Item]) -> tuple[list[Item], list[Item]]:
-    """The section's first slide: its first output, and the chart after it when that output
-    is a key sentence or a small table (the key figure and its chart together)."""
+    """The section's first slide: its first output, and with it the section's first chart when
+    that output is a key sentence or a small table (the key figure and its chart together)."""
     first = items[0]
     small = (first.kind == "text" and len(first.html) <= 400) or (first.kind == "table" and _rows(first) <= LEAD_ROWS)
-    if small and len(items) > 1 and items[1].kind == "figure" and not items[1].caption:
-        return items[:2], items[2:]
+    chart = next((i for i, item in enumerate(items[1:], 1) if item.kind == "figure" and not item.caption), None)
+    if small and chart is not None and (chart == 1 or first.kind == "text"):
+        return [first, items[chart]], items[1:chart] + items[chart + 1:]
     return items[:1], items[1:]
 
 
@@ -201,8 +212,8 @@ def slides_markup(sections: list[Section]) -> str:
         heading = s.heading or "In het kort"
         lead, rest = _lead(s.items)
         slides = [_slide("", heading, "".join(_item_html(i) for i in lead), "spiegel-lead" if len(lead) > 1 else "")]
-        slides += [_slide(heading, item.caption or heading, _item_html(Item(item.kind, item.html)))
-                   for item in rest]
+        slides += [_slide(heading if item.caption else "", item.caption or heading,
+                          _item_html(Item(item.kind, item.html))) for item in rest]
         out.append(slides[0] if len(slides) == 1 else f"<section>{''.join(slides)}</section>")
     return "".join(out)
 
@@ -223,14 +234,19 @@ DECK_CSS = r"""
 .reveal ul { margin-left: 1em; }
 .reveal .spiegel-item { margin: 0 0 12px; }
 .reveal .spiegel-figure { text-align: center; }
-.reveal .spiegel-figure svg, .reveal .spiegel-figure img { height: 520px; width: auto; max-width: 100%; margin: 0 auto;
-                                                            display: block; background: #fff; box-shadow: none; border: 0; }
-.reveal .spiegel-lead .spiegel-figure svg, .reveal .spiegel-lead .spiegel-figure img { height: 330px; }
+.reveal .spiegel-figure svg { width: 100% !important; height: 540px !important; max-width: 100%; display: block;
+                              margin: 0 auto; }
+.reveal .spiegel-figure img { max-width: 100%; max-height: 540px; width: auto; height: auto; margin: 0 auto;
+                              display: block; background: #fff; box-shadow: none; border: 0; }
+.reveal .spiegel-lead .spiegel-figure svg { height: 360px !important; }
+.reveal .spiegel-lead .spiegel-figure img { max-height: 360px; }
+.reveal a.anchor-link { display: none; }
 .reveal table { border-collapse: collapse; font-size: 21px; margin: 6px 0; }
 .reveal table th, .reveal table td { border: 0; border-bottom: 1px solid #d9dee5; padding: 5px 12px; text-align: left;
                                      vertical-align: top; white-space: normal; }
 .reveal table thead th { border-bottom: 2px solid #1d2430; font-weight: 600; vertical-align: bottom; }
-.reveal .spiegel-wide table { font-size: 17px; }
+.reveal .spiegel-wide table { font-size: 18px; }
+.reveal .spiegel-wide table th, .reveal .spiegel-wide table td { padding: 3px 8px; }
 .reveal .spiegel-item table { max-width: 100%; }
 .reveal table th.num, .reveal table td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .reveal .spiegel-more { font-size: 20px; color: #5b6675; }
