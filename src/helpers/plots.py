@@ -79,75 +79,6 @@ def pct_fmt(x, _pos=None) -> str:
     return f"{x:.0f}%"
 
 
-def inclusion_chart(summary: pd.DataFrame):
-    """Inclusion rate per chain (bars) against the agreed maximum (red tick)."""
-    use_house_style()
-    fig, ax = plt.subplots(figsize=(8.0, 3.0))
-    s = summary.reset_index(drop=True)
-    y = np.arange(len(s))
-    colors = [TARGET if o else PRACTICE for o in s["over_cap"].fillna(False)]
-    ax.barh(y, s["inclusion_pct"].fillna(0), color=colors, height=0.55)
-    for i, r in s.iterrows():
-        ax.plot([r["max_inclusion_pct"]] * 2, [i - 0.38, i + 0.38], color=TARGET, lw=2.2)
-        label_x = max(r["inclusion_pct"] if pd.notna(r["inclusion_pct"]) else 0, r["max_inclusion_pct"])
-        ax.text(label_x * 1.02 + 0.1, i, f"{r['inclusion_pct']:.1f}%".replace(".", ","),
-                va="center", fontsize=9, color="#1c2833")
-    ax.set_yticks(y, [mpl_text(p) for p in s["programme"]])
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(float(s["max_inclusion_pct"].max()), float(s["inclusion_pct"].max() or 0)) * 1.2)
-    ax.xaxis.set_major_formatter(pct_fmt)
-    ax.set_xlabel("Patiënten in ketenzorg als % van de ingeschreven patiënten")
-    ax.set_title("Inclusie per keten (rood streepje = afgesproken maximum)", loc="left")
-    return fig
-
-
-def indicator_strip(own: pd.DataFrame, peers: pd.DataFrame):
-    """Each indicator on a row: the other practices of the care group as grey dots (only
-    those the small-number rules allow), this practice as a blue diamond, the target as a
-    red line. ``own``: indicator_id, title, pct, target_pct; ``peers``: indicator_id, pct."""
-    use_house_style()
-    own = own.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(own) + 1.1))
-    for i, r in own.iterrows():
-        p = peers[peers["indicator_id"] == r["indicator_id"]]["pct"].dropna()
-        ax.scatter(p, [i] * len(p), color=PEERS, s=28, zorder=2, edgecolor="white", lw=0.5)
-        if pd.notna(r["pct"]):
-            ax.scatter([r["pct"]], [i], color=PRACTICE, marker="D", s=60, zorder=3)
-        if pd.notna(r["target_pct"]):
-            ax.plot([r["target_pct"]] * 2, [i - 0.35, i + 0.35], color=TARGET, lw=1.8, zorder=1)
-    ax.set_yticks(range(len(own)), [mpl_text(t) for t in own["title"]])
-    ax.invert_yaxis()
-    ax.set_xlim(-2, 102)
-    ax.xaxis.set_major_formatter(pct_fmt)
-    ax.set_xlabel("Percentage van de noemer")
-    ax.scatter([], [], color=PRACTICE, marker="D", label="Deze praktijk")
-    ax.scatter([], [], color=PEERS, label="Andere praktijken in de zorggroep")
-    ax.plot([], [], color=TARGET, label="Streefwaarde")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.42 * len(own) + 1.1) * 2.2), ncol=3,
-              frameon=False)
-    return fig
-
-
-def pyramid(pyr: pd.DataFrame):
-    """Age/sex pyramid of the practice population (men left, women right)."""
-    use_house_style()
-    order = ["0-4", "5-17", "18-44", "45-64", "65-74", "75-84", "85+"]
-    men = pyr[pyr["sex"] == "M"].set_index("age_band")["patients"].reindex(order, fill_value=0)
-    women = pyr[pyr["sex"] == "V"].set_index("age_band")["patients"].reindex(order, fill_value=0)
-    fig, ax = plt.subplots(figsize=(8.0, 2.8))
-    y = np.arange(len(order))
-    ax.barh(y, -men.values, color="#5b8db8", label="Mannen", height=0.7)
-    ax.barh(y, women.values, color="#d98c6b", label="Vrouwen", height=0.7)
-    ax.set_yticks(y, order)
-    m = max(men.max(), women.max()) * 1.15
-    ax.set_xlim(-m, m)
-    ax.xaxis.set_major_formatter(lambda x, _p: f"{abs(int(x)):,}".replace(",", "."))
-    ax.set_xlabel("Aantal patiënten")
-    ax.set_title("Leeftijdsopbouw op de eerste dag van het kwartaal", loc="left")
-    ax.legend(loc="lower right", frameon=False)
-    return fig
-
-
 # --- the praktijkspiegel ------------------------------------------------------------------
 # Care use is neither good nor bad in itself: the mirror's figures use one neutral colour for
 # the practice and grey for the others, never red and green.
@@ -314,6 +245,103 @@ def trend_grid(panels: list[tuple[pd.DataFrame, str, str]], columns: int = 2) ->
     for k, (rows, title, ylabel) in enumerate(panels):
         _trend_panel(chart, (k % columns) * w, (k // columns) * h, w, h, rows, title, ylabel)
     chart.legend(400, h * n_rows + 20, TREND_LEGEND, size=11, anchor="middle")
+    return chart
+
+
+def inclusion_chart(summary: pd.DataFrame) -> Chart:
+    """Inclusion rate per chain (bars) against the agreed maximum (red tick)."""
+    s = summary.reset_index(drop=True)
+    n = len(s)
+    labels = [str(p) for p in s["programme"]]
+    left = _label_width(labels, 12, 260)
+    row_h = 30
+    height = 34 + row_h * max(n, 1) + 50
+    pct = _floats(s["inclusion_pct"])
+    cap = _floats(s["max_inclusion_pct"])
+    top = max([v for v in pct + cap if math.isfinite(v)] + [1.0]) * 1.2
+    chart = Chart(800, height)
+    p = chart.panel(left, 34, 770 - left, row_h * max(n, 1), Scale(0.0, top), Scale(max(n, 1) - 0.5, -0.5))
+    xt = [t for t in nice_ticks(0.0, top) if t <= top]
+    p.frame(grid_x=xt)
+    over = [bool(o) if pd.notna(o) else False for o in s["over_cap"]]
+    for i in range(n):
+        v = pct[i] if math.isfinite(pct[i]) else 0.0
+        p.hbar(i, 0.0, v, 0.55, fill=TARGET if over[i] else PRACTICE)
+        if math.isfinite(cap[i]):
+            p.vseg(cap[i], i - 0.38, i + 0.38, TARGET, 2.5)
+        label_x = max(v, cap[i] if math.isfinite(cap[i]) else 0.0)
+        text = nl_tick(pct[i], 1) + "%" if math.isfinite(pct[i]) else "–"
+        chart.text(p.x(label_x) + 6, p.y(i) + 4, text, size=11)
+    p.yticks(list(range(n)), labels, size=12)
+    p.xticks(xt, [f"{t:.0f}%" for t in xt])
+    chart.text(p.x0 + p.w / 2, height - 10, "Patiënten in ketenzorg als % van de ingeschreven patiënten",
+               size=12, anchor="middle")
+    chart.text(4, 20, "Inclusie per keten (rood streepje = afgesproken maximum)", size=15, weight="bold")
+    return chart
+
+
+def indicator_strip(own: pd.DataFrame, peers: pd.DataFrame) -> Chart:
+    """Each indicator on a row: the other practices of the care group as grey dots (only
+    those the small-number rules allow), this practice as a blue diamond, the target as a
+    red line. ``own``: indicator_id, title, pct, target_pct; ``peers``: indicator_id, pct."""
+    own = own.reset_index(drop=True)
+    n = len(own)
+    labels = [str(t) for t in own["title"]]
+    left = _label_width(labels, 11.5, 400)
+    row_h = 26
+    height = 12 + row_h * max(n, 1) + 66
+    chart = Chart(800, height)
+    p = chart.panel(left, 12, 780 - left, row_h * max(n, 1), Scale(-2.0, 102.0), Scale(max(n, 1) - 0.5, -0.5))
+    xt = [0, 20, 40, 60, 80, 100]
+    p.frame(grid_x=xt)
+    by_indicator = {k: _floats(g["pct"]) for k, g in peers.groupby("indicator_id", sort=False)}
+    for i, r in own.iterrows():
+        if pd.notna(r["target_pct"]):
+            p.vseg(float(r["target_pct"]), i - 0.35, i + 0.35, TARGET, 2.0)
+        vals = by_indicator.get(r["indicator_id"], [])
+        p.markers(vals, [i] * len(vals), "circle", 8, PEERS, edge="white")
+        if pd.notna(r["pct"]):
+            p.markers([float(r["pct"])], [i], "diamond", 13, PRACTICE)
+    p.yticks(list(range(n)), labels, size=11.5)
+    p.xticks(xt, [f"{t}%" for t in xt])
+    chart.text(p.x0 + p.w / 2, p.y0 + p.h + 36, "Percentage van de noemer", size=12, anchor="middle")
+    chart.legend(400, height - 8, [("diamond", PRACTICE, "Deze praktijk"),
+                                   ("circle", PEERS, "Andere praktijken in de zorggroep"),
+                                   ("line", TARGET, "Streefwaarde")], size=11, anchor="middle")
+    return chart
+
+
+HIS_AGE_BANDS = ["0-4", "5-17", "18-44", "45-64", "65-74", "75-84", "85+"]
+
+
+def pyramid(pyr: pd.DataFrame) -> Chart:
+    """Age/sex pyramid of the practice population (men left, women right)."""
+    order = HIS_AGE_BANDS
+
+    def side(sex):
+        return [float(v) for v in pyr[pyr["sex"] == sex].set_index("age_band")["patients"]
+                .reindex(order, fill_value=0).fillna(0)]
+
+    men, women = side("M"), side("V")
+    m = max(men + women + [1.0]) * 1.15
+    n = len(order)
+    row_h = 26
+    height = 34 + row_h * n + 66
+    chart = Chart(800, height)
+    p = chart.panel(70, 34, 700, row_h * n, Scale(-m, m), Scale(n - 0.5, -0.5))
+    ticks = [t for t in nice_ticks(0, m, 4) if t <= m]
+    xt = sorted({-t for t in ticks} | set(ticks))
+    p.frame(grid_x=xt)
+    for i in range(n):
+        p.hbar(i, -men[i], 0, 0.7, fill="#5b8db8")
+        p.hbar(i, 0, women[i], 0.7, fill="#d98c6b")
+    p.vline(0.0, "#1d2430", 0.8)
+    p.yticks(list(range(n)), order, size=12)
+    p.xticks(xt, [nl_tick(abs(t)) for t in xt])
+    chart.text(p.x0 + p.w / 2, p.y0 + p.h + 36, "Aantal patiënten", size=12, anchor="middle")
+    chart.text(4, 20, "Leeftijdsopbouw op de eerste dag van het kwartaal", size=15, weight="bold")
+    chart.legend(400, height - 8, [("band", "#5b8db8", "Mannen"), ("band", "#d98c6b", "Vrouwen")],
+                 size=11, anchor="middle")
     return chart
 
 

@@ -155,6 +155,14 @@ class Panel:
         self._add(f'<line x1="{_n(a)}" y1="{_n(yy)}" x2="{_n(b)}" y2="{_n(yy)}" stroke="{color}" '
                   f'stroke-width="{_n(width)}"/>')
 
+    def vseg(self, xv: float, y1: float, y2: float, color: str, width: float = 1.0) -> None:
+        """A vertical segment at data ``xv`` from data ``y1`` to ``y2`` (a target's tick)."""
+        if not all(math.isfinite(v) for v in (xv, y1, y2)):
+            return
+        xx = self.x(xv)
+        self._add(f'<line x1="{_n(xx)}" y1="{_n(self.y(y1))}" x2="{_n(xx)}" y2="{_n(self.y(y2))}" '
+                  f'stroke="{color}" stroke-width="{_n(width)}"/>')
+
     def vline(self, xv: float, color: str, width: float = 1.0) -> None:
         xx = self.x(xv)
         self._add(f'<line x1="{_n(xx)}" y1="{_n(self.y0)}" x2="{_n(xx)}" y2="{_n(self.y0 + self.h)}" '

@@ -112,3 +112,25 @@ def test_same_input_same_bytes_and_no_nan_in_the_svg():
     assert "nan" not in s.lower() and "inf" not in s.lower()
     assert all(math.isfinite(float(v)) for v in
                [x for e in ET.fromstring(s).iter() for k, x in e.attrib.items() if k in ("x", "y", "cx", "cy")])
+
+
+def test_his_analyse_charts_inclusion_pyramid_and_indicator_strip():
+    summary = pd.DataFrame({"programme": ["DM2", "COPD"], "inclusion_pct": [6.1, np.nan],
+                            "max_inclusion_pct": [5.7, 2.8], "over_cap": [True, None]})
+    root = _tree(plots.inclusion_chart(summary))
+    bars = [r for r in root.findall(f".//{NS}rect") if r.get("fill") in (plots.TARGET, plots.PRACTICE)]
+    assert [b.get("fill") for b in bars] == [plots.TARGET, plots.PRACTICE]    # DM2 over its cap
+    texts = [t.text for t in root.iter(f"{NS}text")]
+    assert "6,1%" in texts and "–" in texts                                   # a withheld rate says so
+
+    pyr = pd.DataFrame({"age_band": plots.HIS_AGE_BANDS * 2, "sex": ["M"] * 7 + ["V"] * 7,
+                        "patients": list(range(10, 80, 10)) * 2})
+    root = _tree(plots.pyramid(pyr))
+    assert len([r for r in root.findall(f".//{NS}rect") if r.get("fill") in ("#5b8db8", "#d98c6b")]) == 14 + 2
+
+    own = pd.DataFrame({"indicator_id": ["a", "b"], "title": [HOSTILE, "LDL gemeten"], "pct": [80.0, np.nan],
+                        "target_pct": [90.0, 85.0]})
+    peers = pd.DataFrame({"indicator_id": ["a", "a", "b"], "pct": [70.0, 75.0, 60.0]})
+    root = _tree(plots.indicator_strip(own, peers))
+    assert len(root.findall(f".//{NS}circle")) == 3 + 1                      # peers plus the legend's
+    assert HOSTILE in [t.text for t in root.iter(f"{NS}text")]
