@@ -1,4 +1,4 @@
-"""The ``spiegel`` command: demo-data, ingest, prepare, build, explain.
+"""The ``spiegel`` command: demo-data, ingest, prepare, build, explain, lab.
 
 User errors (``SpiegelError``) are printed as a short message without a traceback and
 exit with the status of :data:`helpers.errors.EXIT_CODES` (2, or 3 for a busy warehouse);
@@ -193,6 +193,16 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
+def _cmd_lab(args, settings: Settings) -> int:
+    from .lab import run
+    port = None
+    if args.port is not None:
+        if not str(args.port).isdigit() or not 0 < int(args.port) < 65536:
+            raise ParameterError(f"--port: found {args.port!r}, expected a TCP port from 1 to 65535 (or none: a free one)")
+        port = int(args.port)
+    return run(Path(args.warehouse) if args.warehouse else settings.warehouse, port)
+
+
 def _cmd_explain(args, settings: Settings) -> int:
     print(explain(args.id, settings, quarter=args.quarter,
                   warehouse=Path(args.warehouse) if args.warehouse else None))
@@ -256,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quarter", help="the quarter of the SQL, YYYYQn (default: the warehouse's latest complete quarter)")
     p.add_argument("--warehouse", help="DuckDB file whose latest quarter is the default (default: data/warehouse.duckdb)")
     p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("lab", help="JupyterLab on the warehouse's latest quarter, for researchers",
+                       description="Prepare the warehouse's latest complete quarter when needed, then start "
+                                   "JupyterLab in notebooks/ on 127.0.0.1 with a token and print its URL; every "
+                                   "report notebook runs there with empty parameters, and verkenning.ipynb "
+                                   "explores the care group's figures. Ctrl-C stops the server and its kernels.")
+    p.add_argument("--warehouse", help="DuckDB file (default: data/warehouse.duckdb or $SPIEGEL_WAREHOUSE)")
+    p.add_argument("--port", help="TCP port on 127.0.0.1 (default: a free one)")
+    p.set_defaults(func=_cmd_lab)
 
     try:
         from .batch import add_build_arguments, run_build

@@ -279,7 +279,9 @@ def funnel_frames(data: ExploreData, sel: Selection) -> tuple[pd.DataFrame, pd.D
     tau = rows["tau2"].dropna()
     tau2 = float(tau.iloc[0]) if len(tau) else 0.0
     e_max = float(points["expected"].max()) if len(points) else 0.0
-    grid = np.geomspace(stats.MIN_EXPECTED, max(e_max * 1.15, stats.MIN_EXPECTED * 2), 80)
+    # from half the smallest E shown (the funnel of a large count would be a line along the axis)
+    e_min = max(stats.MIN_EXPECTED, 0.5 * float(points["expected"].min())) if len(points) else stats.MIN_EXPECTED
+    grid = np.geomspace(e_min, max(e_max * 1.15, e_min * 2), 80)
     limits = {"expected": grid}
     for level, name in zip(stats.FUNNEL_LEVELS, ("95", "998")):
         lo, hi = stats.funnel_limits(grid, tau2, level)

@@ -1,0 +1,157 @@
+"""The exploration module (``helpers.reports.verkenning``) on the demo's quarter cube: it reads
+only shared tables, its own table withholds in the current year exactly what the hagro pack
+withholds, the selection, the peer rule, the CSV export for Excel, and a new measure from a file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.config import PARAMETERS_DIR
+from helpers.cube.shared import SharedCube
+from helpers.errors import ParameterError
+from helpers.reports import REPORTS
+from helpers.reports import verkenning as vk
+from helpers.suppression import MIN_CELL, MIN_PRACTICES_FOR_PEERS
+
+
+@pytest.fixture(scope="module")
+def data(demo_cube):
+    return vk.load(SharedCube(demo_cube))
+
+
+def test_the_current_year_withholds_exactly_what_the_hagro_pack_withholds(demo_cube, demo_quarter):
+    """Two shared tables of one figure must not together show what each withholds."""
+    shared = SharedCube(demo_cube)
+    mine = shared.read(vk.MIRROR_TABLE)
+    mine = mine[mine["quarter"] == str(demo_quarter)].set_index(["practice_agb", "measure"]).sort_index()
+    hagro = shared.read("spiegel_hagro").set_index(["practice_agb", "measure"]).sort_index()
+    assert len(hagro) and list(hagro.index) == list(mine.index)
+    assert (mine["O_shown"] == hagro["O_shown"]).all()
+    assert (mine["O"].isna() == hagro["O"].isna()).all()
+    pd.testing.assert_series_equal(mine["ratio"].astype(float), hagro["ratio"].astype(float), check_names=False)
+    # eight rolling years, and no small count stored in any
+    full = shared.read(vk.MIRROR_TABLE)
+    assert full["quarter"].nunique() == 8 and full["quarter"].max() == str(demo_quarter)
+    o = full["O"].dropna()
+    assert not ((o > 0) & (o < MIN_CELL)).any()
+
+
+def test_the_module_reads_shared_tables_only(data):
+    assert vk.MIRROR_TABLE in [t.name for t in REPORTS["verkenning"].prepare.shared]
+    assert REPORTS["verkenning"].prepare.tables == ()          # nothing practice-level in the cube
+    assert set(data.mirror.columns) <= {*vk.MIRROR_KEYS, "O", "O_shown", *vk.MIRROR_DERIVED, "tau2"}
+
+
+def test_selections(data):
+    p = data.practices
+    all_ = vk.selected_practices(data, vk.default_selection(data))
+    assert sorted(all_) == sorted(p["practice_agb"]) and len(all_) == 12
+    hagro = sorted(p["hagro"].unique())[0]
+    sel = vk.Selection(data.quarter, "hagro", (hagro,), vk.DEFAULT_MEASURE)
+    assert set(vk.selected_practices(data, sel)) == set(p.loc[p["hagro"] == hagro, "practice_agb"])
+    region = sorted(p["region"].unique())[0]
+    sel = vk.Selection(data.quarter, "regio", (region,), vk.DEFAULT_MEASURE)
+    assert set(vk.selected_practices(data, sel)) == set(p.loc[p["region"] == region, "practice_agb"])
+    two = tuple(p["practice_agb"][:2])
+    sel = vk.Selection(data.quarter, "praktijken", two, vk.DEFAULT_MEASURE)
+    assert vk.selected_practices(data, sel) == list(two)
+    points, limits, own, _ = vk.funnel_frames(data, sel)
+    assert own == vk.SEL and (points["practice_agb"] == vk.SEL).sum() == 2
+    assert len(vk.trend_panels(data, sel)) == 2 and len(vk.selection_table(data, sel)) == 2
+    with pytest.raises(ParameterError, match="selection kind 'wijk'"):
+        vk.selected_practices(data, vk.Selection(data.quarter, "wijk", (), vk.DEFAULT_MEASURE))
+
+
+def test_deciles_follow_the_peer_rule(data):
+    assert all(np.isnan(vk.deciles(pd.Series([1.0] * (MIN_PRACTICES_FOR_PEERS - 1)))))
+    assert vk.deciles(pd.Series([1.0, 2.0, 3.0, 4.0, 5.0]))[4] == 3.0
+    band = vk.band(data, vk.DEFAULT_MEASURE)
+    assert list(band["quarter"]) == data.quarters(vk.DEFAULT_MEASURE)
+    assert (band[list(vk.DECILE_LABELS)].diff(axis=1).iloc[:, 1:] >= 0).all().all()   # P10 <= ... <= P90
+
+
+def test_indicators_as_observed_against_expected(data):
+    key = data.measures[data.measures["kind"] == "indicator"]["key"].iloc[0]
+    rows = vk.measure_rows(data, key)
+    assert len(data.quarters(key)) == 4
+    for _, g in rows.groupby("quarter"):
+        ok = g["E"].notna()
+        # E is the care group's proportion over the published rows: the E add up to their O
+        assert g.loc[ok, "E"].sum() == pytest.approx(g.loc[ok, "numerator"].astype(float).sum())
+        assert not g.loc[~ok, "pct"].notna().all() or not ok.any()
+
+
+def test_no_table_cell_shows_a_small_count(data):
+    for key in list(data.measures["key"]):
+        sel = vk.Selection(data.quarter, "zorggroep", (), key)
+        table = vk.selection_table(data, sel)
+        for column in ("Waargenomen (O)", "Noemer"):
+            if column in table:
+                assert not table[column].astype(str).str.fullmatch(r"[1-9]").any(), (key, column)
+
+
+def test_csv_export_escapes_delivery_text_for_excel(data, tmp_path):
+    """A practice name, hagro or region from a delivery that starts with = + - @ is text in Excel."""
+    hostile = {"name": '=HYPERLINK("http://x.example","klik")', "hagro": "+31 6 1234", "region": "@SUM(A1:A9)"}
+    agb = data.practices["practice_agb"].iloc[0]
+    d = vk.ExploreData(quarter=data.quarter, practices=data.practices.copy(), mirror=data.mirror.copy(),
+                       indicators=data.indicators, measures=data.measures)
+    for column, value in hostile.items():
+        d.practices.loc[d.practices["practice_agb"] == agb, column] = value
+        d.mirror.loc[d.mirror["practice_agb"] == agb, column] = value
+    path = vk.write_csv(d, vk.Selection(d.quarter, "praktijken", (agb,), vk.DEFAULT_MEASURE), tmp_path / "x.csv")
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")          # UTF-8 with BOM: Excel reads the accents right
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    header, body = rows[0], rows[1:]
+    assert len(body) == 8 and {"praktijk", "hagro", "regio", "kwartaal", "waargenomen"} <= set(header)
+    for row in body:
+        cells = dict(zip(header, row))
+        for column, value in (("praktijk", hostile["name"]), ("hagro", hostile["hagro"]),
+                              ("regio", hostile["region"])):
+            assert cells[column] == "'" + value, (column, cells[column])
+        assert cells["agb"] == agb
+    # no cell of the file starts with a formula character
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for c in row)
+
+
+def test_the_batch_writes_the_default_selection_beside_the_report(demo_cube, tmp_path, data):
+    paths = REPORTS["verkenning"].extras(demo_cube, "zorggroep", tmp_path)
+    assert [p.name for p in paths] == [vk.CSV_NAME]
+    body = paths[0].read_text(encoding="utf-8-sig").splitlines()
+    assert len(body) == 1 + 12 * 8     # every practice, eight rolling years
+
+
+def test_a_new_measure_from_a_file_is_computed_and_suppressed(data, demo_warehouse, tmp_path):
+    import yaml
+    spec = yaml.safe_load((PARAMETERS_DIR / "mirror" / "antibiotica.yaml").read_text())
+    spec["id"], spec["title"] = "antibiotica_kopie", "Antibiotica (kopie)"
+    path = tmp_path / "antibiotica_kopie.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    d = vk.ExploreData(quarter=data.quarter, practices=data.practices, mirror=data.mirror.copy(),
+                       indicators=data.indicators, measures=data.measures.copy())
+    key = vk.add_measure(d, path, demo_warehouse)
+    assert key == "spiegel:antibiotica_kopie" and key in set(d.measures["key"])
+    new = d.mirror[d.mirror["measure"] == "antibiotica_kopie"].set_index(["practice_agb", "quarter"]).sort_index()
+    old = d.mirror[d.mirror["measure"] == "antibiotica"].set_index(["practice_agb", "quarter"]).sort_index()
+    assert len(new) == len(old) == 12 * 8
+    assert (new["O_shown"] == old["O_shown"]).all()      # the same definition, the same published figures
+    assert not new["O"].dropna().between(1, MIN_CELL - 1).any()
+    table = vk.selection_table(d, vk.Selection(d.quarter, "zorggroep", (), key))
+    assert len(table) == 12
+
+
+def test_a_bad_measure_file_is_one_clear_problem(data, demo_warehouse, tmp_path):
+    path = tmp_path / "mijn_maat.yaml"
+    shutil.copy(PARAMETERS_DIR / "mirror" / "antibiotica.yaml", path)
+    with pytest.raises(ParameterError) as err:
+        vk.add_measure(data, path, demo_warehouse)
+    assert "mijn_maat.yaml" in str(err.value) and "id" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ParameterError, match="not found"):
+        vk.add_measure(data, tmp_path / "nope.yaml", demo_warehouse)
