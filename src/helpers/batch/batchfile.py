@@ -45,7 +45,7 @@ BATCH_KEYS = {
     "dataset": "the delivered dataset folder; ingested when its files changed (empty: use the warehouse as it is)",
     "warehouse": "the DuckDB warehouse file (default data/warehouse.duckdb)",
     "ingest": "true (default when a dataset is named) or false",
-    "quarters": "a list of quarters (2025Q2) or `latest` (latest complete quarter of the extraction dates)",
+    "quarters": "a list of quarters (2025Q2), `latest` (the latest complete quarter of the extraction dates) or `latest N` (the N latest)",
     "practices": "`all` or a list of AGB codes (quote them: '01000001')",
     "reports": f"a list of report ids ({', '.join(REPORTS)})",
     "formats": "a list from html, pdf, slides (the executed .ipynb is always kept; slides only for the report kinds that have them)",
@@ -93,7 +93,8 @@ class Batch:
     dataset: Path | None = None
     warehouse: Path = DEFAULT_WAREHOUSE
     ingest: bool = True
-    quarters: list[str] | None = None        # None: latest
+    quarters: list[str] | None = None        # None: the latest `latest` complete quarters
+    latest: int = 1
     practices: list[str] | None = None       # None: all
     reports: list[str] = field(default_factory=lambda: ["his_analyse"])
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
@@ -125,14 +126,46 @@ def _path(value: str, base: Path = PROJECT_ROOT) -> Path:
 _QUARTER = "a quarter YYYYQn (n from 1 to 4, year 1900 to 2100)"
 
 
+_LATEST = re.compile(r"latest(?:\s+(\S+))?", re.IGNORECASE)
+#: at most this many latest quarters (two years of rolling windows)
+MAX_LATEST = 8
+
+
+def latest_count(values, where: At, problems: list[Problem]) -> int | None:
+    """``latest`` -> 1, ``latest N`` -> N (1 to ``MAX_LATEST``); None when ``values`` names quarters.
+
+    >>> latest_count("latest", At(None, "q"), []), latest_count("Latest 2", At(None, "q"), []), latest_count(["2025Q2"], At(None, "q"), [])
+    (1, 2, None)
+    >>> from helpers.errors import format_problem
+    >>> p = []; latest_count("latest two", At("b.yaml", "quarters"), p), format_problem(p[0])
+    (None, "b.yaml, quarters: found 'latest two', expected `latest` or `latest N` with N a whole number from 1 to 8; e.g. latest 2")
+    """
+    values = _as_list(values)
+    if not values:
+        return 1
+    if len(values) != 1 or isinstance(values[0], (dict, list)):
+        return None
+    m = _LATEST.fullmatch(str(values[0]).strip())
+    if not m:
+        return None
+    if m.group(1) is None:
+        return 1
+    if m.group(1).isdigit() and 1 <= int(m.group(1)) <= MAX_LATEST:
+        return int(m.group(1))
+    problems.append(where.problem(values[0], f"`latest` or `latest N` with N a whole number from 1 to {MAX_LATEST}",
+                                  "e.g. latest 2"))
+    return None
+
+
 def parse_quarters(values, where: At, problems: list[Problem]) -> list[str] | None:
-    """``latest`` -> None; otherwise each value parsed as a quarter (problems collected).
+    """``latest`` (or ``latest N``, see ``latest_count``) -> None; otherwise each value parsed
+    as a quarter (problems collected).
 
     >>> parse_quarters(["2025q2", "2025-Q3"], At(None, "--quarter"), []), parse_quarters("latest", At(None, "q"), [])
     (['2025Q2', '2025Q3'], None)
     """
     values = _as_list(values)
-    if not values or (len(values) == 1 and str(values[0]).strip().lower() == "latest"):
+    if not values or (len(values) == 1 and _LATEST.fullmatch(str(values[0]).strip())):
         return None
     out = []
     for v in values:
@@ -366,6 +399,7 @@ def parse_batch(data: dict, source: str = "<batch>") -> tuple[Batch, list[Proble
         v = parse_bool(data["ingest"], where("ingest"), problems)
         b.ingest = bool(v) if v is not None else True
     b.quarters = parse_quarters(data.get("quarters", "latest"), where("quarters"), problems)
+    b.latest = latest_count(data.get("quarters", "latest"), where("quarters"), problems) or 1
     b.practices = parse_practices(data.get("practices", "all"), where("practices"), problems)
     b.reports = parse_reports(data.get("reports", ["his_analyse"]), where("reports"), problems)
     b.formats = parse_formats(data.get("formats", list(DEFAULT_FORMATS)), where("formats"), problems)
@@ -436,6 +470,7 @@ def apply_overrides(b: Batch, args: argparse.Namespace, problems: list[Problem])
         b.practices = parse_practices(args.practice, At(None, "--practice"), problems)
     if getattr(args, "quarter", None):
         b.quarters = parse_quarters(args.quarter, At(None, "--quarter"), problems)
+        b.latest = latest_count(args.quarter, At(None, "--quarter"), problems) or 1
     if getattr(args, "report", None):
         b.reports = parse_reports(args.report, At(None, "--report"), problems)
     if getattr(args, "format", None):

@@ -83,7 +83,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--practice", action="append", metavar="AGB",
                         help="only this practice (repeatable; overrides `practices`)")
     parser.add_argument("--quarter", action="append", metavar="YYYYQn",
-                        help="only this quarter (repeatable, or `latest`; overrides `quarters`)")
+                        help="only this quarter (repeatable), or `latest` or `latest N` (the N latest complete quarters); overrides `quarters`")
     parser.add_argument("--report", action="append", metavar="ID",
                         help=f"only this report (repeatable; {', '.join(REPORTS)})")
     parser.add_argument("--format", action="append", metavar="FMT",

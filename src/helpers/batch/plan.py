@@ -153,7 +153,12 @@ def resolve_selection(b: Batch, practices_df, refused: dict[str, str]) -> tuple[
                       and str(regions_of[a]) not in ("", "nan", "None")})
     dates = {a: d for a, d in extraction_dates(practices_df).items() if a in practices}
     if b.quarters is None:
-        quarters = [str(Quarter.latest_complete(max(dates.values())))] if dates else []
+        quarters = []
+        if dates:
+            q = Quarter.latest_complete(max(dates.values()))
+            for _ in range(b.latest):            # `latest N`: the N latest, oldest first
+                quarters.insert(0, str(q))
+                q = q.previous()
         if not dates and not problems:  # with unknown practices that is the one problem to show
             problems.append(At(b.source, "quarters").problem(
                 "latest", "an extraction date in the warehouse for the selected practices (there is none)",
