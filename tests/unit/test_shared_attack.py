@@ -23,7 +23,8 @@ from helpers.suppression import MIN_CELL, MIN_WITHHELD_IN_GROUP
 def tables(demo_cube):
     shared = SharedCube(demo_cube)
     index = json.loads((demo_cube / SHARED_DIR / INDEX).read_text())
-    assert {"regio_money_practice", "regio_indicators", "spiegel_hagro", "regio_veelgebruikers"} <= set(index)
+    assert {"regio_money_practice", "regio_indicators", "spiegel_hagro", "regio_veelgebruikers",
+            "findings_resolution"} <= set(index)
     return {name: (shared.read(name), spec) for name, spec in index.items()}
 
 
@@ -69,3 +70,13 @@ def test_euro_amounts_and_means_go_with_their_counts(tables):
     fa, _ = tables["regio_veelgebruikers"]
     for c in ("consult", "telefonisch", "visite", "e_consult"):
         assert (fa[f"mean_{c}"].isna() | (fa[c].notna() & fa["frequent_attenders"].notna())).all(), c
+
+
+def test_counts_withheld_together_go_together(tables):
+    checked = 0
+    for name, (df, spec) in tables.items():
+        for group in spec.get("together", []):
+            hidden = df[list(group)].isna()
+            assert (hidden.all(axis=1) | ~hidden.any(axis=1)).all(), (name, group, df[hidden.any(axis=1)].head(3))
+            checked += 1
+    assert checked, "findings_resolution declares a together group"

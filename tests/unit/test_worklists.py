@@ -23,7 +23,8 @@ def test_worklists_written_per_action(demo_cube, tmp_path):
         raw = p.read_bytes()
         assert raw.startswith(b"\xef\xbb\xbf"), "Excel needs the BOM to read UTF-8"
         df = pd.read_csv(p, sep=";", dtype=str, encoding="utf-8-sig")
-        assert list(df.columns) == ["Patiëntnummer", "Geboortejaar", "Geslacht", "Keten", "Actie"]
+        assert list(df.columns) == ["Patiëntnummer", "Geboortejaar", "Geslacht", "Keten", "Actie", "Sinds",
+                                    "Open (kwartalen)"]
         listed |= set(df["Patiëntnummer"])
     assert listed == set(mine["patient_id"])
     assert not listed & others

@@ -293,7 +293,7 @@ def findings_resolution_frame(practices: pd.DataFrame, counts: pd.DataFrame) -> 
     >>> p = pd.DataFrame({"practice_agb": ["1"], "name": ["A"], "region": ["R"]})
     >>> c = pd.DataFrame({"practice_agb": ["1", "1"], "previous_quarter": [True, True],
     ...                   "new": [2, 1], "still_open": [10, 3], "resolved": [4, 0]})
-    >>> findings_resolution_frame(p, c).iloc[0][["previous", "resolved", "still_open", "new"]].tolist()
+    >>> [int(x) for x in findings_resolution_frame(p, c).iloc[0][["previous", "resolved", "still_open", "new"]]]
     [17, 4, 13, 3]
     """
     per = counts.groupby("practice_agb").agg(previous_quarter=("previous_quarter", "any"), new=("new", "sum"),

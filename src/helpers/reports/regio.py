@@ -366,7 +366,7 @@ def resolution_table(data: RegionData) -> pd.DataFrame:
     dash = (lambda col: [v if prev else "–" for v, prev in zip(_shown(r, col), r["previous_quarter"].astype(bool))])
     return pd.DataFrame({
         "Praktijk": r["name"].astype(str),
-        "Vorig kwartaal": dash("previous"), "Opgelost": dash("resolved"), "Nog open": dash("still_open"),
+        "Open vorig kwartaal": dash("previous"), "Opgelost": dash("resolved"), "Nog open": dash("still_open"),
         "Opgelost (%)": share, "Nieuw": _shown(r, "new"),
     })
 
