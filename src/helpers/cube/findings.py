@@ -346,6 +346,12 @@ def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
         state = dataclasses.replace(PreparedState.named(q, f"hist{k}_"), concepts=base.concepts,
                                     controls_def=base.controls_def)
         build_patient_state(con, state)
+        con.execute(f"INSERT INTO hist_pop SELECT DISTINCT {k}, practice_agb FROM {state.pat} WHERE in_population")
+        if k >= 2:
+            # beyond the previous quarter only the streaks of this quarter's findings matter: their
+            # patients only (every rule is per patient, so their findings are the same)
+            con.execute(f"DELETE FROM {state.pat} p WHERE NOT EXISTS (SELECT 1 FROM hist_f n WHERE n.k = 0 "
+                        f"AND n.practice_agb = p.practice_agb AND n.patient_id = p.patient_id)")
         build_active_diagnoses(con, state, rules.codes)
         build_enrolment_state(con, state)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {state.meas} AS SELECT * FROM {base.meas} "
@@ -358,7 +364,6 @@ def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
                 UNION ALL
                 SELECT practice_agb, patient_id, programme, kind, control FROM ({controls_sql(state, rules)})
             )""")
-        con.execute(f"INSERT INTO hist_pop SELECT DISTINCT {k}, practice_agb FROM {state.pat} WHERE in_population")
         con.execute(f"DROP VIEW {state.meas}")
         for t in (state.pat, state.dx, state.enr, state.enr_ended):
             con.execute(f"DROP TABLE {t}")
