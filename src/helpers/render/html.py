@@ -348,6 +348,13 @@ def render_html(nb, title: str, subtitle: str = "", provenance: dict | None = No
     subtitle = escape.single_line(subtitle)
     nb = _drop_diagnostics(nb)
     interactive = has_interactive_tables(nb)
+    if interactive:
+        try:
+            interactive_assets()
+        except (OSError, ValueError, ImportError) as exc:   # an itables we do not know: plain tables
+            import warnings
+            warnings.warn(f"long tables stay plain (no sorting or search): {exc}", stacklevel=2)
+            interactive = False
     csp = escape.csp_meta(interactive_assets()[0]) if interactive else escape.csp_meta()
     resources = {"spiegel": {
         "title": title, "subtitle": subtitle, "css": HOUSE_CSS, "csp": csp,
