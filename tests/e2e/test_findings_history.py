@@ -63,6 +63,7 @@ def test_no_previous_quarter_means_everything_is_new(cube):
     data = his.load(cube, NEW)
     assert not his.has_previous_quarter(data)
     assert "Geen vorig kwartaal" in his.history_text(data)
+    assert "Geen vorig kwartaal in de gegevens: alle bevindingen zijn nieuw." in his.intro_text(data)
     t = his.history_table(data)
     dm2 = t[(t["Keten"] == "DM2") & (t["Soort"] == "Registratiebevindingen")].iloc[0]
     assert (dm2["Opgelost"], dm2["Nieuw"], dm2["Nog open"]) == ("–", "1", "–")
@@ -85,6 +86,8 @@ def test_per_programme_counts_match_the_summary(cube):
     dm2 = h[(h["programme"] == "DM2") & (h["group"] == "registration")].iloc[0]
     assert s.loc["DM2", "diagnosis_not_enrolled_prev"] == dm2["resolved"] + dm2["still_open"] == 2
     assert s.loc["DM2", "diagnosis_not_enrolled"] == dm2["new"] + dm2["still_open"] == 2
+    assert "Sinds het vorige kwartaal **2** bevindingen en controles opgelost, **1** nieuw, 2 nog open." \
+        in his.intro_text(data)
     resolved = his.resolved_list(data)
     assert list(resolved["Patiëntnummer"]) == ["P3", "P4"]
     assert list(resolved["Opgelost"]) == ["Diagnose, niet in ketenzorg", "Meting verlopen: MRC-dyspnoescore of CCQ-totaalscore"]

@@ -292,7 +292,10 @@ def _identity_sql(kind: str = "kind") -> str:
 def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Rules, findings: pd.DataFrame,
                      lookback: int = HISTORY_QUARTERS) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Follow every finding of ``quarter`` back over the quarters before it, for every practice
-    in one set-based pass.
+    at once: one set-based SQL pass over the warehouse per earlier quarter (``lookback``, by
+    default HISTORY_QUARTERS = 8 quarters, the current one included), then the streaks in SQL.
+    "First seen" is the earliest quarter from which the finding was present in every quarter up
+    to now; a finding present in all of the lookback is "first seen <the earliest> or earlier".
 
     Returns ``(findings, resolved, counts)``: ``findings`` with HISTORY_COLUMNS added (the
     quarter it was first seen, the quarters it has been open, the current one included, whether

@@ -35,6 +35,9 @@ def read_slice(cube: Path, table: str, practice_agb: str | None = None,
     if table not in known:
         raise ParameterError(f"cube table {table!r} unknown; choose from {', '.join(known)}")
     path = Path(cube) / f"{table}.parquet"
+    if not path.is_file():
+        raise ParameterError(f"quarter cube {cube} has no table {table!r} (prepared by an older version?): "
+                             f"prepare the quarter again with `spiegel prepare <quarter> --force`")
     filters = None
     if practice_agb is not None:
         filters = [("practice_agb", "=", str(practice_agb))]

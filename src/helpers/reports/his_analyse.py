@@ -124,6 +124,13 @@ def intro_text(data: HisData) -> str:
         f"{nl_number(k['patients_with_registration_findings'])} patiënten.",
         f"- **{nl_number(k['patients_to_call'])}** patiënten met een controle die ontbreekt of verlopen is.",
     ]
+    h = data.findings_history
+    if has_previous_quarter(data):
+        lines.append(f"- Sinds het vorige kwartaal **{nl_number(int(h['resolved'].sum()))}** bevindingen en controles "
+                     f"opgelost, **{nl_number(int(h['new'].sum()))}** nieuw, {nl_number(int(h['still_open'].sum()))} "
+                     f"nog open.")
+    else:
+        lines.append("- Geen vorig kwartaal in de gegevens: alle bevindingen zijn nieuw.")
     if k["over_cap"]:
         lines.append(f"- Inclusie boven het afgesproken maximum: **{', '.join(map(escape.markdown, k['over_cap']))}**.")
     if not bool(p.get("quarter_complete", True)):
