@@ -159,3 +159,25 @@ def _region_of(group, agb) -> str:
         return con.execute("SELECT region FROM practices WHERE practice_agb = ?", [agb]).fetchone()[0]
     finally:
         con.close()
+
+
+def test_two_quarters_build_every_run_of_each_and_rebuild_nothing(tiny_group):
+    """`quarters: latest 2`: a run name repeats in each quarter; every run of both quarters is
+    built, recorded in its own quarter's manifest and in the summary, and a rebuild skips all."""
+    batch = tiny_group.batch("two", reports=["tiny", "tiny_regio"], formats=["html"], quarters="latest 2")
+    code, out = build(batch)
+    assert code == 0, out
+    c = counts(out)
+    assert c["runs"] == 2 * (3 + 2) and c["done"] == c["runs"], out
+    import re
+    q1, q2 = re.search(r"quarters (\d{4}Q[1-4]), (\d{4}Q[1-4])", out).groups()
+    outputs = tiny_group.root / "out-two"
+    for q in (q1, q2):
+        runs = manifest(outputs, q)["runs"]
+        assert len(runs) == 5 and {r["quarter"] for r in runs.values()} == {q}
+        assert all(r["status"] == "done" for r in runs.values())
+        for agb in tiny_group.practices:
+            assert f"{q} {agb}" in out                     # the progress names each run's own quarter
+            assert (outputs / q / agb / "tiny.html").exists()
+    code, out = build(batch)
+    assert code == 0 and counts(out)["skipped"] == 10, out

@@ -49,9 +49,9 @@ def test_demo_batch_file_parses():
     raw = B.load_batch_file(PARAMETERS_DIR / "demo.yaml")
     b, problems = B.parse_batch(raw, "demo.yaml")
     assert problems == []
-    assert b.quarters is None and b.practices is None
+    assert b.quarters is None and b.latest == 2 and b.practices is None   # the two latest quarters
     assert b.reports == raw["reports"] and b.reports[0] == "his_analyse" and set(b.reports) <= set(REPORTS)
-    assert b.formats == ["html", "pdf"]
+    assert b.formats == ["html", "pdf", "slides"]
     assert b.executor == "local" and b.dataset.name == "demo" and b.warehouse.name == "warehouse.duckdb"
 
 
@@ -606,7 +606,7 @@ def test_the_summary_says_which_formats_of_a_failed_run_were_written(tmp_path):
     result = RunResult(name=spec.name, outputs_done={"ipynb": True, "html": True, "pdf": False},
                        error={"stage": "pdf", "message": "no Chromium: apt-get install chromium"})
     lines = []
-    B.print_summary([spec], {spec.name: result}, [], 1.0, [], b.outputs, None, out=lines.append)
+    B.print_summary([spec], {spec.uid: result}, [], 1.0, [], b.outputs, None, out=lines.append)
     assert "    written: ipynb, html (the next build only renders what is missing)" in lines
 
 

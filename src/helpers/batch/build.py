@@ -351,7 +351,7 @@ def _skip_step(st: _Build) -> None:
 def _fail_unstartable(st: _Build) -> None:
     """Runs that cannot start (refused first delivery, quarter past the extraction) fail without a kernel."""
     for s in [s for s in st.to_run if s.pre_failed]:
-        st.results[s.name] = _fail_without_kernel(s)
+        st.results[s.uid] = _fail_without_kernel(s)
 
 
 def _prepare_step(st: _Build) -> None:
@@ -377,26 +377,27 @@ def _prepare_step(st: _Build) -> None:
         except Exception as exc:  # noqa: BLE001 - every run of the quarter fails with it
             msg = f"{type(exc).__name__}: {_first_line(exc)}"
             for s in [s for s in runnable if s.quarter == q]:
-                st.results[s.name] = RunResult(name=s.name, error={"stage": "prepare", "message": msg})
+                st.results[s.uid] = RunResult(name=s.name, uid=s.uid, error={"stage": "prepare", "message": msg})
 
 
 def _run_step(st: _Build) -> None:
     """5. Record what already failed, run the rest on the executor, record each as it finishes."""
-    runnable = [s for s in st.to_run if not s.pre_failed and s.name not in st.results]
+    # runs are keyed by uid (quarter/name): a batch of several quarters repeats every name
+    runnable = [s for s in st.to_run if not s.pre_failed and s.uid not in st.results]
     progress = Progress(len(st.to_run))
-    by_name = {s.name: s for s in st.to_run}
+    by_uid = {s.uid: s for s in st.to_run}
     for s in st.to_run:
-        if s.name in st.results:
-            _record(st, s, st.results[s.name])
-            progress.update(s, st.results[s.name])
+        if s.uid in st.results:
+            _record(st, s, st.results[s.uid])
+            progress.update(s, st.results[s.uid])
     try:
-        st.in_flight.update((s.name, s) for s in runnable)
+        st.in_flight.update((s.uid, s) for s in runnable)
         if runnable:
             for result in st.get_executor().run_all(runnable):
-                s = by_name[result.name]
-                st.results[s.name] = result
+                s = by_uid[result.uid]
+                st.results[s.uid] = result
                 _record(st, s, result)
-                st.in_flight.pop(s.name, None)
+                st.in_flight.pop(s.uid, None)
                 progress.update(s, result)
     finally:
         progress.close()
@@ -459,7 +460,7 @@ def _record(st: _Build, spec, result) -> None:
 
 def _fail_without_kernel(spec):
     from ..runner import RunResult
-    result = RunResult(name=spec.name, error=dict(spec.pre_failed), finished_at=_now_iso(), attempts=0)
+    result = RunResult(name=spec.name, uid=spec.uid, error=dict(spec.pre_failed), finished_at=_now_iso(), attempts=0)
     write_atomic(Path(spec.log_path),
                  f"{time.strftime('%H:%M:%S')} run {spec.name}: not started\n"
                  f"{time.strftime('%H:%M:%S')} {spec.pre_failed['stage']}: {spec.pre_failed['message']}\n")

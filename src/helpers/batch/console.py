@@ -90,7 +90,7 @@ def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extr
     prepare 2026Q3: cube up to date
     """
     done = [r for r in results.values() if r.status == "done"]
-    failed = [(s, results[s.name]) for s in plan_specs if s.name in results and results[s.name].status != "done"]
+    failed = [(s, results[s.uid]) for s in plan_specs if s.uid in results and results[s.uid].status != "done"]
     out("")
     out(f"batch summary: {len(plan_specs)} runs: {len(done)} done, {len(skipped)} skipped (up to date), "
         f"{len(failed)} failed, in {elapsed:.1f}s")
@@ -98,7 +98,7 @@ def print_summary(plan_specs, results: dict, skipped: list, elapsed: float, extr
         out(f"  {'quarter':<8} {'practice/region':<22} {'report':<16} {'status':<8} {'execute':>8} {'html':>6} {'pdf':>6} "
             f"{'slides':>6}")
         for s in plan_specs:
-            r = results.get(s.name)
+            r = results.get(s.uid)
             status = r.status if r else "skipped"
             t = r.timings if r else {}
 

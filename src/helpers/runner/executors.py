@@ -96,16 +96,16 @@ class LocalExecutor:
                         result = fut.result()
                     except BrokenProcessPool:
                         broken = True
-                        crashes[spec.name] = crashes.get(spec.name, 0) + 1
+                        crashes[spec.uid] = crashes.get(spec.uid, 0) + 1
                         _clean_after_crash(spec)
-                        if crashes[spec.name] >= 2:
-                            finished.append(RunResult(name=spec.name, attempts=crashes[spec.name], error={
+                        if crashes[spec.uid] >= 2:
+                            finished.append(RunResult(name=spec.name, uid=spec.uid, attempts=crashes[spec.uid], error={
                                 "stage": "worker", "message": "the worker process died twice running it "
                                 "(out of memory or a crash in a C library?)"}))
                         else:
                             pending.appendleft(spec)
                         continue
-                    result.attempts += crashes.get(spec.name, 0)
+                    result.attempts += crashes.get(spec.uid, 0)
                     finished.append(result)
                 hand_out()   # before yielding: the workers go on while the batch records
                 yield from finished
@@ -186,7 +186,7 @@ class DaskExecutor:
             try:
                 yield fut.result()
             except Exception as exc:  # noqa: BLE001 - a lost worker
-                yield RunResult(name=spec.name, error={"stage": "worker",
+                yield RunResult(name=spec.name, uid=spec.uid, error={"stage": "worker",
                                                        "message": f"{type(exc).__name__}: {first_line(exc)}"})
 
     def memory(self) -> list[dict]:

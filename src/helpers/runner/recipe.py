@@ -107,7 +107,7 @@ class Run:
         self.worker, self.spec, self.stop = worker, spec, stop
         self.started = time.perf_counter()
         self.deadline = time.monotonic() + spec.timeout
-        self.result = RunResult(name=spec.name, worker=f"{socket.gethostname()}:{os.getpid()}")
+        self.result = RunResult(name=spec.name, uid=spec.uid, worker=f"{socket.gethostname()}:{os.getpid()}")
         self.log = RunLog(spec.log_path)
         self.staging = Staging()
         self.log(f"run {spec.name}: report {spec.report}, {spec.scope} {spec.key}, quarter {spec.quarter}")

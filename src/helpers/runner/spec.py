@@ -36,7 +36,7 @@ class RunSpec:
     """One named run: a notebook with its parameters and where every output goes. The batch's
     planner (``helpers.batch.plan``) makes them; a worker runs them (``WorkerState.run``)."""
 
-    name: str                    # e.g. "12345678-his_analyse"
+    name: str                    # e.g. "12345678-his_analyse" (unique within a quarter)
     quarter: str
     report: str
     scope: str                   # "practice" or "region"
@@ -60,6 +60,12 @@ class RunSpec:
     # failed (e.g. no browser): render HTML, extras and PDF from it without executing again
     render_only: bool = False
 
+    @property
+    def uid(self) -> str:
+        """The run's identity within a batch: ``<quarter>/<name>`` (its ``name`` is unique
+        within a quarter only; the manifest of each quarter is keyed by the name)."""
+        return f"{self.quarter}/{self.name}"
+
 
 @dataclass
 class RunResult:
@@ -72,6 +78,7 @@ class RunResult:
 
     name: str
     status: str = "failed"       # "done" or "failed"
+    uid: str = ""                # the spec's ``uid`` (a name repeats across the quarters of a batch)
     timings: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)     # fmt -> {"path", "sha256", "bytes"}
     extras: list = field(default_factory=list)      # [{"path", "sha256", "bytes"}]
