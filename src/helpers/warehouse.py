@@ -179,7 +179,10 @@ class Warehouse:
         announced = False
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                # no progress bar: a log is no terminal, and in a notebook it is a widget in the output
+                con.execute("SET enable_progress_bar = false")
+                return con
             except duckdb.Error as e:
                 holder = _lock_holder(str(e))
                 if holder is None:
