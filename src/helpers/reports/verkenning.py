@@ -610,10 +610,10 @@ class Explorer:
         return write_csv(self.data, self.selection, path)
 
     # -- the widgets
-    def show_controls(self):
+    def show_controls(self) -> None:
         """The widgets (JupyterLab only; in the batch the views show the default selection)."""
         if not self.live:
-            return None
+            return
         import ipywidgets as w
         from IPython.display import display
         d, sel = self.data, self.selection
@@ -665,9 +665,8 @@ class Explorer:
             widget.observe(changed, names="value")
         button.on_click(export)
         which()
-        box = w.VBox([measure, w.HBox([quarter]), kind, region, hagro, practices, w.HBox([button, status])])
-        display(box)
-        return box
+        self._box = w.VBox([measure, w.HBox([quarter]), kind, region, hagro, practices, w.HBox([button, status])])
+        display(self._box)
 
     def _measure_options(self) -> list[tuple[str, str]]:
         m = self.data.measures
