@@ -152,8 +152,10 @@ def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str) -> 
     chart.text(p.x0 + p.w / 2, 336, "Verwacht aantal (E) voor de patiëntenpopulatie", size=12, anchor="middle")
     chart.text(16, p.y0 + p.h / 2, "Waargenomen / verwacht", size=12, anchor="middle", rotate=-90)
     chart.text(4, 18, title, size=15, weight="bold")
-    chart.legend(780, 38, [("diamond", PRACTICE, "Deze praktijk"), ("circle", PEERS, "Andere praktijken"),
-                           ("line", LIMIT_998, "99,8%-grens"), ("dash", LIMIT_95, "95%-grens")],
+    # a care-group view (no practice of its own among the points) names no "Deze praktijk"
+    marks = ([("diamond", PRACTICE, "Deze praktijk"), ("circle", PEERS, "Andere praktijken")] if len(me)
+             else [("circle", PEERS, "Praktijken")])
+    chart.legend(780, 38, marks + [("line", LIMIT_998, "99,8%-grens"), ("dash", LIMIT_95, "95%-grens")],
                  size=11, anchor="end")
     return chart
 

@@ -134,3 +134,10 @@ def test_his_analyse_charts_inclusion_pyramid_and_indicator_strip():
     root = _tree(plots.indicator_strip(own, peers))
     assert len(root.findall(f".//{NS}circle")) == 3 + 1                      # peers plus the legend's
     assert HOSTILE in [t.text for t in root.iter(f"{NS}text")]
+
+
+def test_a_funnel_without_an_own_practice_names_no_deze_praktijk():
+    root = _tree(plots.funnel(_points(), _limits(), own="", title="Trechter"))
+    texts = [t.text for t in root.iter(f"{NS}text")]
+    assert "Deze praktijk" not in texts and "Praktijken" in texts
+    assert len(root.findall(f".//{NS}circle")) == 6 + 1          # every practice a grey dot
