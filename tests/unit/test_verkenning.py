@@ -117,6 +117,9 @@ def test_csv_export_escapes_delivery_text_for_excel(data, tmp_path):
                               ("regio", hostile["region"])):
             assert cells[column] == "'" + value, (column, cells[column])
         assert cells["agb"] == agb
+        # numbers as a Dutch Excel reads them: decimal comma, no thousands separator
+        assert "." not in cells["verwacht"] + cells["oe"] + cells["cijfer"] + cells["waargenomen"]
+        assert "," in cells["verwacht"] and cells["waargenomen"].isdigit() or cells["waargenomen"] in ("<10", "x")
     # no cell of the file starts with a formula character
     assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for c in row)
 

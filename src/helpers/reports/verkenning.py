@@ -386,7 +386,7 @@ TABLE_RIGHT = ("Waargenomen (O)", "Verwacht (E)", "O/E (95%-BI)", "Cijfer", "Noe
 
 def export_frame(data: ExploreData, sel: Selection) -> pd.DataFrame:
     """The selection as a CSV table: every practice of the selection and quarter of the measure,
-    shown counts as text (``<10``, ``x``), figures in full precision."""
+    withheld counts as text (``<10``, ``x``), figures with a decimal comma (Excel in Dutch)."""
     rows = measure_rows(data, sel.measure)
     chosen = selected_practices(data, sel)
     rows = rows[rows["practice_agb"].isin(chosen)].copy()
@@ -395,13 +395,26 @@ def export_frame(data: ExploreData, sel: Selection) -> pd.DataFrame:
         "praktijk": rows["name"].astype(str), "agb": rows["practice_agb"].astype(str),
         "hagro": rows["hagro"].astype("string").fillna(""), "regio": rows["region"].astype("string").fillna(""),
         "kwartaal": rows["quarter"].astype(str), "maat": m["id"], "titel": m["title"],
-        "waargenomen": rows["O_shown"].astype("string").fillna(""),
-        "verwacht": rows["E"].astype("float64").round(3), "oe": rows["ratio"].astype("float64").round(4),
-        "oe_laag": rows["lo"].astype("float64").round(4), "oe_hoog": rows["hi"].astype("float64").round(4),
-        "cijfer": rows["rate"].astype("float64").round(4), "eenheid": m["unit_label"],
+        "waargenomen": [str(int(o)) if pd.notna(o) else ("" if pd.isna(t) else str(t))
+                        for o, t in zip(rows["O"], rows["O_shown"])],
+        "noemer": ([str(int(o)) if pd.notna(o) else ("" if pd.isna(t) else str(t))
+                    for o, t in zip(rows["denominator"], rows["denominator_shown"])]
+                   if "denominator_shown" in rows else [""] * len(rows)),
+        "verwacht": _csv_number(rows["E"], 3), "oe": _csv_number(rows["ratio"], 4),
+        "oe_laag": _csv_number(rows["lo"], 4), "oe_hoog": _csv_number(rows["hi"], 4),
+        "cijfer": _csv_number(rows["rate"], 4), "eenheid": m["unit_label"],
         "positie": rows["position"].astype("string").fillna(""),
     })
     return out.sort_values(["praktijk", "agb", "kwartaal"]).reset_index(drop=True)
+
+
+def _csv_number(values: pd.Series, decimals: int) -> list[str]:
+    """Numbers as a Dutch Excel reads them: decimal comma, no thousands separator, empty when withheld.
+
+    >>> _csv_number(pd.Series([1234.56789, None]), 2)
+    ['1234,57', '']
+    """
+    return ["" if pd.isna(x) else f"{float(x):.{decimals}f}".replace(".", ",") for x in values]
 
 
 def write_csv(data: ExploreData, sel: Selection, path: Path | str) -> Path:
@@ -493,8 +506,8 @@ def method_text(data: ExploreData) -> str:
         f"- **Deciels**: P10 t/m P90 van de cijfers van de praktijken die getoond mogen worden, alleen bij "
         f"minstens {MIN_PRACTICES_FOR_PEERS} praktijken.",
         f"- **Kleine aantallen**: {RULE_TEXT}.",
-        "- **Nieuwe maat**: schrijf `parameters/mirror/<maat>.yaml` en bereken haar hier met `vk.add_measure`; "
-        "`spiegel explain` toont de bestaande definities.",
+        "- **Nieuwe maat**: schrijf `parameters/mirror/<maat>.yaml` en bereken haar in JupyterLab (`spiegel lab`) "
+        "met `ui.add_measure(pad, warehouse)`, met dezelfde afscherming van kleine aantallen.",
     ])
 
 
