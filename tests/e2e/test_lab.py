@@ -137,6 +137,8 @@ def test_lab_serves_the_notebooks_and_ctrl_c_leaves_nothing(lab):
     family = _descendants(proc.pid)
     assert any("jupyterlab" in cmd for _, cmd in family), family
     assert any("ipykernel" in cmd for _, cmd in family), family
+    # the token is handed over in the environment, never on a command line others can read
+    assert not any(token in cmd for _, cmd in family)
 
     proc.send_signal(signal.SIGINT)   # Ctrl-C
     assert proc.wait(timeout=60) == 130
