@@ -212,3 +212,31 @@ def test_a_report_with_a_long_table_carries_the_bundle_allowed_by_hash():
     assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", page)
     short = render_html(_notebook(rows=3), title="HIS-analyse", subtitle="De Linde")
     assert "<script" not in short and "script-src &#x27;none&#x27;" in short.replace("'", "&#x27;")
+
+
+# -- the sanitiser's shortcut --------------------------------------------------------------
+
+
+SCRIPTY = ['<img src=x onerror=alert(1)>', '<a href="java&#115;cript:x">a</a>', "<a href='javascript:x>a",
+           '<a href=javascript:x>a</a>', '<svg onload="x"></svg>', '<SCRIPT>x</SCRIPT>', '<iframe src=x></iframe>',
+           '<meta http-equiv=refresh content="0;url=x">', '<p\u00a0onclick="x">a</p>', '<a srcdoc="&lt;b&gt;">',
+           '<form action="javascript:x"></form>', '<object data="data:text/html,x"></object>',
+           '<a xlink:href="javascript:x">a</a>', '<p/onmouseover=x>a</p>', "<p'onclick=x>a</p>", '<base href=x>',
+           '<embed src=x>', '<a href="&#x6A;avascript:x">a</a>', '<a href="\x01javascript:x">a</a>']
+PLAIN = ['<a href="#m1">a</a>', '<td class="num">1.234</td>', '<p title="on=1">x</p>', '<p>javascript: geen link</p>',
+         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><use xlink:href="#a"/></svg>']
+
+
+@pytest.mark.parametrize("text", SCRIPTY + PLAIN)
+def test_the_sanitisers_shortcut_never_skips_what_the_full_pass_would_change(text):
+    from helpers.render.html import _risky, _strip_scripts, strip_scripts
+    assert _risky(text) or _strip_scripts(text) == text
+    assert strip_scripts(text) == _strip_scripts(text)
+
+
+def test_charts_and_tables_of_a_report_take_the_shortcut():
+    from helpers.render.html import _risky
+    nb = _notebook(rows=40)
+    outputs = [o["data"] for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
+    assert not any(_risky(d.get("image/svg+xml", "")) for d in outputs)
+    assert all(_risky(s) for s in SCRIPTY[:-1])

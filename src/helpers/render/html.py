@@ -260,11 +260,37 @@ def _neutral_url(m: re.Match) -> str:
     return m.group(0)
 
 
+#: anything ``strip_scripts`` could change: an embedding or meta tag, an ``on*=`` attribute, a
+#: ``srcdoc``, or a URL attribute whose value holds a ``:`` or an ``&`` (a scheme, or an entity
+#: that could spell one); text without any of these is returned as it is, without the tag-by-tag
+#: pass (a chart's SVG has thousands of tags and none of these)
+_RISKY_TAG = re.compile(r"</?\s*(?:script|iframe|frame|object|embed|base|meta)\b|srcdoc\s*=", re.I)
+_RISKY_EVENT = re.compile(r"on[a-z0-9_-]+\s*=", re.I)
+_RISKY_URL = re.compile(r"(?:href|src|action|data)\s*=\s*(?:\"[^\"]*[:&]|'[^']*[:&]|[^\s>]*[:&])", re.I)
+
+
+def _risky(page: str) -> bool:
+    """Whether ``strip_scripts`` could change anything in ``page`` (a superset of its patterns)."""
+    if _RISKY_TAG.search(page) or _RISKY_URL.search(page):
+        return True
+    return any(m.start() > 0 and (page[m.start() - 1].isspace() or page[m.start() - 1] in "\"'/")
+               for m in _RISKY_EVENT.finditer(page))
+
+
 def strip_scripts(page: str) -> str:
     """Remove what could run script from the exported page: script elements (and frames,
     objects, embeds, <base>, a <meta> refresh that would navigate away), ``on*=``
     event-handler attributes and ``javascript:`` (or HTML ``data:``) URLs. The report's own
-    markup has none of these."""
+    markup has none of these.
+
+    >>> strip_scripts('<p onclick="x()">a</p><script>y()</script>'), strip_scripts('<svg><g id="a"/></svg>')
+    ('<p >a</p>', '<svg><g id="a"/></svg>')
+    """
+    return _strip_scripts(page) if _risky(page) else page
+
+
+def _strip_scripts(page: str) -> str:
+    """``strip_scripts``' full pass, tag by tag."""
     page = _SCRIPT_ELEMENT.sub("", page)
 
     def tag(m: re.Match) -> str:

@@ -158,6 +158,7 @@ def _item_html(item: Item) -> str:
     head = re.search(r"<thead.*?</thead\s*>", item.html, re.I | re.S) if item.kind == "table" else None
     wide = " spiegel-wide" if head and len(re.findall(r"<th\b", head.group(0), re.I)) >= 6 else ""
     body = _shorten_table(item.html, MAX_WIDE_ROWS if wide else MAX_TABLE_ROWS) if item.kind == "table" else item.html
+    body = strip_scripts(strip_external(body))   # per output: a chart without anything to strip is not walked
     caption = f"<h3>{escape.html_text(item.caption)}</h3>" if item.caption else ""
     return f'{caption}<div class="spiegel-item spiegel-{item.kind}{wide}">{body}</div>'
 
@@ -291,7 +292,7 @@ def render_slides(nb, title: str, subtitle: str = "", provenance: dict | None = 
     title = escape.single_line(meta.get("title") or title)
     subtitle = escape.single_line(subtitle)
     js, css = reveal_assets()
-    body = strip_scripts(strip_external(slides_markup(deck_sections(nb))))
+    body = slides_markup(deck_sections(nb))
     slides = _title_slide(title, subtitle, figures or []) + body + _provenance_slide(provenance or {})
     page_title = f"{title} · {subtitle}" if subtitle else title
     footer = f'<div class="spiegel-deck-footer"><strong>{escape.html_text(subtitle)}</strong> · {escape.html_text(title)}</div>'
