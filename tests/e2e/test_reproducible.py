@@ -78,3 +78,30 @@ def test_with_source_date_epoch_every_output_hash_is_the_same(group, monkeypatch
     assert first["files"] == second["files"]
     page = next(v for k, v in first["files"].items() if k.endswith(".html")).decode()
     assert "<dt>Gegenereerd op</dt><dd>21-09-2026 14:13 UTC</dd>" in page
+
+
+def test_preparing_a_quarter_twice_gives_the_same_cube_bytes(group):
+    """Every parquet file of the quarter cube, practice-level and shared, is byte-identical
+    after a second prepare: no float sum depends on the order DuckDB's threads add in (whole
+    days are summed, then divided; rows reach pandas in a fixed order)."""
+    import hashlib
+    from pathlib import Path
+
+    from helpers.cube import prepare_quarter
+    from helpers.warehouse import Warehouse
+
+    if not Path(group.warehouse).exists():
+        Warehouse(group.warehouse).ingest(group.dataset)
+    latest = max(Warehouse(group.warehouse).practices()["extraction_date"])
+    from helpers.quarter import Quarter
+    import pandas as pd
+    quarter = str(Quarter.latest_complete(pd.Timestamp(latest).date()))
+
+    def digest() -> dict[str, str]:
+        cube = Path(prepare_quarter(group.warehouse, quarter, force=True))
+        return {p.relative_to(cube).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(cube.rglob("*.parquet"))}
+
+    first, second = digest(), digest()
+    assert "mirror.parquet" in first and "shared/verkenning_spiegel.parquet" in first
+    assert first == second, [k for k in first if first[k] != second.get(k)]

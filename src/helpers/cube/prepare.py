@@ -143,34 +143,41 @@ def run_prepare_steps(con, quarter: Quarter, tables: dict[str, pd.DataFrame]):
     """The registered reports' prepare steps over the computed core tables: returns
     (practice-level tables for the cube, declared shared tables, their frames, timings)."""
     from ..reports import prepare_steps
+    from .memo import prepare_pass
     kept, declared, frames, timings = {}, [], {}, {}
-    for report_id, step in prepare_steps():
-        t0 = time.perf_counter()
-        try:
-            out = step.function(con, quarter, dict(tables))
-        except SpiegelError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - named for the user, with the report
-            raise SpiegelError(f"report {report_id}: its prepare step failed: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        names = step.table_names()
-        got = set(out or {})
-        if got != set(names):
-            raise SpiegelError(f"report {report_id}: its prepare step returned {', '.join(sorted(got)) or 'nothing'}; "
-                               f"it declares {', '.join(names) or 'nothing'}")
-        for name in names:
-            if name in tables or name in kept or name in frames:
-                raise SpiegelError(f"report {report_id}: prepare table {name!r} is already in the cube; rename it")
-        for name in step.tables:
-            if "practice_agb" not in out[name].columns:
-                raise SpiegelError(f"report {report_id}: prepare table {name!r} needs a practice_agb column "
-                                   f"(read_slice filters on it)")
-            kept[name] = out[name]
-        for t in step.shared:
-            declared.append(t)
-            frames[t.name] = out[t.name]
-        timings[f"prepare_{report_id}"] = round(time.perf_counter() - t0, 3)
+    with prepare_pass():   # figures several steps need are computed once (``cube.memo``)
+        for report_id, step in prepare_steps():
+            _run_step(con, quarter, tables, report_id, step, kept, declared, frames, timings)
     return kept, declared, frames, timings
+
+
+def _run_step(con, quarter, tables, report_id, step, kept, declared, frames, timings) -> None:
+    """One report's prepare step, its tables checked and filed (``run_prepare_steps``)."""
+    t0 = time.perf_counter()
+    try:
+        out = step.function(con, quarter, dict(tables))
+    except SpiegelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - named for the user, with the report
+        raise SpiegelError(f"report {report_id}: its prepare step failed: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    names = step.table_names()
+    got = set(out or {})
+    if got != set(names):
+        raise SpiegelError(f"report {report_id}: its prepare step returned {', '.join(sorted(got)) or 'nothing'}; "
+                           f"it declares {', '.join(names) or 'nothing'}")
+    for name in names:
+        if name in tables or name in kept or name in frames:
+            raise SpiegelError(f"report {report_id}: prepare table {name!r} is already in the cube; rename it")
+    for name in step.tables:
+        if "practice_agb" not in out[name].columns:
+            raise SpiegelError(f"report {report_id}: prepare table {name!r} needs a practice_agb column "
+                               f"(read_slice filters on it)")
+        kept[name] = out[name]
+    for t in step.shared:
+        declared.append(t)
+        frames[t.name] = out[t.name]
+    timings[f"prepare_{report_id}"] = round(time.perf_counter() - t0, 3)
 
 
 def add_findings_history(con, quarter: Quarter, tables: dict[str, pd.DataFrame]):

@@ -196,7 +196,7 @@ p AS MATERIALIZED (
 ),
 pw AS (
   SELECT p.pid, p.practice_agb, w.k, p.sex, {band('p.birth_year')} AS age_band,
-         (date_diff('day', greatest(p.rf, w.window_start), least(p.rt, w.window_end)) + 1) / 365.25 AS py
+         date_diff('day', greatest(p.rf, w.window_start), least(p.rt, w.window_end)) + 1 AS days
   FROM p JOIN mirror_windows w ON p.rf <= w.window_end AND p.rt >= w.window_start
   WHERE p.extraction_date >= w.window_end
 ),
@@ -241,7 +241,10 @@ persistent AS (
   GROUP BY ALL
 ),
 base AS (
-  SELECT f.practice_agb, f.k, f.age_band, f.sex, count(*) AS patients, sum(f.py) AS patient_years,
+  SELECT f.practice_agb, f.k, f.age_band, f.sex, count(*) AS patients,
+         -- whole days summed, then divided: a sum of fractions in parallel threads differs in
+         -- its last bits from run to run, a sum of integers never (same inputs, same bytes)
+         sum(f.days) / 365.25 AS patient_years,
          sum(f.fa) AS fa, sum(f.fa * f.n) AS fac, coalesce(any_value(ps.pfa), 0) AS pfa
   FROM pwf f LEFT JOIN persistent ps USING (practice_agb, k, age_band, sex)
   WHERE f.k < {TREND_WINDOWS}
@@ -329,7 +332,8 @@ s_episodes AS (
                     for t in list(by_table) + (["episodes"] if conditions else []))
     return ("WITH " + ",".join(parts) + f"""
 SELECT base.practice_agb, base.k, base.age_band, base.sex, base.patients, base.patient_years{', ' + select if select else ''}
-FROM base{joins}""")
+FROM base{joins}
+ORDER BY base.practice_agb, base.k, base.age_band, base.sex""")   # a fixed row order: pandas sums in it
 
 
 def compute_mirror(con, quarter, measures: dict[str, Measure] | None = None,

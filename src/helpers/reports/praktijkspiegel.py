@@ -340,8 +340,9 @@ def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
     """The mirror's figures for every practice (``helpers.mirror.compute_mirror``), kept in the
     cube for the practice reports, and the current year per practice and measure for the
     hagro packs (written through the small-number rule: ``cube.shared``)."""
+    from ..cube.memo import pass_memo
     from ..mirror import compute_mirror
-    out = compute_mirror(con, quarter)
+    out = pass_memo(("mirror", str(quarter)), lambda: compute_mirror(con, quarter))   # shared with verkenning
     mirror = out["mirror"]
     practices = tables["practices"][["practice_agb", "name", "hagro"]].copy()
     practices = practices[practices["hagro"].notna() & (practices["hagro"].astype(str).str.strip() != "")]

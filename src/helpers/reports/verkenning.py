@@ -83,8 +83,10 @@ def deciles(values: pd.Series) -> list[float]:
 def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
     """Every practice x measure x rolling year of the praktijkspiegel (``compute_mirror``) as
     the shared table ``verkenning_spiegel`` (suppressed when written: ``cube.shared``)."""
+    from ..cube.memo import pass_memo
     from ..mirror import compute_mirror
-    return {MIRROR_TABLE: mirror_rows(compute_mirror(con, quarter)["mirror"], tables["practices"])}
+    out = pass_memo(("mirror", str(quarter)), lambda: compute_mirror(con, quarter))   # the praktijkspiegel's
+    return {MIRROR_TABLE: mirror_rows(out["mirror"], tables["practices"])}
 
 
 def mirror_rows(mirror: pd.DataFrame, practices: pd.DataFrame) -> pd.DataFrame:
