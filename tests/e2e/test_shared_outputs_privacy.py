@@ -17,7 +17,7 @@ from conftest import build, counts, write_batch
 
 pytestmark = pytest.mark.slow
 
-SHARED_REPORTS = ["spiegelbijeenkomst", "regio", "regio_zorggroep"]
+SHARED_REPORTS = ["spiegelbijeenkomst", "regio", "regio_zorggroep", "verkenning"]
 #: table columns whose numbers count no patients (declared plain in the reports' SharedTable/KeyFigures)
 PLAIN_HEADERS = ("praktijken", "indicatoren op streefwaarde", "gespreksonderwerpen", "kwartaal", "positie",
                  "interval", "afgesproken maximum", "δ", "klaar", "mislukt", "rapporten", "rondes", "facturen")
