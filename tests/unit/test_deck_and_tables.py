@@ -1,6 +1,7 @@
 """The slide deck (helpers.render.slides), the slides format in the batch and the portal's link,
 and the interactive tables' markup (helpers.tables, helpers.render.html) without a browser;
-tests/e2e/test_slides.py and test_interactive_tables.py open them in Chromium."""
+tests/e2e/test_slides.py and test_interactive_tables.py open them in Chromium (this file has
+its own name: pytest imports test files by their base name)."""
 
 from __future__ import annotations
 
