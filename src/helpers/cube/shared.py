@@ -56,13 +56,16 @@ def _stamp() -> str:
                        "min_denominator_for_rate": suppression.MIN_DENOMINATOR_FOR_RATE})
 
 
-def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
+def suppress_table(df: pd.DataFrame, table, withhold_rows: pd.Series | None = None) -> pd.DataFrame:
     """Apply the small-number rule to one declared shared table (``SharedTable``): the
     columns must be exactly its keys, counts and nothing else; one row per key; no patient
     column. Rates are computed from the exact counts first, then the counts are suppressed;
     within each of the table's ``margins`` complementary suppression withholds more counts where
     a withheld one could be worked out from the group's total (``suppression.MIN_WITHHELD_IN_GROUP``),
     and each of its ``identities`` one more member where a row's arithmetic would give one back.
+    ``withhold_rows`` (a boolean per row, from ``CoreSharedTable.linked``): rows whose every
+    count is withheld before the rules run, because another shared table withholds what their
+    sums would give back.
 
     >>> from helpers.reports import SharedTable
     >>> t = SharedTable("per_practice", keys=("hagro", "practice"), counts=("O",), margins=(("hagro",),))
@@ -111,6 +114,16 @@ def suppress_table(df: pd.DataFrame, table) -> pd.DataFrame:
         secondary[c] = (suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins)
                         if margins else pd.Series(False, index=df.index)).astype(bool)
         withheld[c] = values.map(suppression.is_small).astype(bool) | secondary[c]
+    if withhold_rows is not None and bool(withhold_rows.any()):
+        rows = pd.Series(withhold_rows.to_numpy(dtype=bool), index=df.index)
+        for c, values in exact.items():
+            secondary[c] = secondary[c] | (rows & ~withheld[c])
+            withheld[c] = withheld[c] | rows
+            if margins:   # a withheld row may leave its group with too few withheld cells
+                more = suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins,
+                                                          withheld=withheld[c]).astype(bool)
+                secondary[c] = secondary[c] | (more & ~withheld[c])
+                withheld[c] = withheld[c] | more
     _withhold_identities(table, where, exact, secondary, withheld, keys_frame, margins)
     _withhold_together(table, where, exact, secondary, withheld, keys_frame, margins)
     for name, num, den in table.rates:
@@ -229,9 +242,12 @@ def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame
     ``directory`` (``<cube>/shared``, or its temporary twin) with the index the reader trusts."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    index = {}
-    for table in declared:
-        out = suppress_table(frames[table.name], table)
+    index, written = {}, {}
+    # a table linked to another (``CoreSharedTable.linked``) is suppressed after it
+    order = sorted(declared, key=lambda t: bool(getattr(t, "linked", ())))
+    for table in order:
+        out = written[table.name] = suppress_table(frames[table.name], table,
+                                                   _linked_rows(table, frames[table.name], written))
         arrow = pa.Table.from_pandas(out, preserve_index=False)
         arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), STAMP_KEY: _stamp().encode()})
         pq.write_table(arrow, directory / f"{table.name}.parquet")
@@ -250,6 +266,8 @@ def write_shared(directory: Path, declared: list, frames: dict[str, pd.DataFrame
 #: the core cube's own shared table (not a report's prepare step): per practice how many of the
 #: previous quarter's findings were resolved (``findings.findings_history``), for the regional report
 FINDINGS_RESOLUTION_TABLE = "findings_resolution"
+#: the regional report's table of findings per practice (``helpers.reports.regio.PRACTICES_TABLE``)
+REGIO_PRACTICES = "regio_practices"
 
 
 @dataclass(frozen=True)
@@ -266,6 +284,35 @@ class CoreSharedTable:
     plain: tuple[str, ...] = ()
     identities: tuple[tuple[str, str, str], ...] = ()
     together: tuple[tuple[str, ...], ...] = ()
+    #: (other table, key columns, its counts): a row is withheld entirely where the other shared
+    #: table, on the same keys, withholds any of those counts (``write_shared`` suppresses it first)
+    linked: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+
+
+def _linked_rows(table, frame: pd.DataFrame, written: dict[str, pd.DataFrame]) -> pd.Series | None:
+    """The rows of ``frame`` to withhold entirely for ``table.linked`` (None: no link).
+
+    >>> t = CoreSharedTable("t", keys=("practice_agb",), counts=("n",), linked=(("o", ("practice_agb",), ("a", "b")),))
+    >>> other = pd.DataFrame({"practice_agb": ["1", "2"], "a": pd.array([5, None], dtype="Int64"), "b": pd.array([40, 50], dtype="Int64")})
+    >>> _linked_rows(t, pd.DataFrame({"practice_agb": ["1", "2", "3"], "n": [9, 9, 9]}), {"o": other}).tolist()
+    [False, True, False]
+    """
+    links = tuple(getattr(table, "linked", ()))
+    if not links:
+        return None
+    rows = pd.Series(False, index=frame.index)
+    for other, keys, counts in links:
+        if other not in written:   # not published in this cube: nothing there to give back
+            continue
+        o = written[other]
+        hidden = o[list(counts)].isna().any(axis=1)
+        hidden_keys = o.loc[hidden, list(keys)].astype("string").drop_duplicates()
+        if hidden_keys.empty:
+            continue
+        mine = frame[list(keys)].astype("string").reset_index(drop=True)
+        flag = mine.merge(hidden_keys.assign(_hidden=True), on=list(keys), how="left")["_hidden"]
+        rows = rows | pd.Series(flag.fillna(False).astype(bool).to_numpy(), index=frame.index)
+    return rows
 
 
 def core_shared_tables() -> list[CoreSharedTable]:
@@ -283,7 +330,12 @@ def core_shared_tables() -> list[CoreSharedTable]:
                             counts=("previous", "resolved", "still_open", "new"),
                             rates=(("resolved_pct", "resolved", "previous"),), plain=("previous_quarter",),
                             margins=(("region",),), identities=(("resolved", "previous", "still_open"),),
-                            together=(("resolved", "still_open", "new"),))]
+                            together=(("resolved", "still_open", "new"),),
+                            # their sums give back last quarter's and this quarter's findings and
+                            # open controls, which regio_practices publishes (and withholds) apart
+                            linked=((REGIO_PRACTICES, ("practice_agb",),
+                                     ("registration_findings", "registration_findings_prev",
+                                      "open_controls", "open_controls_prev")),))]
 
 
 def findings_resolution_frame(practices: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
