@@ -46,6 +46,17 @@ def _column(table, index: int) -> list[str]:
     return [t.strip() for t in table.locator(f"tbody tr td:nth-child({index})").all_inner_texts()]
 
 
+def _settled(page, table, index: int, expected: list[str], seconds: float = 10) -> list[str]:
+    """The column once DataTables has redrawn (it orders and filters in a timeout after the
+    event): ``expected``, or what it shows after ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        shown = _column(table, index)
+        if shown == expected:
+            break
+        page.wait_for_timeout(50)
+    return shown
+
+
 def test_long_tables_sort_and_search_offline(built, browser):
     opened = open_offline(browser, built.folder / "his_analyse.html", viewport=(1280, 900))
     page = opened.page
@@ -62,18 +73,19 @@ def test_long_tables_sort_and_search_offline(built, browser):
         ids = _column(table, 1)
         header = table.locator("thead th").nth(0)
         header.click()
-        ascending = _column(table, 1)
+        ascending = _settled(page, table, 1, sorted(ids, key=_order))
         assert ascending == sorted(ids, key=_order), "a click on the header sorts the column"
         header.click()
-        descending = _column(table, 1)
+        descending = _settled(page, table, 1, sorted(ids, key=_order, reverse=True))
         assert descending == sorted(ids, key=_order, reverse=True) and descending != ascending
         container = table.locator("xpath=ancestor::div[contains(@class, 'dt-container')][1]")
         wanted = ids[len(ids) // 2]
+        matching = [i for i in descending if wanted in i]
         container.locator(".dt-search input").fill(wanted)
-        shown = _column(table, 1)
-        assert wanted in shown and len(shown) < rows, "typing in the search box filters the rows"
+        shown = _settled(page, table, 1, matching)
+        assert shown == matching and len(shown) < rows, "typing in the search box filters the rows"
         container.locator(".dt-search input").fill("")
-        assert table.locator("tbody tr").count() == rows
+        assert len(_settled(page, table, 1, descending)) == rows
         assert opened.requests == [] and opened.violations() == [] and opened.errors == []
     finally:
         opened.close()
@@ -111,10 +123,11 @@ def test_markup_in_a_worklist_stays_text_and_only_the_bundle_runs(tmp_path, brow
         table = page.locator("table.dataTable")
         assert _column(table, 1) == ids, "the report's order until a header is clicked"
         table.locator("thead th").nth(1).click()
+        _settled(page, table, 1, ids)
         table.locator("thead th").nth(1).click()
-        assert _column(table, 1)[-1] == PAYLOAD, "sorted by birth year, descending"
+        assert _settled(page, table, 1, ids[::-1]) == ids[::-1], "sorted by birth year, descending"
         page.locator(".dt-search input").fill("onerror")
-        assert _column(table, 1) == [PAYLOAD], "found by its text, shown as text"
+        assert _settled(page, table, 1, [PAYLOAD]) == [PAYLOAD], "found by its text, shown as text"
         assert page.locator("table img, [onerror]").count() == 0
         assert page.evaluate("window.__pwned") is None and opened.dialogs == []
         scripts = page.evaluate("[...document.scripts].map(s => s.textContent)")
