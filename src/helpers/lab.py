@@ -12,6 +12,12 @@ the environment, never on a command line others can read), serving ``notebooks/`
 a process group of its own and dies with this process (also when this one is killed); Ctrl-C or
 SIGTERM stops it, its kernels and anything else it started, without a traceback.
 
+The notebooks in ``notebooks/`` are the batch's, committed without outputs; a report run in the
+lab shows patient rows. So every save (JupyterLab autosaves every two minutes) goes through
+``strip_outputs_hook``: the file on disk keeps the code and text, never an output, and no
+patient row can reach git or the batch's cache key (the open notebook keeps its outputs on
+screen). The server's log is a private file (``tempfile.mkstemp``, mode 0600).
+
 >>> lab_url(8888, "abc")
 'http://127.0.0.1:8888/lab?token=abc'
 """
@@ -169,9 +175,30 @@ def _arm_parent_death(parent: int):
     return arm
 
 
+def strip_outputs_hook(model: dict, **_kwargs) -> None:
+    """The contents manager's ``pre_save_hook``: a notebook is saved without outputs,
+    execution counts and widget state (in place; other files untouched).
+
+    >>> m = {"type": "notebook", "content": {"metadata": {"widgets": {}}, "cells": [
+    ...     {"cell_type": "code", "execution_count": 3, "outputs": [{"output_type": "stream", "text": "x"}]}]}}
+    >>> strip_outputs_hook(m); m["content"]
+    {'metadata': {}, 'cells': [{'cell_type': 'code', 'execution_count': None, 'outputs': []}]}
+    """
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    nb = model["content"]
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+
+
 def server_command(port: int, root: Path) -> list[str]:
-    """The JupyterLab command: this environment's Python, localhost only, no browser."""
+    """The JupyterLab command: this environment's Python, localhost only, no browser, and
+    every notebook saved without its outputs (``strip_outputs_hook``)."""
     return [sys.executable, "-m", "jupyterlab", "--no-browser", f"--ServerApp.ip={HOST}",
+            "--ContentsManager.pre_save_hook=helpers.lab.strip_outputs_hook",
             f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
             "--ServerApp.open_browser=False", "--ServerApp.allow_remote_access=False",
             # nothing fetched from the internet: no news feed, no update check
@@ -236,9 +263,10 @@ def run(warehouse: Path, port: int | None = None, out=print) -> int:
     cube = ready_cube(warehouse, out)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     lab = None
-    log_path = Path(tempfile.gettempdir()) / f"spiegel-lab-{os.getpid()}.log"
+    fd, name = tempfile.mkstemp(prefix="spiegel-lab-", suffix=".log")   # private: mode 0600
+    log_path = Path(name)
     try:
-        with open(log_path, "ab") as log:
+        with os.fdopen(fd, "ab") as log:
             lab = start(warehouse, port, log=log, log_path=log_path)
         out(f"spiegel lab: JupyterLab in {lab.root} on {warehouse} (quarter cube {cube.name}); its log: {log_path}")
         out(f"spiegel lab: open {lab.url}")

@@ -118,6 +118,21 @@ def test_lab_serves_the_notebooks_and_ctrl_c_leaves_nothing(lab):
     assert Path(spec["argv"][0]).resolve() == Path(sys.executable).resolve()
     kernel = _api(f"http://127.0.0.1:{port}/api/kernels", token, "POST", {"name": "python3"})
     assert kernel["name"] == "python3"
+    # a notebook saved from the lab (JupyterLab autosaves) keeps no output: no patient row in git
+    scratch = f"_spiegel_lab_save_test_{os.getpid()}.ipynb"
+    executed = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"widgets": {"state": {}}}, "cells": [
+        {"cell_type": "code", "id": "c1", "metadata": {}, "source": "print('x')", "execution_count": 1,
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": "patiënt 322638\n"}]}]}
+    try:
+        _api(f"http://127.0.0.1:{port}/api/contents/{scratch}", token, "PUT",
+             {"type": "notebook", "format": "json", "content": executed})
+        saved = json.loads((NOTEBOOKS_DIR / scratch).read_text())
+        source = saved["cells"][0]["source"]
+        assert ("".join(source) if isinstance(source, list) else source) == "print('x')"
+        assert saved["cells"][0]["outputs"] == [] and saved["cells"][0]["execution_count"] is None
+        assert "widgets" not in saved["metadata"] and "322638" not in (NOTEBOOKS_DIR / scratch).read_text()
+    finally:
+        (NOTEBOOKS_DIR / scratch).unlink(missing_ok=True)
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=list(CHROMIUM_FLAGS))
