@@ -115,14 +115,16 @@ def _floats(series) -> list[float]:
     return [float(v) if pd.notna(v) else math.nan for v in series]
 
 
-def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str) -> Chart:
+def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str,
+           own_label: str = "Deze praktijk") -> Chart:
     """A funnel plot of one measure: O/E (y, log scale) against E (x) for every practice with
     E >= the display minimum, this practice as a blue diamond, the others as grey dots, and the
     overdispersion-adjusted 95% and 99.8% limits as lines.
 
     ``points``: practice_agb, expected, ratio; ``limits``: expected, lo95, hi95, lo998, hi998
-    (a grid over the range of E, from ``helpers.mirror.stats``). Written as SVG by
-    ``helpers.svgchart`` (see there why)."""
+    (a grid over the range of E, from ``helpers.mirror.stats``). ``own_label`` names the
+    highlighted points in the legend (a selection of several practices is no "Deze praktijk").
+    Written as SVG by ``helpers.svgchart`` (see there why)."""
     lim = limits.sort_values("expected")
     e = _floats(lim["expected"])
     e_lo, e_hi = min(e), max(e)
@@ -153,7 +155,7 @@ def funnel(points: pd.DataFrame, limits: pd.DataFrame, own: str, title: str) -> 
     chart.text(16, p.y0 + p.h / 2, "Waargenomen / verwacht", size=12, anchor="middle", rotate=-90)
     chart.text(4, 18, title, size=15, weight="bold")
     # a care-group view (no practice of its own among the points) names no "Deze praktijk"
-    marks = ([("diamond", PRACTICE, "Deze praktijk"), ("circle", PEERS, "Andere praktijken")] if len(me)
+    marks = ([("diamond", PRACTICE, own_label), ("circle", PEERS, "Andere praktijken")] if len(me)
              else [("circle", PEERS, "Praktijken")])
     chart.legend(780, 38, marks + [("line", LIMIT_998, "99,8%-grens"), ("dash", LIMIT_95, "95%-grens")],
                  size=11, anchor="end")
@@ -228,25 +230,39 @@ TREND_LEGEND = [("line", PRACTICE, "Deze praktijk"), ("line", MUTED, "Mediaan zo
                 ("band", MIRROR_BAND, "P10-P90 zorggroep")]
 
 
-def trend_band(rows: pd.DataFrame, title: str, ylabel: str) -> Chart:
+def trend_legend(own_label: str = "Deze praktijk") -> list[tuple[str, str, str]]:
+    """``TREND_LEGEND`` with the practice's line named ``own_label``.
+
+    >>> trend_legend("Gekozen praktijken")[0]
+    ('line', '#1f5f8b', 'Gekozen praktijken')
+    >>> trend_legend() == TREND_LEGEND
+    True
+    """
+    return [(TREND_LEGEND[0][0], TREND_LEGEND[0][1], own_label), *TREND_LEGEND[1:]]
+
+
+def trend_band(rows: pd.DataFrame, title: str, ylabel: str, own_label: str = "Deze praktijk") -> Chart:
     """A rate over the last quarters (rolling years): the care group's P10-P90 as a band, its
     median as a grey line, the practice in blue (as OpenPrescribing draws a practice over its
-    peers' deciles). ``rows``: window_label, rate, median, p10, p90 in time order."""
+    peers' deciles), named ``own_label`` in the legend. ``rows``: window_label, rate, median,
+    p10, p90 in time order; a quarter with no rate (NaN) breaks the practice's line."""
     chart = Chart(400, 262)
     _trend_panel(chart, 0, 0, 400, 236, rows, title, ylabel)
-    chart.legend(6, 254, TREND_LEGEND, size=10)
+    chart.legend(6, 254, trend_legend(own_label), size=10)
     return chart
 
 
-def trend_grid(panels: list[tuple[pd.DataFrame, str, str]], columns: int = 2) -> Chart:
+def trend_grid(panels: list[tuple[pd.DataFrame, str, str]], columns: int = 2,
+               own_label: str = "Deze praktijk") -> Chart:
     """Several ``trend_band`` panels as one figure (small multiples, each with its own y axis),
-    the legend once below: ``panels`` is a list of (rows, title, ylabel)."""
+    the legend once below (the practice named ``own_label``): ``panels`` is a list of (rows,
+    title, ylabel)."""
     n_rows = -(-len(panels) // columns)
     w, h = 800 / columns, 236
     chart = Chart(800, h * n_rows + 30)
     for k, (rows, title, ylabel) in enumerate(panels):
         _trend_panel(chart, (k % columns) * w, (k // columns) * h, w, h, rows, title, ylabel)
-    chart.legend(400, h * n_rows + 20, TREND_LEGEND, size=11, anchor="middle")
+    chart.legend(400, h * n_rows + 20, trend_legend(own_label), size=11, anchor="middle")
     return chart
 
 

@@ -5,6 +5,7 @@ defaults; in a kernel that a Jupyter server started it shows the widgets."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -77,6 +78,14 @@ def test_empty_parameters_give_the_latest_quarter_and_a_static_report(static_nb,
     # the care group's deciles per quarter
     for label in ("P10", "P90", "Mediaan (P50)"):
         assert label in text
+    # per practice only the two non-overlapping years, said in the text; the deciles of all eight quarters
+    assert "niet-overlappende jaren" in text and "geen kleine aantallen prijsgeven" in text
+    trend = re.search(r"Trend over de kwartalen(.*?)De tabel", text, re.S).group(1)
+    assert len(set(re.findall(r"\b20\d\dQ[1-4]\b", trend))) == 8
+    # the whole care group is no "Deze praktijk" (the funnel, the trend's legend), also in an embedded figure
+    figures = [base64.b64decode(b).decode() for b in re.findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", html)]
+    assert "Praktijk van het paneel" in html + "".join(figures)
+    assert "Deze praktijk" not in html + "".join(figures)
     # no widget, no widget text, nothing of the lab-only cells
     assert not any(WIDGET in o.get("data", {}) for c in static_nb.cells for o in c.get("outputs", []))
     for word in ("VBox", "Dropdown", "Output(", "Een nieuwe maat", "Exporteer naar CSV"):

@@ -6,6 +6,8 @@ report or the hagro pack could make it with the published figures alone:
   non-zero one), so neither the total nor a practice that knows its own figure gives one away;
 - no row's identity (not awarded = declared - awarded, ...) leaves exactly one member withheld;
 - a derived figure (a euro amount, a mean) is withheld wherever a count it rests on is;
+- two rolling years of one practice and measure published less than a year apart (sharing
+  quarters) do not differ by a small count;
 - no count from 1 to 9 is stored."""
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 import pytest
 
 from helpers.cube.shared import INDEX, SHARED_DIR, SharedCube
+from helpers.quarter import Quarter
 from helpers.suppression import MIN_CELL, MIN_WITHHELD_IN_GROUP
 
 
@@ -80,3 +83,31 @@ def test_counts_withheld_together_go_together(tables):
             assert (hidden.all(axis=1) | ~hidden.any(axis=1)).all(), (name, group, df[hidden.any(axis=1)].head(3))
             checked += 1
     assert checked, "findings_resolution declares a together group"
+
+
+def _quarter_number(text: str) -> int:
+    q = Quarter.parse(text)
+    return q.year * 4 + q.number
+
+
+def test_rolling_years_of_one_practice_cannot_be_differenced(tables):
+    """A table with a rolling year (the twelve months up to the quarter) per practice, measure
+    and quarter: two published years less than a year apart share quarters, so their difference
+    is a quarter's count minus the count of the same quarter a year earlier (O(k) - O(k+1) =
+    c_q - c_{q-4}), a small count wherever one of them is known to be 0 (a practice whose data
+    start inside the windows, a new code). No such difference may be 1..9 (the verkenning
+    publishes per practice only non-overlapping years)."""
+    compared, leaks = 0, []
+    for name, (df, spec) in tables.items():
+        if not {"practice_agb", "measure", "quarter"} <= set(spec["keys"]) or "O" not in spec["counts"]:
+            continue
+        shown = df[df["O"].notna()].assign(n=lambda d: d["quarter"].astype(str).map(_quarter_number))
+        for (agb, measure), g in shown.groupby(["practice_agb", "measure"]):
+            years = sorted(zip(g["n"], g["O"].astype(int)))
+            for i, (a, o_a) in enumerate(years):
+                for b, o_b in years[i + 1:]:
+                    compared += 1
+                    if b - a < 4 and 0 < abs(o_b - o_a) < MIN_CELL:
+                        leaks.append((name, agb, measure, a, b, o_a, o_b))
+    assert compared > 0, "a rolling-year table publishes more than one year per practice (else nothing is tested)"
+    assert not leaks, (len(leaks), leaks[:3])

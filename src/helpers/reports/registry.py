@@ -363,16 +363,22 @@ def _verkenning_extras(shared, key: str, outdir: Path) -> list[Path]:
     return verkenning.extras(shared, key, outdir)
 
 
-#: the exploration notebook's prepare step: the praktijkspiegel of every practice, measure and
-#: rolling year, shared; suppressed within the same margin as ``spiegel_hagro`` (the current year
-#: then withholds exactly its cells; ``tests/unit/test_verkenning.py``); ``tau2`` is the width of
-#: each measure's funnel (every praktijkspiegel draws it), no count
+#: the exploration notebook's prepare step: the praktijkspiegel of every practice and measure for
+#: two rolling years that share no quarter (``verkenning.PUBLISHED_WINDOWS``: two years a quarter
+#: apart would differ by one quarter's count minus the same quarter a year earlier), shared;
+#: suppressed within the same margin as ``spiegel_hagro`` (the current year then withholds exactly
+#: its cells; ``tests/unit/test_verkenning.py``); ``tau2`` is the width of each measure's funnel
+#: (every praktijkspiegel draws it), no count. ``verkenning_decielen``: the care group's deciles of
+#: every measure and all eight rolling years (the trend), no practice key, computed with the
+#: praktijkspiegel's peer rule; ``practices`` counts practices, no patients
 VERKENNING_PREPARE = PrepareStep(
     function=_verkenning_prepare,
     shared=(SharedTable(name="verkenning_spiegel",
                         keys=("hagro", "region", "practice_agb", "name", "measure", "quarter"), counts=("O",),
                         derived=tuple((c, "O") for c in ("E", "ratio", "lo", "hi", "rate", "position")),
-                        plain=("tau2",), margins=(("hagro", "measure", "quarter"),)),),
+                        plain=("tau2",), margins=(("hagro", "measure", "quarter"),)),
+            SharedTable(name="verkenning_decielen", keys=("measure", "quarter"), counts=(),
+                        plain=(*(f"P{10 * i}" for i in range(1, 10)), "practices"))),
 )
 
 

@@ -5,11 +5,19 @@ and the table behind them; the selection exports to a CSV for Excel.
 
 A shared-scope report (``zorggroep``): it reads only suppressed shared tables of the cube
 (``helpers.cube.SharedCube``): ``regio_indicators`` (the regional report's indicators over
-four quarters) and its own ``verkenning_spiegel`` (every practice x measure x rolling year of
-the praktijkspiegel, written by this report's prepare step through the small-number rule with
-the same margin as the hagro packs' ``spiegel_hagro``, so the current year withholds exactly
-the cells the hagro pack withholds). Peer figures (median, deciles) are taken over the published
-rates only and need ``MIN_PRACTICES_FOR_PEERS`` practices (``suppression.PEER_RULE``).
+four quarters) and its own two: ``verkenning_spiegel`` (every practice x measure of the
+praktijkspiegel for the two NON-overlapping rolling years ``PUBLISHED_WINDOWS``, this year and
+the year before, written by this report's prepare step through the small-number rule with the
+same margin as the hagro packs' ``spiegel_hagro``, so the current year withholds exactly the
+cells the hagro pack withholds) and ``verkenning_decielen`` (the care group's deciles per measure
+for all eight rolling years, no per-practice figure). Two rolling years a quarter apart share
+three quarters: their difference is one quarter's count minus the same quarter a year earlier,
+a small count wherever one of the two is known to be 0 (a practice whose data start inside the
+windows, a new code), so per practice only years that share no quarter are published. The
+deciles are computed in the prepare step from the unsuppressed mirror with the praktijkspiegel's
+peer rule (``mirror.stats.peer_band``: rates on a count that may be shown, at least
+``MIN_PRACTICES_FOR_PEERS`` practices); an indicator's deciles are taken over its published
+percentages (``suppression.PEER_RULE``).
 
 A new measure: write ``parameters/mirror/<id>.yaml`` (the loader is
 ``helpers.mirror.measures``) and ``add_measure(data, path, warehouse)`` computes it on the
@@ -40,11 +48,16 @@ from ..cube.shared import SharedCube
 from ..errors import ParameterError
 from ..mirror import stats
 from ..quarter import Quarter
-from ..suppression import MIN_PRACTICES_FOR_PEERS, RULE_TEXT
+from ..suppression import MIN_PRACTICES_FOR_PEERS, RULE_TEXT, is_small
 from ..tables import nl_number, nl_pct, to_html
 
 #: this report's shared table: the praktijkspiegel per practice, measure and rolling year
 MIRROR_TABLE = "verkenning_spiegel"
+#: the rolling years (mirror windows) published per practice: this year and the year before, which
+#: share no quarter (window k ends k quarters before the cube's quarter)
+PUBLISHED_WINDOWS = (0, 4)
+#: this report's shared table of the care group's deciles per measure and rolling year (all eight)
+DECILES_TABLE = "verkenning_decielen"
 MIRROR_KEYS = ("hagro", "region", "practice_agb", "name", "measure", "quarter")
 MIRROR_DERIVED = ("E", "ratio", "lo", "hi", "rate", "position")
 #: the regional report's indicators (region, practice, indicator, quarter), shared
@@ -56,6 +69,7 @@ MAX_TREND_PANELS = 12
 #: the CSV the batch writes beside the report (the default selection)
 CSV_NAME = "verkenning.csv"
 DECILE_LABELS = tuple(f"P{10 * i}" for i in range(1, 10))
+DECILES_KEYS = ("measure", "quarter")
 SEL = "__selectie__"   # the funnel's highlighted practices
 #: the default measure (the praktijkspiegel's first funnel), else the first one
 DEFAULT_MEASURE = "spiegel:contacten_totaal"
@@ -81,26 +95,59 @@ def deciles(values: pd.Series) -> list[float]:
 
 # ------------------------------------------------------------------ the prepare step
 def prepare(con, quarter, tables: dict) -> dict[str, pd.DataFrame]:
-    """Every practice x measure x rolling year of the praktijkspiegel (``compute_mirror``) as
-    the shared table ``verkenning_spiegel`` (suppressed when written: ``cube.shared``)."""
+    """Every practice x measure of the praktijkspiegel (``compute_mirror``) for the published
+    rolling years as the shared table ``verkenning_spiegel``, and the care group's deciles of
+    every rolling year as ``verkenning_decielen`` (both suppressed when written: ``cube.shared``)."""
     from ..cube.memo import pass_memo
     from ..mirror import compute_mirror
     out = pass_memo(("mirror", str(quarter)), lambda: compute_mirror(con, quarter))   # the praktijkspiegel's
-    return {MIRROR_TABLE: mirror_rows(out["mirror"], tables["practices"])}
+    return {MIRROR_TABLE: mirror_rows(out["mirror"], tables["practices"]), DECILES_TABLE: decile_rows(out["mirror"])}
+
+
+def _window_quarter(window_end) -> list[str]:
+    return [str(Quarter.containing(pd.Timestamp(d).date())) for d in window_end]
 
 
 def mirror_rows(mirror: pd.DataFrame, practices: pd.DataFrame) -> pd.DataFrame:
-    """The mirror's rows with the practice's hagro, region and name, a quarter per rolling year,
-    ratio and interval only where E reaches the display minimum, in the mirror's row order (the
-    hagro pack's order, so complementary suppression picks the same cells)."""
+    """The mirror's rows of the ``PUBLISHED_WINDOWS`` (rolling years that share no quarter, so no
+    difference of two gives a quarter's count back) with the practice's hagro, region and name, a
+    quarter per rolling year, ratio and interval only where E reaches the display minimum, in the
+    mirror's row order (the hagro pack's order, so complementary suppression picks the same cells)."""
     p = practices[["practice_agb", "name", "hagro", "region"]].copy()
-    rows = mirror.merge(p, on="practice_agb", how="inner")
+    rows = mirror[mirror["window"].isin(PUBLISHED_WINDOWS)].merge(p, on="practice_agb", how="inner")
     shown = rows["E"] >= stats.MIN_EXPECTED
     for c in ("ratio", "lo", "hi"):
         rows[c] = rows[c].where(shown)
-    rows["quarter"] = [str(Quarter.containing(pd.Timestamp(d).date())) for d in rows["window_end"]]
+    rows["quarter"] = _window_quarter(rows["window_end"])
     rows["position"] = rows["position"].fillna("").astype(str)
     return rows[[*MIRROR_KEYS, "O", *MIRROR_DERIVED, "tau2"]].reset_index(drop=True)
+
+
+def decile_rows(mirror: pd.DataFrame) -> pd.DataFrame:
+    """The care group's P10 ... P90 of every measure and rolling year (all of the mirror's
+    windows), from the unsuppressed mirror with the praktijkspiegel's peer rule
+    (``stats.peer_band``: only rates on a count that may be shown, 0 or at least ``MIN_CELL``;
+    NaN with fewer than ``MIN_PRACTICES_FOR_PEERS``), and how many practices they rest on. No
+    practice key: nothing in it is a practice's figure.
+
+    >>> m = pd.DataFrame({"measure": "x", "window": 0, "window_end": pd.Timestamp("2026-09-30"),
+    ...                   "rate": [1., 2., 3., 4., 5., 9.], "O": [10, 20, 30, 40, 50, 3]})
+    >>> decile_rows(m)[["quarter", "P10", "P50", "P90", "practices"]].values.tolist()
+    [['2026Q3', 1.4, 3.0, 4.6, 5]]
+    """
+    # the peer rule's rows, as stats.peer_band takes them (its median, P10 and P90 are these)
+    ok = mirror["rate"].notna() & ~mirror["O"].map(is_small).astype(bool)
+    out = []
+    for (measure, window), g in mirror[ok].groupby(["measure", "window"], sort=False):
+        out.append({"measure": measure, "window": window, **dict(zip(DECILE_LABELS, deciles(g["rate"]))),
+                    "practices": int(len(g))})
+    frame = pd.DataFrame(out, columns=["measure", "window", *DECILE_LABELS, "practices"])
+    # every measure and window, also one with no rate that passes the rule
+    every = mirror[["measure", "window", "window_end"]].drop_duplicates(["measure", "window"])
+    frame = every.merge(frame, on=["measure", "window"], how="left")
+    frame["practices"] = frame["practices"].fillna(0).astype("int64")
+    frame.insert(1, "quarter", _window_quarter(frame["window_end"]))
+    return frame[[*DECILES_KEYS, *DECILE_LABELS, "practices"]].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ the data
@@ -108,9 +155,12 @@ def mirror_rows(mirror: pd.DataFrame, practices: pd.DataFrame) -> pd.DataFrame:
 class ExploreData:
     quarter: str                 # the cube's quarter
     practices: pd.DataFrame      # practice_agb, name, hagro, region, label
-    mirror: pd.DataFrame         # verkenning_spiegel (suppressed)
+    mirror: pd.DataFrame         # verkenning_spiegel (suppressed; the published years only)
     indicators: pd.DataFrame     # regio_indicators (suppressed) with hagro
     measures: pd.DataFrame       # key, kind, id, title, unit, unit_label, section
+    #: verkenning_decielen: the care group's deciles per measure and rolling year (all eight)
+    deciles: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=[*DECILES_KEYS, *DECILE_LABELS, "practices"]))
     added: list = field(default_factory=list)   # ids of measures added from a file
 
     def quarters(self, key: str) -> list[str]:
@@ -152,6 +202,7 @@ def load(source, quarter: str = "") -> ExploreData:
     """The shared tables of the quarter cube (``source``: a SharedCube or a cube folder)."""
     shared = source if isinstance(source, SharedCube) else SharedCube(source)
     mirror = shared.read(MIRROR_TABLE)
+    decile_table = shared.read(DECILES_TABLE)
     indicators = shared.read(INDICATORS_TABLE)
     practices = (mirror[["practice_agb", "name", "hagro", "region"]].drop_duplicates("practice_agb")
                  .sort_values(["name", "practice_agb"]).reset_index(drop=True))
@@ -162,7 +213,7 @@ def load(source, quarter: str = "") -> ExploreData:
     indicator_ids = sorted(indicators["indicator_id"].unique(), key=lambda i: (order.get(i, 1e9), i))
     cube_q = quarter or max(mirror["quarter"].astype(str))
     return ExploreData(quarter=str(cube_q), practices=practices, mirror=mirror, indicators=indicators,
-                       measures=_measure_choices(mirror_ids, indicator_ids))
+                       measures=_measure_choices(mirror_ids, indicator_ids), deciles=decile_table)
 
 
 def _indicator_order() -> list[str]:
@@ -295,8 +346,18 @@ def funnel_frames(data: ExploreData, sel: Selection) -> tuple[pd.DataFrame, pd.D
 
 
 def band(data: ExploreData, key: str) -> pd.DataFrame:
-    """Per quarter the care group's deciles of the published rates (P10 ... P90, median = P50)
-    and how many practices they rest on; empty with fewer than ``MIN_PRACTICES_FOR_PEERS``."""
+    """Per quarter the care group's deciles (P10 ... P90, median = P50) and how many practices
+    they rest on, NaN with fewer than ``MIN_PRACTICES_FOR_PEERS``: for a praktijkspiegel measure
+    every rolling year of ``verkenning_decielen`` (eight, where the practices show two), for an
+    indicator over its published percentages per quarter."""
+    kind, ident = split_key(key)
+    if kind == "spiegel":
+        d = data.deciles[data.deciles["measure"].astype(str) == ident]
+        frame = pd.DataFrame({"quarter": d["quarter"].astype(str).to_numpy()})
+        for label in DECILE_LABELS:
+            frame[label] = pd.to_numeric(d[label], errors="coerce").astype("float64").to_numpy()
+        frame["practices"] = pd.to_numeric(d["practices"], errors="coerce").fillna(0).astype(int).to_numpy()
+        return frame.sort_values("quarter").reset_index(drop=True)
     rows = _rows(data, key)
     out = []
     for q in data.quarters(key):
@@ -308,9 +369,10 @@ def band(data: ExploreData, key: str) -> pd.DataFrame:
 
 
 def trend_panels(data: ExploreData, sel: Selection) -> list[tuple[pd.DataFrame, str, str]]:
-    """One panel per practice of the selection (at most ``MAX_TREND_PANELS``): its rate over the
-    quarters up to the chosen one over the care group's P10-P90 and median, for
-    ``plots.trend_grid`` (rows: window_label, rate, median, p10, p90)."""
+    """One panel per practice of the selection (at most ``MAX_TREND_PANELS``): its rate in the
+    published years (a praktijkspiegel measure: this year and the year before, empty in the
+    quarters between) up to the chosen quarter, over the care group's P10-P90 and median of every
+    quarter, for ``plots.trend_grid`` (rows: window_label, rate, median, p10, p90)."""
     b = band(data, sel.measure)
     b = b[b["quarter"] <= sel.quarter]
     rows = _rows(data, sel.measure)
@@ -325,6 +387,25 @@ def trend_panels(data: ExploreData, sel: Selection) -> list[tuple[pd.DataFrame, 
                                      "p90": b["P90"].to_numpy()}),
                        str(names.get(agb, agb)), str(m["unit_label"] or "")))
     return panels
+
+
+def own_label(sel: Selection) -> str:
+    """The funnel legend's name of the highlighted practices: "Deze praktijk" only where one
+    practice is chosen, never for a hagro, a region, several practices or the whole care group.
+
+    >>> own_label(Selection("2026Q3", "hagro", ("Noord",), "spiegel:x"))
+    'Gekozen praktijken'
+    """
+    return "Deze praktijk" if sel.kind == "praktijken" and len(sel.values) == 1 else "Gekozen praktijken"
+
+
+def trend_label(sel: Selection) -> str:
+    """The trend legend's name of the blue dots (one panel per practice), as ``own_label``.
+
+    >>> trend_label(Selection("2026Q3", "zorggroep", (), "spiegel:x"))
+    'Praktijk van het paneel'
+    """
+    return "Deze praktijk" if sel.kind == "praktijken" and len(sel.values) == 1 else "Praktijk van het paneel"
 
 
 def _rate_text(x, unit: str) -> str:
@@ -467,6 +548,9 @@ def add_measure(data: ExploreData, path: Path | str, warehouse: Path | str, quar
     table = next(t for t in REPORTS["verkenning"].prepare.shared if t.name == MIRROR_TABLE)
     shown = suppress_table(mirror_rows(mirror, practices), table)
     data.mirror = pd.concat([data.mirror[data.mirror["measure"] != measure.id], shown], ignore_index=True)
+    band_table = next(t for t in REPORTS["verkenning"].prepare.shared if t.name == DECILES_TABLE)
+    data.deciles = pd.concat([data.deciles[data.deciles["measure"] != measure.id],
+                              suppress_table(decile_rows(mirror), band_table)], ignore_index=True)
     key = measure_key("spiegel", measure.id)
     row = {"key": key, "kind": "spiegel", "id": measure.id, "title": f"{measure.title} (nieuw)",
            "unit": measure.unit, "unit_label": measure.unit_label, "section": measure.section, "target_pct": np.nan}
@@ -486,8 +570,11 @@ def intro_text(data: ExploreData) -> str:
     return (f"De cijfers van de **{n} praktijken** van de zorggroep om zelf te verkennen: kies een kwartaal, "
             f"praktijken, een hagro of een regio, en een indicator of een maat van de praktijkspiegel. De trechter "
             f"zet iedere praktijk af tegen wat voor haar patiëntenpopulatie verwacht wordt, de trend toont de "
-            f"kwartalen tegen de deciels van de zorggroep, en de tabel geeft de cijfers erachter. Alleen gedeelde, "
-            f"afgeschermde cijfers: geen patiënten, en kleine aantallen als <10.")
+            f"praktijken tegen de deciels van de zorggroep over de kwartalen, en de tabel geeft de cijfers erachter. "
+            f"Alleen gedeelde, afgeschermde cijfers: geen patiënten, en kleine aantallen als <10. Per praktijk "
+            f"staan de maten van de praktijkspiegel alleen voor niet-overlappende jaren (dit jaar en het jaar "
+            f"ervoor), zodat verschillen tussen jaren geen kleine aantallen prijsgeven; de deciels van de "
+            f"zorggroep staan voor ieder kwartaal.")
 
 
 def selection_text(data: ExploreData, sel: Selection) -> str:
@@ -505,8 +592,14 @@ def method_text(data: ExploreData) -> str:
         "de trechtergrenzen (95% en 99,8%) zijn verbreed voor de spreiding tussen praktijken.",
         "- **Indicatoren**: het percentage van de noemer; voor de trechter is O de teller en E de noemer maal "
         "het gemiddelde van de zorggroep (over de getoonde praktijken), met dezelfde grenzen.",
-        f"- **Deciels**: P10 t/m P90 van de cijfers van de praktijken die getoond mogen worden, alleen bij "
-        f"minstens {MIN_PRACTICES_FOR_PEERS} praktijken.",
+        "- **Niet-overlappende jaren**: een maat van de praktijkspiegel telt over de twaalf maanden tot en met "
+        "het kwartaal; twee zulke jaren die een kwartaal schelen delen drie kwartalen, en hun verschil is het "
+        "aantal van één kwartaal min dat van hetzelfde kwartaal een jaar eerder. Per praktijk staan daarom alleen "
+        "niet-overlappende jaren (dit jaar en het jaar ervoor), zodat verschillen tussen jaren geen kleine "
+        "aantallen prijsgeven; de trend toont de praktijk in die twee jaren boven de deciels van alle acht.",
+        f"- **Deciels**: P10 t/m P90 van de cijfers van de praktijken, alleen over cijfers op een aantal dat "
+        f"getoond mag worden en alleen bij minstens {MIN_PRACTICES_FOR_PEERS} praktijken (zoals de praktijkspiegel "
+        f"de mediaan, P10 en P90 berekent); bij een indicator over de getoonde percentages.",
         f"- **Kleine aantallen**: {RULE_TEXT}.",
         "- **Nieuwe maat**: schrijf `parameters/mirror/<maat>.yaml` en bereken haar in JupyterLab (`spiegel lab`) "
         "met `ui.add_measure(pad, warehouse)`, met dezelfde afscherming van kleine aantallen.",
@@ -558,14 +651,15 @@ class Explorer:
         points, limits, own, title = funnel_frames(self.data, self.selection)
         if points.empty:
             return None
-        return plots.funnel(points=points, limits=limits, own=own, title=title)
+        return plots.funnel(points=points, limits=limits, own=own, title=title,
+                            own_label=own_label(self.selection))
 
     def trend_figure(self):
         from .. import plots
         panels = trend_panels(self.data, self.selection)
         if not panels:
             return None
-        return plots.trend_grid(panels, columns=2 if len(panels) > 1 else 1)
+        return plots.trend_grid(panels, columns=2 if len(panels) > 1 else 1, own_label=trend_label(self.selection))
 
     def _render(self, name: str) -> None:
         from IPython.display import HTML, Markdown, display
