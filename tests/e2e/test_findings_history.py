@@ -5,7 +5,8 @@ regional report built.
 
 Practice 11111111: A (P3) had a DM2 finding in 2026Q2 and is enrolled now (resolved), B (P2)
 still has one (open since 2026Q1), C (P1) has a new one; D (P4) has a COPD control overdue
-since 2026Q1 and one resolved. Practice 22222222 has no previous quarter."""
+since 2026Q1 and one resolved; E (P5) had a DM2 finding in 2026Q2 and deregistered since
+(departed, not resolved). Practice 22222222 has no previous quarter."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def test_statuses_first_seen_and_age(cube):
     d = _row(f, "P4", "COPD", "measurement_overdue", "smoking")
     assert (d["status"], d["first_seen"], d["quarters_open"]) == ("still_open", "2026Q1", 3)
     assert "P3" not in set(f["patient_id"]), "A is enrolled and every control is done: no finding now"
+    assert "P5" not in set(f["patient_id"]), "E is no longer registered: no finding now"
     assert len(f) == 3
     resolved = read_slice(cube, "findings_resolved", practice_agb=OLD)
     assert sorted(zip(resolved["patient_id"], resolved["programme"], resolved["kind"], resolved["control"].fillna(""))) == [
@@ -66,7 +68,7 @@ def test_no_previous_quarter_means_everything_is_new(cube):
     assert "Geen vorig kwartaal in de gegevens: alle bevindingen zijn nieuw." in his.intro_text(data)
     t = his.history_table(data)
     dm2 = t[(t["Keten"] == "DM2") & (t["Soort"] == "Registratiebevindingen")].iloc[0]
-    assert (dm2["Opgelost"], dm2["Nieuw"], dm2["Nog open"]) == ("–", "1", "–")
+    assert (dm2["Opgelost"], dm2["Vertrokken"], dm2["Nieuw"], dm2["Nog open"]) == ("–", "–", "1", "–")
     assert his.resolved_list(data).empty
 
 
@@ -74,20 +76,21 @@ def test_per_programme_counts_match_the_summary(cube):
     data = his.load(cube, OLD)
     assert his.has_previous_quarter(data)
     t = his.history_table(data).set_index(["Keten", "Soort"])
-    assert tuple(t.loc[("DM2", "Registratiebevindingen"), ["Opgelost", "Nieuw", "Nog open", "Open sinds"]]) == \
-        ("1", "1", "1", "2026Q1")
-    assert tuple(t.loc[("COPD", "Openstaande controles"), ["Opgelost", "Nieuw", "Nog open"]]) == ("1", "0", "1")
-    assert tuple(t.loc[("CVRM", "Registratiebevindingen"), ["Opgelost", "Nieuw", "Nog open", "Open sinds"]]) == \
-        ("0", "0", "0", "–")
+    cols = ["Opgelost", "Vertrokken", "Nieuw", "Nog open", "Open sinds"]
+    assert tuple(t.loc[("DM2", "Registratiebevindingen"), cols]) == ("1", "1", "1", "1", "2026Q1")
+    assert tuple(t.loc[("COPD", "Openstaande controles"), cols[:4]]) == ("1", "0", "0", "1")
+    assert tuple(t.loc[("CVRM", "Registratiebevindingen"), cols]) == ("0", "0", "0", "0", "–")
     assert list(t.index.get_level_values(0).unique()) == ["DM2", "CVRM", "COPD", "ASTMA"]
-    # last quarter's findings in the summary = resolved + still open; this quarter's = new + still open
+    # last quarter's findings in the summary = resolved + still open + departed; this quarter's = new + still open
     h = data.findings_history
     s = data.summary.set_index("programme")
     dm2 = h[(h["programme"] == "DM2") & (h["group"] == "registration")].iloc[0]
-    assert s.loc["DM2", "diagnosis_not_enrolled_prev"] == dm2["resolved"] + dm2["still_open"] == 2
+    assert s.loc["DM2", "diagnosis_not_enrolled_prev"] == dm2["resolved"] + dm2["still_open"] + dm2["departed"] == 3
     assert s.loc["DM2", "diagnosis_not_enrolled"] == dm2["new"] + dm2["still_open"] == 2
-    assert "Sinds het vorige kwartaal **2** bevindingen en controles opgelost, **1** nieuw, 2 nog open." \
-        in his.intro_text(data)
+    assert int(h["departed"].sum()) == 1
+    assert ("Sinds het vorige kwartaal **2** bevindingen en controles opgelost, **1** nieuw, 2 nog open; "
+            "1 vervallen doordat de patiënt is vertrokken (niet meer ingeschreven of overleden).") in his.intro_text(data)
+    assert "**vertrokken**" in his.history_text(data)
     resolved = his.resolved_list(data)
     assert list(resolved["Patiëntnummer"]) == ["P3", "P4"]
     assert list(resolved["Opgelost"]) == ["Diagnose, niet in ketenzorg", "Meting verlopen: MRC-dyspnoescore of CCQ-totaalscore"]
@@ -114,7 +117,8 @@ def test_worklists_oldest_first(cube, tmp_path):
 def test_regional_resolved_share_is_shared_and_suppressed(cube):
     r = read_shared(cube, "findings_resolution").set_index("practice_agb")
     assert "patient_id" not in r.columns
-    # 4 findings last quarter, 2 resolved: below the small-number rule, so withheld
+    # 4 findings last quarter of patients still registered (E, who left, is in none), 2 resolved:
+    # below the small-number rule, so withheld
     assert r.loc[OLD, "previous_shown"] == "<10" and pd.isna(r.loc[OLD, "resolved"])
     assert pd.isna(r.loc[OLD, "resolved_pct"])
     assert bool(r.loc[OLD, "previous_quarter"]) and not bool(r.loc[NEW, "previous_quarter"])

@@ -89,3 +89,44 @@ def test_a_control_missing_then_overdue_is_one_finding():
     got = con.execute(f"SELECT {_identity_sql('k')} FROM (VALUES ('measurement_missing'), ('measurement_overdue'), "
                       f"('diagnosis_not_enrolled')) t(k)").fetchall()
     assert [g[0] for g in got] == ["measurement", "measurement", "diagnosis_not_enrolled"]
+
+
+# p5: DM2 diagnosis for ever, never enrolled, deregistered on 2026-05-20 (after last quarter's
+#     population day 2026-04-01, before this quarter's 2026-07-01): last quarter's finding is gone
+#     because p5 left, not because the practice acted
+# p6: likewise, deceased on 2026-06-10
+# p7: enrolled in DM2, deregistered before last quarter's population day: 'enrolled_deregistered'
+#     then; the enrolment ended on 2026-06-01, so gone now: the practice acted (resolved)
+LEFT_PATIENTS = PATIENTS + """p5         | 1955       | M   | 2000-01-01      | 2026-05-20       |
+p6         | 1945       | V   | 2000-01-01      |                  | 2026-06-10
+p7         | 1965       | M   | 2000-01-01      | 2026-03-01       |
+"""
+LEFT_EPISODES = EPISODES + """p5         | T90.02 | 2000-01-01 |
+p6         | T90.02 | 2000-01-01 |
+p7         | T90.02 | 2000-01-01 |
+"""
+LEFT_ENROLMENTS = ENROLMENTS + """p7         | DM2       | 2010-01-01 | 2026-06-01 | huisarts
+"""
+
+
+def test_a_patient_who_left_is_departed_not_resolved(spec_db):
+    wh = spec_db(patients=LEFT_PATIENTS, episodes=LEFT_EPISODES, enrolments=LEFT_ENROLMENTS)
+    f, resolved, counts = _history(wh)
+    assert not {"p5", "p6"} & set(f["patient_id"]), "outside the population now: no finding"
+    got = sorted(zip(resolved["patient_id"], resolved["kind"]))
+    assert got == [("p4", "diagnosis_not_enrolled"), ("p7", "enrolled_deregistered")]
+    dm2 = counts[(counts["programme"] == "DM2") & (counts["group"] == "registration")].iloc[0]
+    assert (dm2["new"], dm2["still_open"], dm2["resolved"], dm2["departed"]) == (1, 2, 2, 2)
+    other = counts[~((counts["programme"] == "DM2") & (counts["group"] == "registration"))]
+    assert int(other["departed"].sum()) == 0
+
+
+def test_departed_findings_stay_out_of_the_resolved_share(spec_db):
+    from helpers.cube.shared import findings_resolution_frame
+    wh = spec_db(patients=LEFT_PATIENTS, episodes=LEFT_EPISODES, enrolments=LEFT_ENROLMENTS)
+    _, _, counts = _history(wh)
+    with wh.connect(read_only=True) as con:
+        practices = con.execute("SELECT practice_agb, name, region FROM practices").df()
+    row = findings_resolution_frame(practices, counts).iloc[0]
+    # share = opgelost / (opgelost + nog open): the two who left are in neither
+    assert (row["resolved"], row["still_open"], row["previous"]) == (2, 2, 4)

@@ -272,14 +272,18 @@ def compute_findings(con: duckdb.DuckDBPyConnection, state: PreparedState, rules
 #: how many quarters the history looks at, the current one included: a finding open in all of
 #: them is shown as open "since <the earliest> or earlier" (``first_seen_bounded``)
 HISTORY_QUARTERS = 8
-#: a finding's status against the previous quarter (identifiers), and their Dutch labels
-STATUSES = ("new", "still_open", "resolved")
-STATUS_LABELS_NL = {"new": "nieuw", "still_open": "nog open", "resolved": "opgelost"}
+#: a finding's status against the previous quarter (identifiers), and their Dutch labels:
+#: ``new`` and ``still_open`` for this quarter's findings; of last quarter's findings gone now,
+#: ``resolved`` when the patient is still in the practice's population and ``departed`` when
+#: the patient left it since (deregistered or deceased: every rule covers the population only,
+#: so that finding is gone without the practice having acted)
+STATUSES = ("new", "still_open", "resolved", "departed")
+STATUS_LABELS_NL = {"new": "nieuw", "still_open": "nog open", "resolved": "opgelost", "departed": "vertrokken"}
 HISTORY_COLUMNS = ["first_seen", "quarters_open", "first_seen_bounded", "status"]
 #: the two groups the HIS-analyse counts per programme
 GROUP_OF_KIND = {**{k: "registration" for k in REGISTRATION_KINDS}, **{k: "control" for k in CONTROL_KINDS}}
 HISTORY_COUNT_COLUMNS = ["practice_agb", "programme", "group", "previous_quarter", "new", "still_open",
-                         "resolved", "oldest_first_seen"]
+                         "resolved", "departed", "oldest_first_seen"]
 RESOLVED_COLUMNS = ["practice_agb", "patient_id", "programme", "kind", "control", "birth_year", "sex"]
 
 
@@ -300,10 +304,19 @@ def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
     Returns ``(findings, resolved, counts)``: ``findings`` with HISTORY_COLUMNS added (the
     quarter it was first seen, the quarters it has been open, the current one included, whether
     that reaches the lookback bound, and ``new`` / ``still_open``), sorted oldest first within
-    the existing order; ``resolved``: the previous quarter's findings that are gone now
-    (RESOLVED_COLUMNS, patient-level: the practice's own report only); ``counts``: per practice,
-    programme and group (registration / control) the new, still open and resolved findings and
-    whether the practice has a previous quarter at all (HISTORY_COUNT_COLUMNS).
+    the existing order; ``resolved``: the previous quarter's findings that are gone now while
+    their patient is still in the practice's population (RESOLVED_COLUMNS, patient-level: the
+    practice's own report only); ``counts``: per practice, programme and group (registration /
+    control) the new, still open, resolved and departed findings and whether the practice has a
+    previous quarter at all (HISTORY_COUNT_COLUMNS).
+
+    ``departed`` (*vertrokken*): a previous quarter's finding that is gone because its patient
+    left the population since (in it on the previous population day, not on this one:
+    deregistered or deceased). Every rule covers the population only, so such a finding would
+    otherwise count as resolved though the practice did nothing. A finding of a patient already
+    outside the population then (``enrolled_deceased``, ``enrolled_deregistered``) that is gone
+    now is resolved: the practice ended the enrolment. Last quarter's findings = resolved +
+    still open + departed.
 
     A finding is the same finding in two quarters when practice, patient pseudonym, programme,
     kind and control agree (a control missing or overdue counts as one kind, ``_identity_sql``).
@@ -343,6 +356,9 @@ def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
     base = PreparedState.named(quarter, "hist0_")
     build_concepts(con, base, rules)
     build_measurement_validity(con, base)
+    # this quarter's population, and the patients in the previous one who left it since
+    build_patient_state(con, base)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE hist_left AS SELECT practice_agb, patient_id FROM {base.pat} WHERE false")
     for k in range(1, lookback):
         q = q.previous()
         quarters.append(q)
@@ -350,6 +366,10 @@ def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
                                     controls_def=base.controls_def)
         build_patient_state(con, state)
         con.execute(f"INSERT INTO hist_pop SELECT DISTINCT {k}, practice_agb FROM {state.pat} WHERE in_population")
+        if k == 1:
+            con.execute(f"INSERT INTO hist_left SELECT p.practice_agb, p.patient_id FROM {state.pat} p "
+                        f"WHERE p.in_population AND NOT EXISTS (SELECT 1 FROM {base.pat} n WHERE n.in_population "
+                        f"AND n.practice_agb = p.practice_agb AND n.patient_id = p.patient_id)")
         if k >= 2:
             # beyond the previous quarter only the streaks of this quarter's findings matter: their
             # patients only (every rule is per patient, so their findings are the same)
@@ -408,21 +428,28 @@ def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
     merged = merged.sort_values(["practice_agb", "quarters_open"], ascending=[True, False], kind="stable")
     merged = merged.reset_index(drop=True)[FINDING_COLUMNS + HISTORY_COLUMNS]
 
-    resolved = con.execute(f"""
-        SELECT DISTINCT p.practice_agb, p.patient_id, p.programme, p.kind, nullif(p.control, '') AS control,
-               pt.birth_year, pt.sex
-        FROM hist_f p JOIN patients pt USING (practice_agb, patient_id)
+    # last quarter's findings gone now: resolved, or departed when the patient left the population
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hist_gone AS
+        SELECT DISTINCT p.practice_agb, p.patient_id, p.programme, p.kind, p.control,
+               CASE WHEN l.patient_id IS NULL THEN 'resolved' ELSE 'departed' END AS status
+        FROM hist_f p LEFT JOIN hist_left l USING (practice_agb, patient_id)
         WHERE p.k = 1 AND NOT EXISTS (
             SELECT 1 FROM hist_f n WHERE n.k = 0 AND n.practice_agb = p.practice_agb AND n.patient_id = p.patient_id
               AND n.programme = p.programme AND {_identity_sql('n.kind')} = {_identity_sql('p.kind')}
               AND n.control = p.control)
+    """)
+    resolved = con.execute("""
+        SELECT p.practice_agb, p.patient_id, p.programme, p.kind, nullif(p.control, '') AS control,
+               pt.birth_year, pt.sex
+        FROM hist_gone p JOIN patients pt USING (practice_agb, patient_id)
+        WHERE p.status = 'resolved'
         ORDER BY p.practice_agb, p.programme, p.kind, p.patient_id, control
     """).df()[RESOLVED_COLUMNS]
 
     groups = ", ".join(f"('{k}', '{g}')" for k, g in GROUP_OF_KIND.items())
     programmes = ", ".join(f"('{p}', {i})" for i, p in enumerate(rules.programme_ids))
     con.register("hist_out_df", merged[["practice_agb", "programme", "kind", "status", "first_seen"]])
-    con.register("hist_resolved_df", resolved[["practice_agb", "programme", "kind"]])
     counts = con.execute(f"""
         WITH g(kind, grp) AS (VALUES {groups}), pr(programme, ord) AS (VALUES {programmes}),
         grid AS (SELECT p.practice_agb, pr.programme, pr.ord, x.grp
@@ -430,19 +457,20 @@ def findings_history(con: duckdb.DuckDBPyConnection, quarter: Quarter, rules: Ru
         cur AS (SELECT practice_agb, programme, grp, count(*) FILTER (WHERE status = 'new') AS new,
                        count(*) FILTER (WHERE status = 'still_open') AS still_open, min(first_seen) AS oldest_first_seen
                 FROM hist_out_df JOIN g USING (kind) GROUP BY ALL),
-        res AS (SELECT practice_agb, programme, grp, count(*) AS resolved
-                FROM hist_resolved_df JOIN g USING (kind) GROUP BY ALL)
+        res AS (SELECT practice_agb, programme, grp, count(*) FILTER (WHERE status = 'resolved') AS resolved,
+                       count(*) FILTER (WHERE status = 'departed') AS departed
+                FROM hist_gone JOIN g USING (kind) GROUP BY ALL)
         SELECT grid.practice_agb, grid.programme, grid.grp AS "group",
                grid.practice_agb IN (SELECT practice_agb FROM hist_pop WHERE k = 1) AS previous_quarter,
                coalesce(cur.new, 0) AS new, coalesce(cur.still_open, 0) AS still_open,
-               coalesce(res.resolved, 0) AS resolved, cur.oldest_first_seen
+               coalesce(res.resolved, 0) AS resolved, coalesce(res.departed, 0) AS departed, cur.oldest_first_seen
         FROM grid LEFT JOIN cur USING (practice_agb, programme, grp) LEFT JOIN res USING (practice_agb, programme, grp)
         ORDER BY grid.practice_agb, grid.ord, grid.grp DESC
     """).df()[HISTORY_COUNT_COLUMNS]
     con.unregister("hist_out_df")
-    con.unregister("hist_resolved_df")
-    for t in ("hist_f", "hist_pop", "hist_run", base.meas, base.concepts, base.controls_def):
+    for t in ("hist_f", "hist_pop", "hist_run", "hist_left", "hist_gone", base.pat, base.meas, base.concepts,
+              base.controls_def):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    for c in ("new", "still_open", "resolved"):
+    for c in ("new", "still_open", "resolved", "departed"):
         counts[c] = counts[c].astype("int64")
     return merged, resolved, counts

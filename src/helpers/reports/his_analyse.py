@@ -126,9 +126,11 @@ def intro_text(data: HisData) -> str:
     ]
     h = data.findings_history
     if has_previous_quarter(data):
+        departed = int(h["departed"].sum())
         lines.append(f"- Sinds het vorige kwartaal **{nl_number(int(h['resolved'].sum()))}** bevindingen en controles "
                      f"opgelost, **{nl_number(int(h['new'].sum()))}** nieuw, {nl_number(int(h['still_open'].sum()))} "
-                     f"nog open.")
+                     f"nog open" + (f"; {nl_number(departed)} vervallen doordat de patiënt is vertrokken "
+                                    f"(niet meer ingeschreven of overleden)." if departed else "."))
     else:
         lines.append("- Geen vorig kwartaal in de gegevens: alle bevindingen zijn nieuw.")
     if k["over_cap"]:
@@ -210,7 +212,9 @@ def history_text(data: HisData) -> str:
                 f"(geen ingeschreven patiënten op {prev.first_day:%d-%m-%Y}). Alle bevindingen tellen daarom "
                 f"als nieuw; wat is opgelost is niet te zien.")
     return (f"Vergeleken met het {prev.label_nl}, berekend uit dezelfde HIS-extractie: **opgelost** is een "
-            f"bevinding die er in het vorige kwartaal was en nu niet meer, **nieuw** een die er toen niet was, "
+            f"bevinding die er in het vorige kwartaal was en nu niet meer, terwijl de patiënt nog bij de praktijk "
+            f"is ingeschreven; **vertrokken** een die er toen was bij een patiënt die sindsdien niet meer is "
+            f"ingeschreven of is overleden (die telt niet als opgelost); **nieuw** een die er toen niet was, "
             f"**nog open** een die er toen al was. *Open sinds* is het kwartaal waarin de oudste nog openstaande "
             f"bevinding voor het eerst optrad (we kijken {HISTORY_QUARTERS} kwartalen terug, dit kwartaal "
             f"meegeteld).")
@@ -218,8 +222,9 @@ def history_text(data: HisData) -> str:
 
 def history_table(data: HisData) -> pd.DataFrame:
     """Per programme and group (registration findings, open controls): resolved since the
-    previous quarter, new, still open, and the quarter the oldest open one was first seen.
-    Without a previous quarter resolved and still open are "–" (everything is new)."""
+    previous quarter, departed (gone because the patient left: not resolved), new, still open,
+    and the quarter the oldest open one was first seen. Without a previous quarter resolved,
+    departed and still open are "–" (everything is new)."""
     from .worklists import since_text
     prev = has_previous_quarter(data)
     h = data.findings_history
@@ -233,15 +238,17 @@ def history_table(data: HisData) -> pd.DataFrame:
         oldest = r.oldest_first_seen if isinstance(r.oldest_first_seen, str) else None
         rows.append({"Keten": r.programme, "Soort": GROUP_LABELS_NL[r.group],
                      "Opgelost": nl_number(r.resolved) if prev else "–",
+                     "Vertrokken": nl_number(r.departed) if prev else "–",
                      "Nieuw": nl_number(r.new),
                      "Nog open": nl_number(r.still_open) if prev else "–",
                      "Open sinds": since_text(oldest, oldest in bounded) if oldest else "–"})
-    return pd.DataFrame(rows, columns=["Keten", "Soort", "Opgelost", "Nieuw", "Nog open", "Open sinds"])
+    return pd.DataFrame(rows, columns=["Keten", "Soort", "Opgelost", "Vertrokken", "Nieuw", "Nog open", "Open sinds"])
 
 
 def resolved_list(data: HisData) -> pd.DataFrame:
     """The previous quarter's findings that are resolved now (own report only): what the
-    practice fixed, one row per finding."""
+    practice fixed, one row per finding; findings of patients who left (``departed``) are not
+    in it."""
     from .worklists import SEX_NL, _control_labels
     r = data.findings_resolved
     labels = _control_labels()

@@ -357,8 +357,10 @@ def overview_quality(data: RegionData) -> pd.DataFrame:
 
 def resolution_table(data: RegionData) -> pd.DataFrame:
     """Per practice: the previous quarter's findings (registration findings and open controls),
-    how many of them are resolved and still open, the resolved share, and the new ones; a
-    practice whose data has no previous quarter says so. Counts as the small-number rule shows
+    how many of them are resolved and still open, the resolved share (resolved / (resolved +
+    still open)), and the new ones; findings of patients who left the practice since
+    (``departed``: deregistered or deceased) are in none of them, so they never raise the
+    share. A practice whose data has no previous quarter says so. Counts as the small-number rule shows
     them (``findings_resolution``, a shared table)."""
     r = data.resolution
     share = [nl_pct_or_dash(x) if prev else "geen vorig kwartaal"
