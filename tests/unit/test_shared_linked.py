@@ -26,7 +26,8 @@ def _frames():
     prev = prac["registration_findings_prev"].astype(int) + prac["open_controls_prev"].astype(int)
     now = prac["registration_findings"].astype(int) + prac["open_controls"].astype(int)
     res = pd.DataFrame({"region": "R", "practice_agb": list("ABCDE"), "name": list("ABCDE"), "previous": prev,
-                        "resolved": prev - 40, "still_open": 40, "new": now - 40, "previous_quarter": True})
+                        "resolved": prev - 40, "still_open": 40, "new": now - 40, "departed": 0,
+                        "previous_quarter": True})
     return prac, res
 
 
@@ -65,3 +66,16 @@ def test_without_a_withheld_count_nothing_more_is_withheld(tmp_path):
     write_shared(tmp_path, [PRACTICES, RESOLUTION], {RESOLUTION.name: res, PRACTICES.name: prac})
     shown_res = pd.read_parquet(tmp_path / "findings_resolution.parquet")
     assert shown_res[["previous", "resolved", "still_open", "new"]].notna().all().all()
+
+
+def test_a_small_departed_count_withholds_the_row_since_last_quarters_total_gives_it_back(tmp_path):
+    """departed = (registration findings + open controls last quarter, in regio_practices) -
+    previous: a withheld departed count would come back from a shown previous."""
+    prac, res = _frames()
+    res.loc[4, "departed"] = 3
+    res.loc[4, ["previous", "resolved"]] = [94, 54]       # 97 last quarter: 94 still here, 3 left
+    write_shared(tmp_path, [PRACTICES, RESOLUTION], {RESOLUTION.name: res, PRACTICES.name: prac})
+    shown_prac = pd.read_parquet(tmp_path / "regio_practices.parquet").set_index("practice_agb")
+    shown_res = pd.read_parquet(tmp_path / "findings_resolution.parquet").set_index("practice_agb")
+    assert shown_prac.loc["E", ["registration_findings_prev", "open_controls_prev"]].notna().all()
+    assert shown_res.loc["E", ["previous", "resolved", "still_open", "new", "departed"]].isna().all()

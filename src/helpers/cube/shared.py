@@ -323,14 +323,17 @@ def core_shared_tables() -> list[CoreSharedTable]:
     and this quarter's ``new`` ones; the resolved share ``resolved_pct`` = resolved / previous.
     The practices of a region add up to a region total a reader can form (the margin). Last
     quarter's findings and this quarter's are published in ``regio_practices`` (findings and
-    open controls, now and last quarter), so resolved = previous - still open and new = now -
-    still open: where one of the three is withheld, all three are (``together``).
+    open controls, now and last quarter), so resolved = previous - still open, new = now -
+    still open and ``departed`` (findings of patients who left since: not resolved) = last
+    quarter's total - previous: where one of them is withheld, the whole row is (``together``).
     ``previous_quarter`` (the practice's data covers the previous quarter) counts no patients."""
     return [CoreSharedTable(FINDINGS_RESOLUTION_TABLE, keys=("region", "practice_agb", "name"),
-                            counts=("previous", "resolved", "still_open", "new"),
+                            counts=("previous", "resolved", "still_open", "new", "departed"),
                             rates=(("resolved_pct", "resolved", "previous"),), plain=("previous_quarter",),
                             margins=(("region",),), identities=(("resolved", "previous", "still_open"),),
-                            together=(("resolved", "still_open", "new"),),
+                            # departed = last quarter's total (regio_practices) - previous: with
+                            # a withheld departed count, previous (and so all of the row) goes too
+                            together=(("previous", "resolved", "still_open", "new", "departed"),),
                             # their sums give back last quarter's and this quarter's findings and
                             # open controls, which regio_practices publishes (and withholds) apart
                             linked=((REGIO_PRACTICES, ("practice_agb",),
@@ -344,20 +347,24 @@ def findings_resolution_frame(practices: pd.DataFrame, counts: pd.DataFrame) -> 
 
     >>> p = pd.DataFrame({"practice_agb": ["1"], "name": ["A"], "region": ["R"]})
     >>> c = pd.DataFrame({"practice_agb": ["1", "1"], "previous_quarter": [True, True],
-    ...                   "new": [2, 1], "still_open": [10, 3], "resolved": [4, 0]})
-    >>> [int(x) for x in findings_resolution_frame(p, c).iloc[0][["previous", "resolved", "still_open", "new"]]]
-    [17, 4, 13, 3]
+    ...                   "new": [2, 1], "still_open": [10, 3], "resolved": [4, 0], "departed": [1, 0]})
+    >>> [int(x) for x in findings_resolution_frame(p, c).iloc[0][["previous", "resolved", "still_open", "new", "departed"]]]
+    [17, 4, 13, 3, 1]
     """
+    if "departed" not in counts:
+        counts = counts.assign(departed=0)
     per = counts.groupby("practice_agb").agg(previous_quarter=("previous_quarter", "any"), new=("new", "sum"),
-                                             still_open=("still_open", "sum"), resolved=("resolved", "sum"))
+                                             still_open=("still_open", "sum"), resolved=("resolved", "sum"),
+                                             departed=("departed", "sum"))
     out = practices[["region", "practice_agb", "name"]].copy()
     out["region"] = out["region"].fillna("").astype(str)
     out = out.merge(per.reset_index(), on="practice_agb", how="left")
-    for c in ("new", "still_open", "resolved"):
+    for c in ("new", "still_open", "resolved", "departed"):
         out[c] = out[c].fillna(0).astype("int64")
     out["previous_quarter"] = out["previous_quarter"].fillna(False).astype(bool)
     out["previous"] = out["resolved"] + out["still_open"]
-    return out[["region", "practice_agb", "name", "previous", "resolved", "still_open", "new", "previous_quarter"]]
+    return out[["region", "practice_agb", "name", "previous", "resolved", "still_open", "new", "departed",
+                "previous_quarter"]]
 
 
 class SharedCube:
