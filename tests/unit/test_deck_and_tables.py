@@ -241,3 +241,12 @@ def test_charts_and_tables_of_a_report_take_the_shortcut():
     outputs = [o["data"] for c in nb.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
     assert not any(_risky(d.get("image/svg+xml", "")) for d in outputs)
     assert all(_risky(s) for s in SCRIPTY[:-1])
+
+
+def test_a_caption_escaped_for_markdown_shows_as_text_in_the_deck():
+    """A heading caption carries the report's Markdown escaping (character references): the deck
+    shows the name itself, and markup in it stays text."""
+    from helpers import escape
+    from helpers.render.slides import Item, _item_html
+    html = _item_html(Item("table", "<table><tr><td>1</td></tr></table>", escape.markdown("A-B <b>x</b>")))
+    assert "<h3>A-B &lt;b&gt;x&lt;/b&gt;</h3>" in html

@@ -272,7 +272,9 @@ def strip_external(page: str) -> str:
 
 # an opening or closing tag with its attributes; quoted values may hold '>'
 _TAG = re.compile(r"<(/?[a-zA-Z][^\s/>]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
-_SCRIPT_ELEMENT = re.compile(r"<script\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>.*?</script\s*>", re.I | re.S)
+# a namespace prefix (``<svg:script>`` in XHTML/SVG) is the same element
+_SCRIPT_ELEMENT = re.compile(r"<(?:[a-z][\w.-]*:)?script\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>.*?"
+                             r"</(?:[a-z][\w.-]*:)?script\s*>", re.I | re.S)
 _EMBEDDING = {"script", "iframe", "frame", "object", "embed", "base"}
 _EVENT_ATTR = re.compile(r"(?<=[\s\"'/])on[a-z0-9_-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]*)", re.I)
 _URL_ATTR = re.compile(r"(?<=[\s\"'/])((?:xlink:)?href|src|action|formaction|data|srcdoc)\s*=\s*"
@@ -293,7 +295,7 @@ def _neutral_url(m: re.Match) -> str:
 #: ``srcdoc``, or a URL attribute whose value holds a ``:`` or an ``&`` (a scheme, or an entity
 #: that could spell one); text without any of these is returned as it is, without the tag-by-tag
 #: pass (a chart's SVG has thousands of tags and none of these)
-_RISKY_TAG = re.compile(r"</?\s*(?:script|iframe|frame|object|embed|base|meta)\b|srcdoc\s*=", re.I)
+_RISKY_TAG = re.compile(r"</?\s*(?:[a-z][\w.-]*:)?(?:script|iframe|frame|object|embed|base|meta)\b|srcdoc\s*=", re.I)
 _RISKY_EVENT = re.compile(r"on[a-z0-9_-]+\s*=", re.I)
 _RISKY_URL = re.compile(r"(?:href|src|action|data)\s*=\s*(?:\"[^\"]*[:&]|'[^']*[:&]|[^\s>]*[:&])", re.I)
 
@@ -314,6 +316,9 @@ def strip_scripts(page: str) -> str:
 
     >>> strip_scripts('<p onclick="x()">a</p><script>y()</script>'), strip_scripts('<svg><g id="a"/></svg>')
     ('<p >a</p>', '<svg><g id="a"/></svg>')
+    >>> strip_scripts('<svg:script>y()</svg:script><x:iframe src="a"></x:iframe>b')
+    'b'
+
     """
     return _strip_scripts(page) if _risky(page) else page
 
@@ -323,7 +328,7 @@ def _strip_scripts(page: str) -> str:
     page = _SCRIPT_ELEMENT.sub("", page)
 
     def tag(m: re.Match) -> str:
-        name = m.group(1).lstrip("/").lower()
+        name = m.group(1).lstrip("/").lower().rsplit(":", 1)[-1]   # svg:script is script
         if name in _EMBEDDING or (name == "meta" and _REFRESH.search(m.group(2))):
             return ""
         attrs = _URL_ATTR.sub(_neutral_url, _EVENT_ATTR.sub("", m.group(2)))

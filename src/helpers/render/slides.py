@@ -25,6 +25,8 @@ notebook gives the same bytes (apart from the provenance's generation time, fixe
 
 from __future__ import annotations
 
+import html as _html
+
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -159,7 +161,9 @@ def _item_html(item: Item) -> str:
     wide = " spiegel-wide" if head and len(re.findall(r"<th\b", head.group(0), re.I)) >= 6 else ""
     body = _shorten_table(item.html, MAX_WIDE_ROWS if wide else MAX_TABLE_ROWS) if item.kind == "table" else item.html
     body = strip_scripts(strip_external(body))   # per output: a chart without anything to strip is not walked
-    caption = f"<h3>{escape.html_text(item.caption)}</h3>" if item.caption else ""
+    # a caption comes from a Markdown heading, whose values the report escaped for Markdown
+    # (character references): unescaped once, then escaped for HTML, so none shows literally
+    caption = f"<h3>{escape.html_text(_html.unescape(item.caption))}</h3>" if item.caption else ""
     return f'{caption}<div class="spiegel-item spiegel-{item.kind}{wide}">{body}</div>'
 
 
