@@ -370,6 +370,7 @@ def resolution_table(data: RegionData) -> pd.DataFrame:
         "Praktijk": r["name"].astype(str),
         "Open vorig kwartaal": dash("previous"), "Opgelost": dash("resolved"), "Nog open": dash("still_open"),
         "Opgelost (%)": share, "Nieuw": _shown(r, "new"),
+        "Vertrokken": dash("departed") if "departed" in r else ["–"] * len(r),
     })
 
 
