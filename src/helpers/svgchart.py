@@ -97,7 +97,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     first = math.floor(lo / step) * step
     ticks, t = [], first
     while t < hi + step * 0.999:
-        ticks.append(round(t, 10))
+        ticks.append(float(round(t, 10)))
         t += step
     return ticks
 
