@@ -86,8 +86,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
     >>> nice_ticks(0, 7.3)
     [0.0, 2.0, 4.0, 6.0, 8.0]
-    >>> nice_ticks(0, 430)
-    [0.0, 100.0, 200.0, 300.0, 400.0, 500.0]
+    >>> nice_ticks(0, 430), nice_ticks(0, 430, 6)
+    ([0.0, 200.0, 400.0, 600.0], [0.0, 100.0, 200.0, 300.0, 400.0, 500.0])
     """
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         hi = lo + 1.0
