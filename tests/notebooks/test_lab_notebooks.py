@@ -7,7 +7,7 @@ exploration notebook shows widgets (no progress bar of a long query, say)."""
 from __future__ import annotations
 
 import nbformat
-import papermill as pm
+from _papermill import execute_notebook
 import pytest
 
 from helpers.config import NOTEBOOKS_DIR
@@ -23,7 +23,7 @@ def test_report_notebook_runs_in_the_lab_with_empty_parameters(name, demo_wareho
     monkeypatch.setenv("SPIEGEL_WAREHOUSE", str(demo_warehouse))
     monkeypatch.setenv("JPY_SESSION_NAME", name)
     out = tmp_path / name
-    pm.execute_notebook(str(NOTEBOOKS_DIR / name), str(out), kernel_name="python3", progress_bar=False,
+    execute_notebook(str(NOTEBOOKS_DIR / name), str(out), kernel_name="python3", progress_bar=False,
                         parameters={}, cwd=str(NOTEBOOKS_DIR))
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import papermill as pm
+from _papermill import execute_notebook
 import pytest
 
 from helpers.config import NOTEBOOKS_DIR
@@ -47,7 +48,7 @@ def _run(out: Path, env_session: str | None, monkeypatch, warehouse: Path) -> nb
         monkeypatch.setenv("JPY_SESSION_NAME", env_session)
     else:
         monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    pm.execute_notebook(str(SPEC.notebook), str(out), kernel_name="python3", progress_bar=False,
+    execute_notebook(str(SPEC.notebook), str(out), kernel_name="python3", progress_bar=False,
                         parameters={}, cwd=str(NOTEBOOKS_DIR))
     nb = nbformat.read(out, as_version=4)
     for cell in nb.cells:
