@@ -147,6 +147,20 @@ def suppress_table(df: pd.DataFrame, table, withhold_rows: pd.Series | None = No
     return out
 
 
+def _complement_margins(exact: dict, secondary: dict, withheld: dict, keys_frame, margins) -> bool:
+    """Complementary suppression again within the margins, given what is withheld now (after
+    another rule withheld more); True when it withheld anything new."""
+    changed = False
+    for c, values in exact.items():
+        more = suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins,
+                                                  withheld=withheld[c]).astype(bool)
+        if (more & ~withheld[c]).any():
+            secondary[c] = secondary[c] | more
+            withheld[c] = withheld[c] | more
+            changed = True
+    return changed
+
+
 def _withhold_identities(table, where: str, exact: dict, secondary: dict, withheld: dict, keys_frame, margins) -> None:
     """Withhold more counts where a row's identity would give a withheld one away.
 
@@ -187,14 +201,8 @@ def _withhold_identities(table, where: str, exact: dict, secondary: dict, withhe
                     withheld[b] = withheld[b] | pick
                     lone = lone & ~pick
                     changed = True
-        if margins:
-            for c, values in exact.items():
-                more = suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins,
-                                                          withheld=withheld[c]).astype(bool)
-                if (more & ~withheld[c]).any():
-                    secondary[c] = secondary[c] | more
-                    withheld[c] = withheld[c] | more
-                    changed = True
+        if margins and _complement_margins(exact, secondary, withheld, keys_frame, margins):
+            changed = True
         if not changed:
             return
     raise SpiegelError(f"{where}: the identities and margins did not settle; simplify the table")
@@ -222,14 +230,8 @@ def _withhold_together(table, where: str, exact: dict, secondary: dict, withheld
                     secondary[c] = secondary[c] | pick
                     withheld[c] = withheld[c] | pick
                     changed = True
-        if margins:
-            for c, values in exact.items():
-                more = suppression.suppress_complementary(keys_frame.assign(**{c: values}), c, margins,
-                                                          withheld=withheld[c]).astype(bool)
-                if (more & ~withheld[c]).any():
-                    secondary[c] = secondary[c] | more
-                    withheld[c] = withheld[c] | more
-                    changed = True
+        if margins and _complement_margins(exact, secondary, withheld, keys_frame, margins):
+            changed = True
         if changed:
             _withhold_identities(table, where, exact, secondary, withheld, keys_frame, margins)
         else:
