@@ -355,29 +355,35 @@ def _fail_unstartable(st: _Build) -> None:
 
 
 def _prepare_step(st: _Build) -> None:
-    """4. Prepare each quarter's cube once, in a worker; a quarter that fails fails its runs."""
+    """4. Prepare each quarter's cube once, in the workers, the quarters at the same time (a
+    prepare is partly single-threaded SQL: two quarters on two cores take little more than
+    one); a quarter that fails fails its runs."""
     from ..runner import RunResult
     b = st.b
     runnable = [s for s in st.to_run if not s.pre_failed]
+    todo = []
     for q in sorted({s.quarter for s in runnable}):
-        t0 = time.perf_counter()
         fresh = None if b.force else _fresh_cube(b.warehouse, q)
         if fresh is not None:   # up to date: no need to wait for a worker to say so
             st.prepared[q] = fresh
             st.extra_lines.append(f"prepare {q}: cube up to date (key {str(fresh['key'])[:12]})")
-            continue
-        try:
-            prep = st.prepared[q] = st.get_executor().call("helpers.batch.steps:prepare_task", str(b.warehouse),
-                                                           q, b.force)
-            prep["seconds"] = round(time.perf_counter() - t0, 3)
-            st.extra_lines.append(f"prepare {q}: {prep['seconds']:.2f}s (cube {Path(prep['path']).name}, "
-                                  f"key {str(prep['key'])[:12]})")
-        except SpiegelError:
-            raise   # a busy or unusable warehouse stops the build with its own exit status
-        except Exception as exc:  # noqa: BLE001 - every run of the quarter fails with it
-            msg = f"{type(exc).__name__}: {_first_line(exc)}"
+        else:
+            todo.append(q)
+    if not todo:
+        return
+    results = st.get_executor().call_many("helpers.batch.steps:prepare_task",
+                                          [(str(b.warehouse), q, b.force) for q in todo])
+    for q, prep in zip(todo, results):
+        if isinstance(prep, SpiegelError):
+            raise prep   # a busy or unusable warehouse stops the build with its own exit status
+        if isinstance(prep, BaseException):   # every run of the quarter fails with it
+            msg = f"{type(prep).__name__}: {_first_line(prep)}"
             for s in [s for s in runnable if s.quarter == q]:
                 st.results[s.uid] = RunResult(name=s.name, uid=s.uid, error={"stage": "prepare", "message": msg})
+            continue
+        st.prepared[q] = prep   # its seconds: the worker's own, from start to cube written
+        st.extra_lines.append(f"prepare {q}: {prep['seconds']:.2f}s (cube {Path(prep['path']).name}, "
+                              f"key {str(prep['key'])[:12]})")
 
 
 def _run_step(st: _Build) -> None:

@@ -3,7 +3,9 @@
 Playwright drives Debian's Chromium (``SPIEGEL_CHROMIUM``, else ``chromium`` on the
 PATH; nothing is downloaded). ``PdfPrinter`` launches the browser once per worker and
 prints every report of the batch with it (about 0.4 s a page against 5 s for a browser
-per file). A4, the practice and quarter plus page numbers in the footer, and
+per file), in one page (tab) that navigates from report to report: a new tab per report
+starts a renderer process each time and took twice the time (48 reports: 54 s against 24 s,
+the same PDF bytes; ``benchmarks/bench_pdf.py``). A4, the practice and quarter plus page numbers in the footer, and
 ``break-inside: avoid`` on tables and figures. The page is printed with JavaScript off: a
 report's only script (sorting and search for its long tables, ``html.add_interactive_tables``)
 is for the screen, and the PDF prints the plain table as the HTML holds it. With ``SOURCE_DATE_EPOCH`` set the PDF's
@@ -96,6 +98,7 @@ class PdfPrinter:
         self._pw = None
         self._browser = None
         self._context = None
+        self._page = None
         self.launches = 0
 
     def start(self) -> None:
@@ -124,15 +127,23 @@ class PdfPrinter:
             ms = max(timeout, 0.1) * 1000
             self._context.set_default_timeout(ms)
             self._context.set_default_navigation_timeout(ms)
-        page = self._context.new_page()
+        if self._page is None or self._page.is_closed():
+            self._page = self._context.new_page()
+        page = self._page
         try:
             page.goto(Path(html_path).resolve().as_uri(), wait_until="load")
             page.emulate_media(media="print")
             data = page.pdf(format="A4", print_background=True, display_header_footer=True,
                             header_template="<span></span>", footer_template=_footer_template(footer_left),
                             margin={"top": "14mm", "bottom": "16mm", "left": "12mm", "right": "12mm"})
-        finally:
-            page.close()
+        except BaseException:
+            # a page that failed or timed out is not reused: the next report gets a fresh one
+            self._page = None
+            try:
+                page.close()
+            except Exception:  # noqa: BLE001
+                pass
+            raise
         data = _pdf_dates(data)
         with atomic_file(pdf_path) as tmp:
             tmp.write_bytes(data)
@@ -168,13 +179,14 @@ class PdfPrinter:
 
     def close(self):
         """Close the page context, the browser and the Playwright driver (idempotent)."""
-        for obj, method in ((self._context, "close"), (self._browser, "close"), (self._pw, "stop")):
+        for obj, method in ((self._page, "close"), (self._context, "close"), (self._browser, "close"),
+                            (self._pw, "stop")):
             if obj is not None:
                 try:
                     getattr(obj, method)()
                 except Exception:  # noqa: BLE001
                     pass
-        self._pw = self._browser = self._context = None
+        self._pw = self._browser = self._context = self._page = None
 
     def __enter__(self):
         return self

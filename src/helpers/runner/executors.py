@@ -1,13 +1,14 @@
-"""Executors: where a batch's runs execute. Each is a small class with the same four calls
-(``call`` a task in a worker, ``run_all`` the specs yielding results as they complete,
-``memory``, ``close``), registered in ``EXECUTORS`` by the name a batch file or
+"""Executors: where a batch's runs execute. Each is a small class with the same five calls
+(``call`` a task in a worker, ``call_many`` several at once, ``run_all`` the specs yielding
+results as they complete, ``memory``, ``close``), registered in ``EXECUTORS`` by the name a batch file or
 ``--executor`` uses; ``make_executor`` looks the name up.
 
 ``LocalExecutor``: a ``ProcessPoolExecutor`` (spawn) with ``workers`` processes (default:
 the machine's cores) sharing one kernel factory; a worker that dies is replaced and its run
 is tried once more. ``DaskExecutor``: the same ``execute_run`` on an existing ``distributed``
 cluster whose workers share the project and data paths; each Dask worker process keeps its
-own factory and browser. Ingest and prepare also run on a worker (``call``), so the
+own factory and browser. Ingest and prepare also run on a worker (``call``; the quarters of
+a batch are prepared at the same time with ``call_many``), so the
 coordinating process never holds patient tables.
 
 >>> with make_executor("local", workers=2) as ex:                     # doctest: +SKIP
@@ -65,6 +66,12 @@ class LocalExecutor:
     def call(self, fn_path: str, *args, **kwargs):
         """Run ``module:function`` in a worker and return its result (ingest, prepare)."""
         return self._ensure_pool().submit(call_task, fn_path, *args, **kwargs).result()
+
+    def call_many(self, fn_path: str, arglists: list[tuple]) -> list:
+        """Run ``module:function`` once per argument tuple, at the same time in the workers
+        (the quarters' prepares); the results in order, an exception in place of one that raised."""
+        pool = self._ensure_pool()
+        return _results([pool.submit(call_task, fn_path, *args) for args in arglists])
 
     def run_all(self, specs: list[RunSpec]):
         """Yield a RunResult per spec as they complete (in completion order).
@@ -172,6 +179,11 @@ class DaskExecutor:
         """Run ``module:function`` on a Dask worker and return its result (ingest, prepare)."""
         return self.client.submit(call_task, fn_path, *args, pure=False, **kwargs).result()
 
+    def call_many(self, fn_path: str, arglists: list[tuple]) -> list:
+        """Run ``module:function`` once per argument tuple on the Dask workers at the same
+        time; the results in order, an exception in place of one that raised."""
+        return _results([self.client.submit(call_task, fn_path, *args, pure=False) for args in arglists])
+
     def run_all(self, specs: list[RunSpec]):
         """Yield a RunResult per spec as they complete; a lost worker's run is retried once by
         Dask, then reported as failed in stage ``worker``."""
@@ -210,6 +222,17 @@ class DaskExecutor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _results(futures) -> list:
+    """Each future's result, or the exception it raised, in order."""
+    out = []
+    for fut in futures:
+        try:
+            out.append(fut.result())
+        except Exception as exc:  # noqa: BLE001 - the caller decides per item
+            out.append(exc)
+    return out
 
 
 def _clean_after_crash(spec: RunSpec) -> None:
