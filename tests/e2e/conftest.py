@@ -89,12 +89,16 @@ def assert_recorded_hashes(outputs: Path, quarter: str, runs: dict | None = None
     runs = manifest(outputs, quarter)["runs"] if runs is None else runs
     recorded = set()
     for name, entry in runs.items():
+        # a build killed while it renamed the run's files: a file not yet renamed is still its
+        # temporary, which the next build renames (Manifest.complete_commits)
+        pending = {final: tmp for tmp, final in entry.get("committing", [])
+                   if (outputs / quarter / tmp).exists()}
         for rec in [*entry.get("outputs", {}).values(), *entry.get("extras", [])]:
-            path = outputs / quarter / rec["path"]
+            recorded.add(outputs / quarter / rec["path"])
+            path = outputs / quarter / pending.get(rec["path"], rec["path"])
             assert path.exists(), f"{name}: {rec['path']} is in the manifest but not on disk"
             assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["sha256"], \
                 f"{name}: {rec['path']} differs from its manifest hash"
-            recorded.add(path)
     return recorded
 
 

@@ -332,9 +332,10 @@ def _plan_step(st: _Build) -> None:
 def _skip_step(st: _Build) -> None:
     """3. Skip what is up to date (``--force``: nothing); a run whose notebook is kept only renders."""
     b = st.b
-    for q in st.quarters:   # what an interrupted build left (the outputs lock says it is gone)
-        clean_stale(b.outputs / q, everyone=True)
     st.manifests = {q: Manifest(b.outputs, q) for q in st.quarters}
+    for q in st.quarters:   # what an interrupted build left (the outputs lock says it is gone)
+        st.manifests[q].complete_commits()   # renames it noted first: their temporaries are recorded files
+        clean_stale(b.outputs / q, everyone=True)
     for s in st.specs:
         if b.force or s.pre_failed is not None:
             st.to_run.append(s)
@@ -389,7 +390,7 @@ def _prepare_step(st: _Build) -> None:
 def _run_step(st: _Build) -> None:
     """5. Record what already failed, run the rest on the executor, record each as it finishes."""
     # runs are keyed by uid (quarter/name): a batch of several quarters repeats every name
-    runnable = [s for s in st.to_run if not s.pre_failed and s.uid not in st.results]
+    runnable = [replace(s, commit_by_build=True) for s in st.to_run if not s.pre_failed and s.uid not in st.results]
     progress = Progress(len(st.to_run))
     by_uid = {s.uid: s for s in st.to_run}
     for s in st.to_run:
@@ -452,15 +453,34 @@ def _close(st: _Build) -> None:
 
 
 def _record(st: _Build, spec, result) -> None:
+    """Record a finished run. The files its worker handed over are renamed into place between
+    two saves of the manifest: first the entry with a note of the renames, then without it, so
+    a build killed at any moment leaves no file the manifest does not know of (the next build
+    completes noted renames: ``Manifest.complete_commits``)."""
+    from ..runner.spec import write_failure
+    from ..runner.staging import commit_staged, record_staged
     m = st.manifests[spec.quarter]
     prep = st.prepared.get(spec.quarter)
     if prep:
         result.timings.setdefault("prepare_shared", prep["seconds"])
-    m.record(spec, result, st.b.name, stale_of(spec, st.stale))
     meta = dict(st.meta_common)
     if prep:
         meta["cube"] = {"key": prep["key"], "computed_at": prep.get("computed_at"),
                         "prepare_s": prep["seconds"], "timings_s": prep.get("timings_s")}
+    staged, result.staged = result.staged, []
+    record_staged(result, staged)
+    m.record(spec, result, st.b.name, stale_of(spec, st.stale))
+    if staged:
+        m.note_commit(spec.name, staged)
+        m.save(meta)
+        try:
+            commit_staged(staged)
+        except OSError as exc:   # a rename refused (the folder made read-only meanwhile)
+            result.status, result.outputs, result.extras = "failed", {}, []
+            result.outputs_done = dict.fromkeys(result.outputs_done, False)
+            result.error = write_failure(exc, spec.outdir).info
+            m.record(spec, result, st.b.name, stale_of(spec, st.stale))
+        m.commit_done(spec.name)
     m.save(meta)
 
 

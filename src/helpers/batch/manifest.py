@@ -1,5 +1,11 @@
 """``outputs/<quarter>/manifest.json``: every run's parameters, status, timings, cache key and
-output hashes, written atomically as each run finishes; what an interrupt leaves is discarded."""
+output hashes, written atomically as each run finishes; what an interrupt leaves is discarded.
+
+A run's files are renamed into place by the build after its entry is saved with the renames
+to come (``committing``: pairs of temporary and final path, relative to the quarter), and the
+note goes once they are done. A build killed in between leaves entry, note and temporaries;
+the next build first completes those renames (``complete_commits``), so entry and files agree
+again, then removes every other temporary."""
 
 from __future__ import annotations
 
@@ -88,6 +94,30 @@ class Manifest:
                                          "outputs": previous.get("outputs", {})}
         self.runs[spec.name] = entry
 
+    def note_commit(self, name: str, staged: list[list]) -> None:
+        """Note on ``name``'s entry the renames about to be made (``helpers.runner.staging.commit_staged``)."""
+        root = self.path.parent.resolve()
+        self.runs[name]["committing"] = [[_relative(tmp, root), _relative(final, root)]
+                                         for kind, tmp, final, _rec in staged if kind != "dir"]
+
+    def commit_done(self, name: str) -> None:
+        self.runs.get(name, {}).pop("committing", None)
+
+    def complete_commits(self) -> int:
+        """Finish the renames a killed build noted but may not have made (its entries already
+        record the new files); returns how many files were renamed, and saves when any note was left."""
+        root = self.path.parent
+        renamed, noted = 0, False
+        for entry in self.runs.values():
+            for tmp, final in entry.pop("committing", None) or []:
+                noted = True
+                if (root / tmp).exists():
+                    os.replace(root / tmp, root / final)
+                    renamed += 1
+        if noted:
+            self.save()
+        return renamed
+
     def mark_skipped(self, spec, batch_name: str, extra: dict | None = None) -> None:
         """An up-to-date run; ``extra`` (``stale_data``) replaces what the last build said about its data."""
         entry = self.runs[spec.name]
@@ -101,6 +131,13 @@ class Manifest:
         self.data["updated_at"] = _now_iso()
         self.data["runs"] = dict(sorted(self.runs.items()))
         write_atomic(self.path, json.dumps(self.data, indent=1, default=str, ensure_ascii=False))
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _now_iso() -> str:

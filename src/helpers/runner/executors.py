@@ -96,7 +96,7 @@ class LocalExecutor:
             hand_out()
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                finished = []
+                finished, crashed = [], []
                 for fut in done:
                     spec = futures.pop(fut)
                     try:
@@ -104,7 +104,7 @@ class LocalExecutor:
                     except BrokenProcessPool:
                         broken = True
                         crashes[spec.uid] = crashes.get(spec.uid, 0) + 1
-                        _clean_after_crash(spec)
+                        crashed.append(spec)
                         if crashes[spec.uid] >= 2:
                             finished.append(RunResult(name=spec.name, uid=spec.uid, attempts=crashes[spec.uid], error={
                                 "stage": "worker", "message": "the worker process died twice running it "
@@ -115,7 +115,11 @@ class LocalExecutor:
                     result.attempts += crashes.get(spec.uid, 0)
                     finished.append(result)
                 hand_out()   # before yielding: the workers go on while the batch records
+                # the finished runs first: a dead worker's temporaries in the same folder may be
+                # files it handed over with a result the build has yet to commit
                 yield from finished
+                for spec in crashed:
+                    _clean_after_crash(spec)
             if broken:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None

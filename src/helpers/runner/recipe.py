@@ -1,6 +1,7 @@
 """The recipe of ONE run, in the order papermill's own ``execute_notebook`` reads: load,
 parameterise, execute, raise for cell errors, write; here "write" is render the HTML, write
-the extras, build the slides (from the executed notebook, not executed again), print the PDF, and commit the staged files together.
+the extras, build the slides (from the executed notebook, not executed again), print the PDF, and commit the staged files together (in a batch: hand them to the build, which commits
+them with the manifest entry, ``helpers.runner.staging``).
 
 ``run_spec`` is the recipe; ``Run`` holds one run's state (spec, result, log, staging,
 deadline, stop flag) and has one method per step. The worker (``WorkerState``) lends it the
@@ -367,7 +368,10 @@ class Run:
         if self.log.error is not None:
             raise self.log.error
         self.check_stop()
-        self.staging.commit(self.result)
+        if self.spec.commit_by_build:
+            self.result.staged = self.staging.hand_over()
+        else:
+            self.staging.commit(self.result)
         if pdf_failure is not None:
             raise pdf_failure
 
@@ -488,7 +492,8 @@ class Run:
         its last line and its final name."""
         spec, result, log = self.spec, self.result, self.log
         self.staging.discard()
-        result.outputs_done = {fmt: fmt in result.outputs for fmt in dict.fromkeys(["ipynb", "html", *spec.formats])}
+        written = {*result.outputs, *(item[0] for item in result.staged)}
+        result.outputs_done = {fmt: fmt in written for fmt in dict.fromkeys(["ipynb", "html", *spec.formats])}
         result.timings["total"] = round(time.perf_counter() - self.started, 3)
         result.memory_mb["worker_peak"] = peak_rss_mb()
         result.finished_at = now_iso()

@@ -59,6 +59,8 @@ class RunSpec:
     # the notebook was executed before (``files["ipynb"]``, same cache key) and only a format
     # failed (e.g. no browser): render HTML, extras and PDF from it without executing again
     render_only: bool = False
+    # the batch commits the run's files itself (``Staging.hand_over``): set by the build
+    commit_by_build: bool = False
 
     @property
     def uid(self) -> str:
@@ -93,6 +95,8 @@ class RunResult:
     worker: str = ""
     memory_mb: dict = field(default_factory=dict)
     finished_at: str = ""
+    # the files a worker handed over for the build to commit: [kind, temporary, final, record]
+    staged: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The result as plain data (for the manifest)."""

@@ -4,6 +4,12 @@ the run has finished and the build is not stopping, so an interrupted build neve
 a file without its manifest entry. A write error is the run's failure, named with the final
 path; whatever was not committed is removed.
 
+In a batch the worker does not rename: it hands the staged files over with its result
+(``Staging.hand_over``, ``RunResult.staged``) and the build commits them
+(``commit_staged``) after it has written the run's manifest entry with a note of the renames
+to come, so a build killed at any moment leaves no file the manifest does not know of; the
+next build completes the renames it noted (``Manifest.complete_commits``).
+
 >>> import tempfile; out = Path(tempfile.mkdtemp())
 >>> staging = Staging(); _ = staging.write("html", out / "r.html", "<p>klaar</p>")
 >>> result = RunResult(name="r"); staging.commit(result)
@@ -21,7 +27,7 @@ from pathlib import Path
 from ..atomic import remove_quietly, temp_path, write_temporary
 from .spec import RunResult, file_record
 
-__all__ = ["RunLog", "Staging"]
+__all__ = ["RunLog", "Staging", "commit_staged", "discard_staged", "record_staged"]
 
 
 class RunLog:
@@ -108,15 +114,18 @@ class Staging:
         extras in order); a failed rename raises with the final path."""
         while self.items:
             kind, tmp, final, record = self.items[0]
-            try:
-                os.replace(tmp, final)
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(final)) from None
+            _rename(tmp, final)
             self.items.pop(0)
-            if kind == "extra":
-                result.extras.append(record)
-            else:
-                result.outputs[kind] = record
+            _add_record(result, kind, record)
+
+    def hand_over(self) -> list[list]:
+        """The staged files as ``[kind, temporary, final, record]`` and the staging folders as
+        ``["dir", folder, "", {}]``, for the build to commit (``commit_staged``); from now on
+        they are not this staging's to remove."""
+        items = [[kind, str(tmp), str(final), record] for kind, tmp, final, record in self.items]
+        items += [["dir", str(d), "", {}] for d in self.dirs]
+        self.items, self.dirs = [], []
+        return items
 
     def discard(self) -> None:
         """Remove whatever was not committed: staged files and staging folders."""
@@ -126,3 +135,47 @@ class Staging:
         for d in self.dirs:
             shutil.rmtree(d, ignore_errors=True)
         self.dirs = []
+
+
+def _rename(tmp, final) -> None:
+    try:
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(final)) from None
+
+
+def _add_record(result: RunResult, kind: str, record: dict) -> None:
+    if kind == "extra":
+        result.extras.append(record)
+    else:
+        result.outputs[kind] = record
+
+
+def record_staged(result: RunResult, staged: list[list]) -> None:
+    """Record the files a worker handed over (``staged``, from ``result.staged``) in ``result``
+    as they will be once committed: outputs by format, extras in order."""
+    for kind, _tmp, _final, record in staged:
+        if kind != "dir":
+            _add_record(result, kind, record)
+
+
+def commit_staged(staged: list[list]) -> None:
+    """Rename the files a worker handed over into place, in order, then remove its staging
+    folders; a failed rename raises with the final path, and what was not renamed is removed."""
+    try:
+        for kind, tmp, final, _record in staged:
+            if kind != "dir":
+                _rename(tmp, final)
+    except OSError:
+        discard_staged(staged)
+        raise
+    discard_staged(staged)
+
+
+def discard_staged(staged: list[list]) -> None:
+    """Remove what is left of the files a worker handed over: temporaries and staging folders."""
+    for kind, tmp, _final, _record in staged:
+        if kind == "dir":
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            remove_quietly(tmp)

@@ -1,0 +1,106 @@
+"""A batch run's files are renamed into place by the build, between two saves of the manifest
+(the entry with a note of the renames to come, then without): a build killed at any moment
+leaves no file the manifest does not know of, and the next build completes the noted renames.
+Each state a kill can leave is made here by hand, step by step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from helpers.batch.manifest import Manifest
+from helpers.runner.spec import RunResult, RunSpec
+from helpers.runner.staging import Staging, commit_staged, record_staged
+
+
+def _spec(outdir: Path) -> RunSpec:
+    files = {"ipynb": str(outdir / "r.ipynb"), "html": str(outdir / "r.html")}
+    return RunSpec(name="01000001-r", quarter="2026Q3", report="r", scope="practice", key="01000001",
+                   label="Praktijk", notebook="r.ipynb", params={}, formats=["html"], outdir=str(outdir),
+                   files=files, partial_path=str(outdir / "r.failed.ipynb"), log_path=str(outdir / "r.log"),
+                   cube_path="", cache_key="k", timeout=60, title="r", commit_by_build=True)
+
+
+def _handed_over(outdir: Path) -> RunResult:
+    """What a worker returns in a batch: the run's files staged, not renamed."""
+    staging = Staging()
+    staging.write("ipynb", outdir / "r.ipynb", "{}")
+    staging.write("html", outdir / "r.html", "<html>nieuw</html>")
+    extras = outdir / ".extras.tmp-1-ab"
+    extras.mkdir()
+    (extras / "lijst.csv").write_text("a;b\n")
+    staging.dirs.append(extras)
+    staging.add("extra", extras / "lijst.csv", outdir / "lijst.csv")
+    result = RunResult(name="01000001-r", uid="2026Q3/01000001-r", status="done")
+    result.staged = staging.hand_over()
+    staging.discard()   # the worker's own clean-up at the end of the run leaves them alone
+    return result
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_worker_hands_its_files_over_without_renaming_them(tmp_path):
+    result = _handed_over(tmp_path)
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "lijst.csv").exists()
+    assert [kind for kind, *_ in result.staged] == ["ipynb", "html", "extra", "dir"]
+    assert all(Path(tmp).exists() for _kind, tmp, _final, _rec in result.staged)
+
+
+def test_the_build_commits_them_and_the_staging_folder_goes(tmp_path):
+    result = _handed_over(tmp_path)
+    staged = result.staged
+    record_staged(result, staged)
+    assert sorted(result.outputs) == ["html", "ipynb"] and result.extras[0]["path"].endswith("lijst.csv")
+    commit_staged(staged)
+    assert (tmp_path / "r.html").read_text() == "<html>nieuw</html>"
+    assert (tmp_path / "lijst.csv").read_text() == "a;b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lijst.csv", "r.html", "r.ipynb"]
+    assert _sha(tmp_path / "r.html") == result.outputs["html"]["sha256"]
+
+
+def test_a_build_killed_between_the_note_and_the_renames_is_completed_by_the_next(tmp_path):
+    outdir = tmp_path / "2026Q3" / "01000001"
+    outdir.mkdir(parents=True)
+    (outdir / "r.html").write_text("<html>oud</html>")   # last quarter's build
+    spec = _spec(outdir)
+    result = _handed_over(outdir)
+    staged, result.staged = result.staged, []
+    record_staged(result, staged)
+    m = Manifest(tmp_path, "2026Q3")
+    m.record(spec, result, "demo")
+    m.note_commit(spec.name, staged)
+    m.save()
+    commit_staged(staged[:1])   # killed after the first rename
+    saved = json.loads((tmp_path / "2026Q3" / "manifest.json").read_text())
+    assert [final for _tmp, final in saved["runs"][spec.name]["committing"]] == [
+        "01000001/r.ipynb", "01000001/r.html", "01000001/lijst.csv"]
+    assert (outdir / "r.html").read_text() == "<html>oud</html>"   # not yet: its temporary is noted
+
+    again = Manifest(tmp_path, "2026Q3")   # the next build, before it removes any temporary
+    assert again.complete_commits() == 2
+    assert (outdir / "r.html").read_text() == "<html>nieuw</html>"
+    entry = json.loads((tmp_path / "2026Q3" / "manifest.json").read_text())["runs"][spec.name]
+    assert "committing" not in entry
+    for rec in [*entry["outputs"].values(), *entry["extras"]]:
+        assert _sha(tmp_path / "2026Q3" / rec["path"]) == rec["sha256"], rec["path"]
+    assert Manifest(tmp_path, "2026Q3").complete_commits() == 0   # nothing noted any more
+
+
+def test_a_build_killed_after_the_renames_leaves_only_the_note(tmp_path):
+    outdir = tmp_path / "2026Q3" / "01000001"
+    outdir.mkdir(parents=True)
+    spec = _spec(outdir)
+    result = _handed_over(outdir)
+    staged, result.staged = result.staged, []
+    record_staged(result, staged)
+    m = Manifest(tmp_path, "2026Q3")
+    m.record(spec, result, "demo")
+    m.note_commit(spec.name, staged)
+    m.save()
+    commit_staged(staged)   # killed before the second save
+    again = Manifest(tmp_path, "2026Q3")
+    assert again.complete_commits() == 0
+    assert "committing" not in json.loads((tmp_path / "2026Q3" / "manifest.json").read_text())["runs"][spec.name]
