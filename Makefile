@@ -17,10 +17,11 @@ setup: system $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# --no-compile: Python compiles a module when it is first imported; compiling every file
-	# of every package at install time cost 35 of the setup's 90 s (JupyterLab's server and
-	# widgets, pandas' tests) on a 2-core machine. The venv's own pip is new enough (>= 21.3).
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[test]'
+	# compiled at install time on purpose: where PYTHONDONTWRITEBYTECODE is set (CI images,
+	# this project's own machine) Python never caches a module it compiles on import, so with
+	# --no-compile every process (worker, kernel factory, CLI) compiled its imports again,
+	# and the demo build took twice as long
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

@@ -152,6 +152,46 @@ def test_a_stuck_kernel_factory_is_replaced_and_fails_no_run(worker, tmp_path, m
     assert "did not hand out a kernel within 3s" in log
 
 
+def test_a_kernel_that_does_not_answer_gets_a_new_factory_and_the_run_goes_on(worker, tmp_path, monkeypatch):
+    """Once, under load, every kernel one factory forked hung until the run failed: a kernel
+    that does not answer now replaces its factory before the next attempt."""
+    from helpers.runner import recipe
+    state, group, quarter, cube = worker
+    monkeypatch.setattr(recipe, "KERNEL_READY_TIMEOUT", 3.0)
+    if state._spare is not None:
+        state._spare.discard()
+        state._spare = None
+    before = state.factory.pid
+    real_launch = state._launch
+    stopped = []
+
+    def launch_then_stop():
+        kernel = real_launch()
+        if not stopped:   # the first kernel: alive, forked, but it never answers
+            deadline = time.monotonic() + 20
+            while kernel.pid() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(kernel.pid(), signal.SIGSTOP)
+            stopped.append(kernel.pid())
+        return kernel
+
+    monkeypatch.setattr(state, "_launch", launch_then_stop)
+    try:
+        result = state.run(_spec(group, quarter, cube, tmp_path, group.practices[0]))
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert result.status == "done", result.error
+    assert result.attempts == 2
+    assert state.factory.pid != before and state.factory.alive()
+    assert not runner.pid_alive(before), "the suspect factory was killed"
+    log = (tmp_path / quarter / "logs" / f"{group.practices[0]}-tiny.log").read_text()
+    assert "handed out a kernel that did not answer within 3s: killed, a new one starts" in log
+
+
 def test_a_factory_that_never_answers_is_named_in_the_failure(worker, tmp_path, monkeypatch):
     state, group, quarter, cube = worker
     monkeypatch.setattr(runner, "FACTORY_HANDOUT_TIMEOUT", 2.0)

@@ -50,6 +50,8 @@ __all__ = ["run_spec", "Run", "Stopped", "KERNEL_ATTEMPTS"]
 
 #: kernel starts per run before it fails (a start can still race under parallel runs)
 KERNEL_ATTEMPTS = 3
+#: seconds a kernel handed out by the factory has to answer before it counts as not started
+KERNEL_READY_TIMEOUT = 60.0
 
 _RENDER_LOCK = threading.Lock()   # one HTML exporter per process; Dask may run tasks in threads
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -207,7 +209,7 @@ class Run:
                 try:
                     kernel = worker.take_kernel()
                     from nbclient.util import run_sync
-                    run_sync(wait_ready)(kernel, max(1.0, min(60.0, self.deadline - time.monotonic())))
+                    run_sync(wait_ready)(kernel, max(1.0, min(KERNEL_READY_TIMEOUT, self.deadline - time.monotonic())))
                     kernel_started = True
                     result.timings["kernel_start"] = round(time.perf_counter() - t_attempt, 3)
                     timer = threading.Timer(max(self.deadline - time.monotonic(), 0.1), kernel.kill_process)
@@ -222,6 +224,10 @@ class Run:
                     msg = f"{type(exc).__name__}: {first_line(exc)}"
                     handout_failed = (not kernel_started and kernel is not None and worker.factory is not None
                                       and kernel.pid() is None)
+                    # a kernel forked by the factory that does not answer: the factory's own state
+                    # is suspect (its next kernels hung too, once, under load): a new factory
+                    unresponsive = (not kernel_started and not handout_failed and kernel is not None
+                                    and worker.factory is not None)
                     if handout_failed:
                         msg = (f"the kernel factory did not hand out a kernel within "
                                f"{handout_timeout():.0f}s (it was replaced)")
@@ -232,6 +238,9 @@ class Run:
                     log(f"attempt {attempts}: {msg}")
                     if handout_failed:
                         worker.replace_factory(log)
+                    elif unresponsive and not over_time:
+                        worker.replace_factory(log, f"handed out a kernel that did not answer within "
+                                                    f"{KERNEL_READY_TIMEOUT:.0f}s")
                     if not kernel_started and not over_time and attempts < KERNEL_ATTEMPTS:
                         log("kernel did not start; trying again")
                         time.sleep(0.2 * attempts)

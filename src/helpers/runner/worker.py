@@ -199,11 +199,12 @@ class WorkerState:
             log(f"could not start the next kernel ahead: {type(exc).__name__}: {first_line(exc)}")
             self._spare = None
 
-    def replace_factory(self, log) -> None:
-        """A factory that took a request and handed out no kernel is stuck (or stopped):
-        kill it; the next launch starts a new one (the pool's shared one included)."""
-        log(f"the kernel factory (pid {self.factory.pid}) did not hand out a kernel within "
-            f"{handout_timeout():.0f}s: killed, a new one starts")
+    def replace_factory(self, log, why: str | None = None) -> None:
+        """A factory that took a request and handed out no kernel is stuck (or stopped), or
+        one whose kernel did not answer is suspect: kill it; the next launch starts a new one
+        (the pool's shared one included)."""
+        why = why or f"did not hand out a kernel within {handout_timeout():.0f}s"
+        log(f"the kernel factory (pid {self.factory.pid}) {why}: killed, a new one starts")
         self.factory.kill()
         if self._spare is not None:   # asked of the same factory
             self._dying.append(self._spare.discard())
