@@ -276,7 +276,7 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def clean_stale(folder: Path | str, pids: set[int] | None = None, recursive: bool = True,
-                everyone: bool = False) -> int:
+                everyone: bool = False, keep: frozenset[str] | set[str] = frozenset()) -> int:
     """Remove the temporaries (files and staging folders) under ``folder`` whose writer is gone
     (or, with ``pids``, written by exactly those processes). Returns how many went.
 
@@ -285,6 +285,7 @@ def clean_stale(folder: Path | str, pids: set[int] | None = None, recursive: boo
     its writer, as the build does at its start while it holds the outputs lock (the former
     ``batch.clean_stale_temporaries``); ``recursive=False`` looks in ``folder`` only (the
     former ``runner.remove_temporaries``; the runner cleans up after a crashed worker so).
+    ``keep``: paths (as given, ``folder`` joined with the name) left alone whatever their writer.
 
     >>> import tempfile; folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / ".r.tmp-999999999-ab.html").write_text("half")   # a writer long gone
@@ -310,7 +311,7 @@ def clean_stale(folder: Path | str, pids: set[int] | None = None, recursive: boo
                 stale = True
             else:
                 stale = (pid in pids) if pids is not None else not pid_alive(pid)
-            if stale:
+            if stale and entry.path not in keep:
                 if is_dir:
                     shutil.rmtree(entry.path, ignore_errors=True)
                 else:
@@ -318,5 +319,5 @@ def clean_stale(folder: Path | str, pids: set[int] | None = None, recursive: boo
                 n += 1
             continue
         if recursive and is_dir:
-            n += clean_stale(entry.path, pids, recursive=True, everyone=everyone)
+            n += clean_stale(entry.path, pids, recursive=True, everyone=everyone, keep=keep)
     return n

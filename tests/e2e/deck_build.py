@@ -60,6 +60,19 @@ class OfflinePage:
         self.page.context.close()
 
 
+def wait_until(page, expression: str, timeout: float = 30) -> None:
+    """Poll ``expression`` in ``page`` until it is true. Playwright's ``wait_for_function``
+    polls with an ``eval`` inside the page, which a report's Content-Security-Policy forbids
+    (it passed only when the first, CSP-free check was already true); ``page.evaluate`` is
+    not subject to the page's CSP."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => !!({expression})"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout:.0f}s: {expression}")
+        time.sleep(0.05)
+
+
 def open_offline(browser, path: Path, viewport=(1280, 720)) -> OfflinePage:
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     opened = OfflinePage(None)

@@ -13,7 +13,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from deck_build import deck_build, open_offline
+from deck_build import deck_build, open_offline, wait_until
 from helpers.render.html import interactive_assets, render_html
 from helpers.tables import INTERACTIVE_ROWS, to_html
 
@@ -62,7 +62,7 @@ def test_long_tables_sort_and_search_offline(built, browser):
     page = opened.page
     try:
         marked = page.locator("table.spiegel-interactive")
-        page.wait_for_function("document.querySelectorAll('table.spiegel-interactive.dataTable').length > 0")
+        wait_until(page, "document.querySelectorAll('table.spiegel-interactive.dataTable').length > 0")
         assert marked.count() >= 1
         assert page.locator("table.spiegel-interactive.dataTable").count() == marked.count()
         assert page.locator("table.spiegel-table:not(.spiegel-interactive).dataTable").count() == 0, \

@@ -192,6 +192,49 @@ def test_a_kernel_that_does_not_answer_gets_a_new_factory_and_the_run_goes_on(wo
     assert "handed out a kernel that did not answer within 3s: killed, a new one starts" in log
 
 
+def test_a_kernel_of_the_shared_factory_that_does_not_answer_leaves_that_factory_to_the_others(
+        worker, tmp_path, monkeypatch):
+    """In the local pool the workers share one factory, and a kernel dies with the factory it
+    was forked from: a worker whose kernel hung starts a factory of its own instead of killing
+    the shared one under the other workers' runs."""
+    from helpers.runner import recipe
+    _state, group, quarter, cube = worker
+    monkeypatch.setattr(recipe, "KERNEL_READY_TIMEOUT", 3.0)
+    shared = runner.KernelFactory(["pandas"])
+    shared.wait_ready()
+    state = runner.WorkerState(["pandas"], factory_sock=shared.sock, factory_pid=shared.pid)
+    real_launch = state._launch
+    stopped = []
+
+    def launch_then_stop():
+        kernel = real_launch()
+        if not stopped:
+            deadline = time.monotonic() + 20
+            while kernel.pid() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(kernel.pid(), signal.SIGSTOP)
+            stopped.append(kernel.pid())
+        return kernel
+
+    monkeypatch.setattr(state, "_launch", launch_then_stop)
+    try:
+        result = state.run(_spec(group, quarter, cube, tmp_path, group.practices[1]))
+        assert result.status == "done", result.error
+        assert result.attempts == 2
+        assert shared.alive(), "the shared factory is left to the other workers"
+        assert state.factory.pid != shared.pid and state.factory.alive()
+        log = (tmp_path / quarter / "logs" / f"{group.practices[1]}-tiny.log").read_text()
+        assert f"the shared kernel factory (pid {shared.pid}) handed out a kernel that did not answer" in log
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        state.close()
+        shared.close()
+
+
 def test_a_factory_that_never_answers_is_named_in_the_failure(worker, tmp_path, monkeypatch):
     state, group, quarter, cube = worker
     monkeypatch.setattr(runner, "FACTORY_HANDOUT_TIMEOUT", 2.0)

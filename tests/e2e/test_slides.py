@@ -12,7 +12,7 @@ import re
 import pytest
 
 from conftest import build, counts, manifest
-from deck_build import deck_build, open_offline
+from deck_build import deck_build, open_offline, wait_until
 from helpers.quarter import Quarter
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_the_deck_runs_offline_and_moves_with_the_keyboard(built, browser, repor
     opened = open_offline(browser, deck)
     page = opened.page
     try:
-        page.wait_for_function("window.Reveal && Reveal.isReady()")
+        wait_until(page, "window.Reveal && Reveal.isReady()")
         total = page.evaluate("Reveal.getTotalSlides()")
         leaves = page.locator(".slides > section:not(.stack), .slides > section.stack > section").count()
         assert total == leaves and total >= 8, "a title, a slide per section with outputs, sub-slides, provenance"
@@ -111,7 +111,8 @@ def test_the_portal_links_each_deck_as_presentatie(built, browser):
         hrefs = sorted(links.evaluate_all("els => els.map(a => a.getAttribute('href'))"))
         assert hrefs == sorted(f"{built.agb}/{r}.slides.html" for r in DECKS)
         links.first.click()
-        opened.page.wait_for_function("window.Reveal && Reveal.isReady()")
+        opened.page.wait_for_url(re.compile(r".*\.slides\.html$"))
+        wait_until(opened.page, "window.Reveal && Reveal.isReady()")
         assert opened.page.url.endswith(".slides.html") and opened.requests == []
     finally:
         opened.close()

@@ -104,3 +104,68 @@ def test_a_build_killed_after_the_renames_leaves_only_the_note(tmp_path):
     again = Manifest(tmp_path, "2026Q3")
     assert again.complete_commits() == 0
     assert "committing" not in json.loads((tmp_path / "2026Q3" / "manifest.json").read_text())["runs"][spec.name]
+
+
+def test_a_refused_rename_names_the_file_and_says_what_was_renamed_before_it(tmp_path):
+    result = _handed_over(tmp_path)
+    (tmp_path / "r.html").mkdir()   # a folder where the HTML goes: the rename is refused
+    (tmp_path / "r.html" / "x").write_text("")
+    try:
+        commit_staged(result.staged)
+    except OSError as exc:
+        assert exc.filename == str(tmp_path / "r.html")
+        assert [item[0] for item in exc.renamed] == ["ipynb"]
+    else:
+        raise AssertionError("the rename should have been refused")
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name], "no temporary stays"
+
+
+def test_a_noted_rename_that_fails_in_the_next_build_makes_the_run_run_again(tmp_path):
+    outdir = tmp_path / "2026Q3" / "01000001"
+    outdir.mkdir(parents=True)
+    spec = _spec(outdir)
+    result = _handed_over(outdir)
+    staged, result.staged = result.staged, []
+    record_staged(result, staged)
+    m = Manifest(tmp_path, "2026Q3")
+    m.record(spec, result, "demo")
+    m.note_commit(spec.name, staged)
+    m.save()   # killed here
+    (outdir / "r.html").mkdir()
+    (outdir / "r.html" / "x").write_text("")
+    again = Manifest(tmp_path, "2026Q3")
+    again.complete_commits()   # no traceback: the run is marked to be done again
+    entry = json.loads((tmp_path / "2026Q3" / "manifest.json").read_text())["runs"][spec.name]
+    assert entry["status"] == "failed" and entry["error"]["stage"] == "interrupted"
+    assert "committing" not in entry
+    assert not again.up_to_date(spec)
+
+
+def test_a_ctrl_c_while_a_run_is_recorded_takes_effect_once_entry_and_files_agree():
+    import os
+    import signal
+
+    import pytest
+
+    from helpers.batch.build import _signals_deferred
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with _signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("renamed")   # the block goes on to its end
+            steps.append("saved")
+    assert steps == ["renamed", "saved"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_earlier_failures_partial_notebook_goes_only_when_the_build_commits(tmp_path):
+    partial = tmp_path / "r.failed.ipynb"
+    partial.write_text("{}")
+    result = _handed_over(tmp_path)
+    result.staged.append(["remove", str(partial), "", {}])   # what a successful run adds
+    record_staged(result, result.staged)
+    assert sorted(result.outputs) == ["html", "ipynb"] and len(result.extras) == 1
+    assert partial.exists(), "the worker leaves it: the build may never commit this run"
+    commit_staged(result.staged)
+    assert not partial.exists()
+    assert (tmp_path / "r.html").exists()

@@ -219,6 +219,24 @@ def _signals_held():
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _signals_deferred():
+    """A Ctrl-C or SIGTERM that arrives inside the block takes effect when it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 def run_build(args: argparse.Namespace) -> int:
     """Run ``spiegel build`` for parsed arguments (:func:`add_build_arguments`); returns the exit
     status: 0 done, 1 a run failed or a practice was refused, and for a user error, a busy
@@ -456,7 +474,15 @@ def _record(st: _Build, spec, result) -> None:
     """Record a finished run. The files its worker handed over are renamed into place between
     two saves of the manifest: first the entry with a note of the renames, then without it, so
     a build killed at any moment leaves no file the manifest does not know of (the next build
-    completes noted renames: ``Manifest.complete_commits``)."""
+    completes noted renames: ``Manifest.complete_commits``). A Ctrl-C or SIGTERM meanwhile
+    waits until the entry and the files agree."""
+    with _signals_deferred():
+        _record_now(st, spec, result)
+
+
+def _record_now(st: _Build, spec, result) -> None:
+    import copy
+
     from ..runner.spec import write_failure
     from ..runner.staging import commit_staged, record_staged
     m = st.manifests[spec.quarter]
@@ -468,6 +494,7 @@ def _record(st: _Build, spec, result) -> None:
         meta["cube"] = {"key": prep["key"], "computed_at": prep.get("computed_at"),
                         "prepare_s": prep["seconds"], "timings_s": prep.get("timings_s")}
     staged, result.staged = result.staged, []
+    previous = copy.deepcopy(m.runs.get(spec.name))
     record_staged(result, staged)
     m.record(spec, result, st.b.name, stale_of(spec, st.stale))
     if staged:
@@ -476,9 +503,15 @@ def _record(st: _Build, spec, result) -> None:
         try:
             commit_staged(staged)
         except OSError as exc:   # a rename refused (the folder made read-only meanwhile)
+            kept = getattr(exc, "renamed", [])
             result.status, result.outputs, result.extras = "failed", {}, []
-            result.outputs_done = dict.fromkeys(result.outputs_done, False)
+            record_staged(result, kept)
+            result.outputs_done = {k: k in result.outputs for k in result.outputs_done}
             result.error = write_failure(exc, spec.outdir).info
+            if previous is None:
+                m.runs.pop(spec.name, None)
+            else:
+                m.runs[spec.name] = previous   # what the last success was, not this attempt
             m.record(spec, result, st.b.name, stale_of(spec, st.stale))
         m.commit_done(spec.name)
     m.save(meta)

@@ -98,7 +98,7 @@ class Manifest:
         """Note on ``name``'s entry the renames about to be made (``helpers.runner.staging.commit_staged``)."""
         root = self.path.parent.resolve()
         self.runs[name]["committing"] = [[_relative(tmp, root), _relative(final, root)]
-                                         for kind, tmp, final, _rec in staged if kind != "dir"]
+                                         for kind, tmp, final, _rec in staged if kind not in ("dir", "remove")]
 
     def commit_done(self, name: str) -> None:
         self.runs.get(name, {}).pop("committing", None)
@@ -111,9 +111,19 @@ class Manifest:
         for entry in self.runs.values():
             for tmp, final in entry.pop("committing", None) or []:
                 noted = True
-                if (root / tmp).exists():
+                if not (root / tmp).exists():
+                    continue
+                try:
                     os.replace(root / tmp, root / final)
                     renamed += 1
+                except OSError:   # the folder went or turned read-only: the run is done again
+                    try:
+                        os.unlink(root / tmp)
+                    except OSError:
+                        pass
+                    entry["status"] = "failed"
+                    entry["error"] = {"stage": "interrupted", "message": "a build was killed while it put "
+                                      "this run's files in place; the next build runs it again"}
         if noted:
             self.save()
         return renamed

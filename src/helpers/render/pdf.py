@@ -129,6 +129,8 @@ class PdfPrinter:
             self._context.set_default_navigation_timeout(ms)
         if self._page is None or self._page.is_closed():
             self._page = self._context.new_page()
+            # a renderer that crashed between two reports: the next one gets a fresh tab
+            self._page.on("crash", lambda page: setattr(self, "_page", None) if self._page is page else None)
         page = self._page
         try:
             page.goto(Path(html_path).resolve().as_uri(), wait_until="load")

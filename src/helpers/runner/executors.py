@@ -65,13 +65,22 @@ class LocalExecutor:
 
     def call(self, fn_path: str, *args, **kwargs):
         """Run ``module:function`` in a worker and return its result (ingest, prepare)."""
-        return self._ensure_pool().submit(call_task, fn_path, *args, **kwargs).result()
+        result = self.call_many(fn_path, [args], kwargs)[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
-    def call_many(self, fn_path: str, arglists: list[tuple]) -> list:
+    def call_many(self, fn_path: str, arglists: list[tuple], kwargs: dict | None = None) -> list:
         """Run ``module:function`` once per argument tuple, at the same time in the workers
-        (the quarters' prepares); the results in order, an exception in place of one that raised."""
+        (the quarters' prepares); the results in order, an exception in place of one that
+        raised. A worker that died (out of memory) breaks the pool: the next call gets a new one."""
+        from concurrent.futures.process import BrokenProcessPool
         pool = self._ensure_pool()
-        return _results([pool.submit(call_task, fn_path, *args) for args in arglists])
+        results = _results([pool.submit(call_task, fn_path, *args, **(kwargs or {})) for args in arglists])
+        if any(isinstance(r, BrokenProcessPool) for r in results) and self._pool is pool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        return results
 
     def run_all(self, specs: list[RunSpec]):
         """Yield a RunResult per spec as they complete (in completion order).

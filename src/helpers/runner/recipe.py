@@ -226,8 +226,10 @@ class Run:
                                       and kernel.pid() is None)
                     # a kernel forked by the factory that does not answer: the factory's own state
                     # is suspect (its next kernels hung too, once, under load): a new factory
+                    # (a kernel that died at once is not that: it is simply retried)
                     unresponsive = (not kernel_started and not handout_failed and kernel is not None
-                                    and worker.factory is not None)
+                                    and worker.factory is not None
+                                    and time.perf_counter() - t_attempt >= 0.9 * KERNEL_READY_TIMEOUT)
                     if handout_failed:
                         msg = (f"the kernel factory did not hand out a kernel within "
                                f"{handout_timeout():.0f}s (it was replaced)")
@@ -239,8 +241,8 @@ class Run:
                     if handout_failed:
                         worker.replace_factory(log)
                     elif unresponsive and not over_time:
-                        worker.replace_factory(log, f"handed out a kernel that did not answer within "
-                                                    f"{KERNEL_READY_TIMEOUT:.0f}s")
+                        worker.renew_factory(log, f"handed out a kernel that did not answer within "
+                                                  f"{KERNEL_READY_TIMEOUT:.0f}s")
                     if not kernel_started and not over_time and attempts < KERNEL_ATTEMPTS:
                         log("kernel did not start; trying again")
                         time.sleep(0.2 * attempts)
@@ -379,6 +381,7 @@ class Run:
         self.check_stop()
         if self.spec.commit_by_build:
             self.result.staged = self.staging.hand_over()
+            self.worker.handed_over = frozenset(tmp for _kind, tmp, _final, _rec in self.result.staged)
         else:
             self.staging.commit(self.result)
         if pdf_failure is not None:
@@ -491,10 +494,14 @@ class Run:
     # -- the end ----------------------------------------------------------------------------------
 
     def remove_stale_partial(self) -> None:
-        """A run that succeeds removes the partial notebook of an earlier failure."""
+        """A run that succeeds removes the partial notebook of an earlier failure (in a batch:
+        the build does, once it has committed this run's files)."""
         stale = Path(self.spec.partial_path)
         if stale.exists():
-            stale.unlink()
+            if self.spec.commit_by_build:
+                self.result.staged.append(["remove", str(stale), "", {}])
+            else:
+                stale.unlink()
 
     def finish(self) -> None:
         """Whatever happened: uncommitted temporaries go, the result gets its totals, the log

@@ -120,7 +120,8 @@ class Staging:
 
     def hand_over(self) -> list[list]:
         """The staged files as ``[kind, temporary, final, record]`` and the staging folders as
-        ``["dir", folder, "", {}]``, for the build to commit (``commit_staged``); from now on
+        ``["dir", folder, "", {}]`` (and the run may add ``["remove", path, "", {}]``: a file
+        to remove once committed), for the build to commit (``commit_staged``); from now on
         they are not this staging's to remove."""
         items = [[kind, str(tmp), str(final), record] for kind, tmp, final, record in self.items]
         items += [["dir", str(d), "", {}] for d in self.dirs]
@@ -155,21 +156,28 @@ def record_staged(result: RunResult, staged: list[list]) -> None:
     """Record the files a worker handed over (``staged``, from ``result.staged``) in ``result``
     as they will be once committed: outputs by format, extras in order."""
     for kind, _tmp, _final, record in staged:
-        if kind != "dir":
+        if kind not in ("dir", "remove"):
             _add_record(result, kind, record)
 
 
 def commit_staged(staged: list[list]) -> None:
     """Rename the files a worker handed over into place, in order, then remove its staging
-    folders; a failed rename raises with the final path, and what was not renamed is removed."""
+    folders. A failed rename raises with the final path and ``renamed`` (the items renamed
+    before it), and what was not renamed is removed."""
+    renamed = []
     try:
-        for kind, tmp, final, _record in staged:
-            if kind != "dir":
-                _rename(tmp, final)
-    except OSError:
+        for item in staged:
+            if item[0] not in ("dir", "remove"):
+                _rename(item[1], item[2])
+                renamed.append(item)
+    except OSError as exc:
         discard_staged(staged)
+        exc.renamed = renamed
         raise
     discard_staged(staged)
+    for kind, path, _final, _record in staged:   # an earlier failure's partial notebook
+        if kind == "remove":
+            remove_quietly(path)
 
 
 def discard_staged(staged: list[list]) -> None:
@@ -177,5 +185,5 @@ def discard_staged(staged: list[list]) -> None:
     for kind, tmp, _final, _record in staged:
         if kind == "dir":
             shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        elif kind != "remove":   # not a temporary: a file to remove once committed
             remove_quietly(tmp)

@@ -72,6 +72,9 @@ class WorkerState:
         self._spare: Kernel | None = None
         self._kernel: Kernel | None = None      # the kernel of the run in progress
         self._current: tuple | None = None      # (spec, staging, log) of the run in progress
+        # the files of the last run handed over to the build: the build may not have committed
+        # them yet when this worker is told to go (SIGTERM), so they are not this worker's to remove
+        self.handed_over: frozenset[str] = frozenset()
         self._dying: list = []
         self._printers = threading.local()
         self._printer_list = []
@@ -129,7 +132,7 @@ class WorkerState:
             staging.discard()
             log.discard()
             for folder in (Path(spec.outdir), Path(spec.log_path).parent):
-                clean_stale(folder, {os.getpid()}, recursive=False)
+                clean_stale(folder, {os.getpid()}, recursive=False, keep=self.handed_over)
         for k in (self._kernel, self._spare):
             if k is not None:
                 k.kill_process()
@@ -207,6 +210,20 @@ class WorkerState:
         log(f"the kernel factory (pid {self.factory.pid}) {why}: killed, a new one starts")
         self.factory.kill()
         if self._spare is not None:   # asked of the same factory
+            self._dying.append(self._spare.discard())
+            self._spare = None
+
+    def renew_factory(self, log, why: str) -> None:
+        """A kernel the factory handed out did not answer: the factory is suspect. This
+        worker's own factory is killed and replaced; the pool's shared one is left alone (the
+        other workers' kernels, forked from it, would die with it) and this worker starts a
+        factory of its own."""
+        if self.factory.proc is not None:
+            self.replace_factory(log, why)
+            return
+        log(f"the shared kernel factory (pid {self.factory.pid}) {why}: this worker starts its own")
+        self.factory = KernelFactory(self.preload)
+        if self._spare is not None:   # asked of the shared factory
             self._dying.append(self._spare.discard())
             self._spare = None
 
