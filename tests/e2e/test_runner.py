@@ -152,6 +152,34 @@ def test_a_stuck_kernel_factory_is_replaced_and_fails_no_run(worker, tmp_path, m
     assert "did not hand out a kernel within 3s" in log
 
 
+def _sigkill(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _stop_the_first_kernel(state, monkeypatch) -> list[int]:
+    """Have ``state``'s next kernel handed out alive, forked, but SIGSTOPped: it never answers.
+    Returns the list that gets its pid (for the test to kill)."""
+    real_launch = state._launch
+    stopped = []
+
+    def launch_then_stop():
+        kernel = real_launch()
+        if not stopped:
+            deadline = time.monotonic() + 20
+            while kernel.pid() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(kernel.pid(), signal.SIGSTOP)
+            stopped.append(kernel.pid())
+        return kernel
+
+    monkeypatch.setattr(state, "_launch", launch_then_stop)
+    return stopped
+
+
 def test_a_kernel_that_does_not_answer_gets_a_new_factory_and_the_run_goes_on(worker, tmp_path, monkeypatch):
     """Once, under load, every kernel one factory forked hung until the run failed: a kernel
     that does not answer now replaces its factory before the next attempt."""
@@ -162,28 +190,11 @@ def test_a_kernel_that_does_not_answer_gets_a_new_factory_and_the_run_goes_on(wo
         state._spare.discard()
         state._spare = None
     before = state.factory.pid
-    real_launch = state._launch
-    stopped = []
-
-    def launch_then_stop():
-        kernel = real_launch()
-        if not stopped:   # the first kernel: alive, forked, but it never answers
-            deadline = time.monotonic() + 20
-            while kernel.pid() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(kernel.pid(), signal.SIGSTOP)
-            stopped.append(kernel.pid())
-        return kernel
-
-    monkeypatch.setattr(state, "_launch", launch_then_stop)
+    stopped = _stop_the_first_kernel(state, monkeypatch)
     try:
         result = state.run(_spec(group, quarter, cube, tmp_path, group.practices[0]))
     finally:
-        for pid in stopped:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _sigkill(stopped)
     assert result.status == "done", result.error
     assert result.attempts == 2
     assert state.factory.pid != before and state.factory.alive()
@@ -203,20 +214,7 @@ def test_a_kernel_of_the_shared_factory_that_does_not_answer_leaves_that_factory
     shared = runner.KernelFactory(["pandas"])
     shared.wait_ready()
     state = runner.WorkerState(["pandas"], factory_sock=shared.sock, factory_pid=shared.pid)
-    real_launch = state._launch
-    stopped = []
-
-    def launch_then_stop():
-        kernel = real_launch()
-        if not stopped:
-            deadline = time.monotonic() + 20
-            while kernel.pid() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(kernel.pid(), signal.SIGSTOP)
-            stopped.append(kernel.pid())
-        return kernel
-
-    monkeypatch.setattr(state, "_launch", launch_then_stop)
+    stopped = _stop_the_first_kernel(state, monkeypatch)
     try:
         result = state.run(_spec(group, quarter, cube, tmp_path, group.practices[1]))
         assert result.status == "done", result.error
@@ -226,11 +224,7 @@ def test_a_kernel_of_the_shared_factory_that_does_not_answer_leaves_that_factory
         log = (tmp_path / quarter / "logs" / f"{group.practices[1]}-tiny.log").read_text()
         assert f"the shared kernel factory (pid {shared.pid}) handed out a kernel that did not answer" in log
     finally:
-        for pid in stopped:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _sigkill(stopped)
         state.close()
         shared.close()
 
@@ -254,11 +248,7 @@ def test_a_factory_that_never_answers_is_named_in_the_failure(worker, tmp_path, 
     try:
         result = state.run(_spec(group, quarter, cube, tmp_path, group.practices[1]))
     finally:
-        for pid in stuck:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _sigkill(stuck)
     assert result.status == "failed"
     assert result.error["stage"] == "execute"
     assert result.error["message"] == "the kernel factory did not hand out a kernel within 2s (it was replaced)"

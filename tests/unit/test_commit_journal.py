@@ -38,6 +38,24 @@ def _handed_over(outdir: Path) -> RunResult:
     return result
 
 
+def _noted(tmp_path: Path, old_html: str | None = None) -> tuple[Path, RunSpec, list]:
+    """A batch run's files handed over and its entry saved with the note of the renames, as
+    the build leaves them just before it renames (``old_html``: last quarter's HTML there)."""
+    outdir = tmp_path / "2026Q3" / "01000001"
+    outdir.mkdir(parents=True)
+    if old_html is not None:
+        (outdir / "r.html").write_text(old_html)
+    spec = _spec(outdir)
+    result = _handed_over(outdir)
+    staged, result.staged = result.staged, []
+    record_staged(result, staged)
+    m = Manifest(tmp_path, "2026Q3")
+    m.record(spec, result, "demo")
+    m.note_commit(spec.name, staged)
+    m.save()
+    return outdir, spec, staged
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -62,17 +80,7 @@ def test_the_build_commits_them_and_the_staging_folder_goes(tmp_path):
 
 
 def test_a_build_killed_between_the_note_and_the_renames_is_completed_by_the_next(tmp_path):
-    outdir = tmp_path / "2026Q3" / "01000001"
-    outdir.mkdir(parents=True)
-    (outdir / "r.html").write_text("<html>oud</html>")   # last quarter's build
-    spec = _spec(outdir)
-    result = _handed_over(outdir)
-    staged, result.staged = result.staged, []
-    record_staged(result, staged)
-    m = Manifest(tmp_path, "2026Q3")
-    m.record(spec, result, "demo")
-    m.note_commit(spec.name, staged)
-    m.save()
+    outdir, spec, staged = _noted(tmp_path, old_html="<html>oud</html>")   # last quarter's build there
     commit_staged(staged[:1])   # killed after the first rename
     saved = json.loads((tmp_path / "2026Q3" / "manifest.json").read_text())
     assert [final for _tmp, final in saved["runs"][spec.name]["committing"]] == [
@@ -90,16 +98,7 @@ def test_a_build_killed_between_the_note_and_the_renames_is_completed_by_the_nex
 
 
 def test_a_build_killed_after_the_renames_leaves_only_the_note(tmp_path):
-    outdir = tmp_path / "2026Q3" / "01000001"
-    outdir.mkdir(parents=True)
-    spec = _spec(outdir)
-    result = _handed_over(outdir)
-    staged, result.staged = result.staged, []
-    record_staged(result, staged)
-    m = Manifest(tmp_path, "2026Q3")
-    m.record(spec, result, "demo")
-    m.note_commit(spec.name, staged)
-    m.save()
+    outdir, spec, staged = _noted(tmp_path)
     commit_staged(staged)   # killed before the second save
     again = Manifest(tmp_path, "2026Q3")
     assert again.complete_commits() == 0
@@ -121,16 +120,7 @@ def test_a_refused_rename_names_the_file_and_says_what_was_renamed_before_it(tmp
 
 
 def test_a_noted_rename_that_fails_in_the_next_build_makes_the_run_run_again(tmp_path):
-    outdir = tmp_path / "2026Q3" / "01000001"
-    outdir.mkdir(parents=True)
-    spec = _spec(outdir)
-    result = _handed_over(outdir)
-    staged, result.staged = result.staged, []
-    record_staged(result, staged)
-    m = Manifest(tmp_path, "2026Q3")
-    m.record(spec, result, "demo")
-    m.note_commit(spec.name, staged)
-    m.save()   # killed here
+    outdir, spec, staged = _noted(tmp_path)   # killed here
     (outdir / "r.html").mkdir()
     (outdir / "r.html" / "x").write_text("")
     again = Manifest(tmp_path, "2026Q3")
