@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..atomic import write_atomic
+from ..runner.staging import NOT_FILES
 
 
 class Manifest:
@@ -63,15 +64,10 @@ class Manifest:
         return bool(path and path.is_file() and _file_sha(path) == rec.get("sha256"))
 
     def record(self, spec, result, batch_name: str, extra: dict | None = None) -> None:
-        root = self.path.parent
+        root = self.path.parent.resolve()
 
         def rel(rec):
-            rec = dict(rec)
-            try:
-                rec["path"] = str(Path(rec["path"]).resolve().relative_to(root.resolve()))
-            except ValueError:
-                pass
-            return rec
+            return {**rec, "path": _relative(rec["path"], root)}
 
         previous = self.runs.get(spec.name, {})
         entry = {
@@ -98,7 +94,7 @@ class Manifest:
         """Note on ``name``'s entry the renames about to be made (``helpers.runner.staging.commit_staged``)."""
         root = self.path.parent.resolve()
         self.runs[name]["committing"] = [[_relative(tmp, root), _relative(final, root)]
-                                         for kind, tmp, final, _rec in staged if kind not in ("dir", "remove")]
+                                         for kind, tmp, final, _rec in staged if kind not in NOT_FILES]
 
     def commit_done(self, name: str) -> None:
         self.runs.get(name, {}).pop("committing", None)
@@ -144,6 +140,7 @@ class Manifest:
 
 
 def _relative(path: str, root: Path) -> str:
+    """``path`` relative to ``root`` (resolved), or as it is when it lies outside."""
     try:
         return str(Path(path).resolve().relative_to(root))
     except ValueError:

@@ -27,7 +27,10 @@ from pathlib import Path
 from ..atomic import remove_quietly, temp_path, write_temporary
 from .spec import RunResult, file_record
 
-__all__ = ["RunLog", "Staging", "commit_staged", "discard_staged", "record_staged"]
+__all__ = ["RunLog", "Staging", "NOT_FILES", "commit_staged", "discard_staged", "record_staged"]
+
+#: kinds of handed-over items that are no staged file: a staging folder, a file to remove
+NOT_FILES = ("dir", "remove")
 
 
 class RunLog:
@@ -156,7 +159,7 @@ def record_staged(result: RunResult, staged: list[list]) -> None:
     """Record the files a worker handed over (``staged``, from ``result.staged``) in ``result``
     as they will be once committed: outputs by format, extras in order."""
     for kind, _tmp, _final, record in staged:
-        if kind not in ("dir", "remove"):
+        if kind not in NOT_FILES:
             _add_record(result, kind, record)
 
 
@@ -167,7 +170,7 @@ def commit_staged(staged: list[list]) -> None:
     renamed = []
     try:
         for item in staged:
-            if item[0] not in ("dir", "remove"):
+            if item[0] not in NOT_FILES:
                 _rename(item[1], item[2])
                 renamed.append(item)
     except OSError as exc:
